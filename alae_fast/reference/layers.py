@@ -1,0 +1,268 @@
+"""Building layers of the reference ALAE: equalized-learning-rate linear and convolution, blur,
+pixel norm, AdaIN style modulation, noise injection and resampling.
+
+Equalized learning rate is *implicit*, as in the official ALAE code: the stored weight already
+carries the He scale (it is initialised with std ``gain / sqrt(fan_in)``) and the optimizer
+multiplies each parameter's step by ``param.lr_equalization_coef`` (see
+:mod:`alae_fast.reference.optim`). Because Adam's step is invariant to the gradient's scale,
+this trains exactly like the explicit form ``w * c`` of ProGAN/StyleGAN, while keeping the
+state_dict of official checkpoints loadable as-is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "Linear",
+    "Conv2d",
+    "ConvTranspose2d",
+    "Blur",
+    "pixel_norm",
+    "style_mod",
+    "instance_norm",
+    "instance_stats",
+    "add_noise",
+    "upscale2d",
+    "downscale2d",
+    "lr_equalization_coef",
+]
+
+SQRT2 = math.sqrt(2.0)
+
+
+def lr_equalization_coef(param: torch.Tensor) -> float:
+    """The learning-rate multiplier of ``param`` (1.0 for parameters of plain layers)."""
+    return float(getattr(param, "lr_equalization_coef", 1.0))
+
+
+def _pair(v) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+class Linear(nn.Module):
+    """Fully connected layer with implicit equalized learning rate.
+
+    Args:
+        in_features, out_features: sizes of the input and output.
+        bias: whether to add a (zero-initialised) bias.
+        gain: He gain; the weight is initialised with std ``gain / sqrt(in_features)``.
+        lrmul: learning-rate multiplier (the mapping networks use 0.1).
+
+    Shapes: ``[..., in_features] -> [..., out_features]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, gain: float = SQRT2,
+                 lrmul: float = 1.0):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.gain = gain
+        self.lrmul = lrmul
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.std = gain / math.sqrt(in_features) * lrmul
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, mean=0.0, std=self.std / self.lrmul)
+        self.weight.lr_equalization_coef = self.std
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+            self.bias.lr_equalization_coef = self.lrmul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, gain={self.gain:.4g}, lrmul={self.lrmul}")
+
+
+def _fused_kernel(w: torch.Tensor) -> torch.Tensor:
+    """3x3 -> 4x4 kernel: the sum of the four 1-pixel shifts of ``w`` (a 2x2 box filter folded
+    into the kernel)."""
+    w = F.pad(w, (1, 1, 1, 1))
+    return w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
+
+
+class Conv2d(nn.Module):
+    """2-D convolution with implicit equalized learning rate.
+
+    ``transform_kernel=True`` turns the 3x3 weight into the 4x4 kernel used by the fused
+    stride-2 down-sampling convolution (the encoder at resolution >= 128); for the transposed
+    form it gives the fused up-sampling convolution of the generator. The weight keeps its 3x3
+    shape, so checkpoints store the same tensors either way.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, groups:
+            as in :class:`torch.nn.Conv2d` / :class:`torch.nn.ConvTranspose2d`.
+        bias: whether to add a (zero-initialised) bias.
+        gain: He gain; fan-in is ``kernel_h * kernel_w * in_channels / groups`` (also when
+            transposed, as in the official code).
+        transpose: use a transposed convolution (weight ``[in, out / groups, kh, kw]``).
+        transform_kernel: fold the 2x2 box filter into the kernel (see above).
+        lrmul: learning-rate multiplier.
+
+    Shapes: ``[N, in_channels, H, W] -> [N, out_channels, H', W']``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, dilation=1, groups: int = 1, bias: bool = True, gain: float = SQRT2,
+                 transpose: bool = False, transform_kernel: bool = False, lrmul: float = 1.0):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                             f"divisible by groups ({groups})")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.output_padding = _pair(output_padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.gain = gain
+        self.lrmul = lrmul
+        self.transpose = transpose
+        self.transform_kernel = transform_kernel
+        self.fan_in = self.kernel_size[0] * self.kernel_size[1] * in_channels // groups
+        if transpose:
+            shape = (in_channels, out_channels // groups, *self.kernel_size)
+        else:
+            shape = (out_channels, in_channels // groups, *self.kernel_size)
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.std = gain / math.sqrt(self.fan_in) * lrmul
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, mean=0.0, std=self.std / self.lrmul)
+        self.weight.lr_equalization_coef = self.std
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+            self.bias.lr_equalization_coef = self.lrmul
+
+    def effective_weight(self) -> torch.Tensor:
+        """The kernel the convolution actually applies (4x4 when ``transform_kernel``)."""
+        w = self.weight
+        if self.transform_kernel:
+            w = _fused_kernel(w)
+            if not self.transpose:
+                # Stride-2 conv with the averaged kernel == 3x3 conv then 2x2 average pooling;
+                # stride-2 transpose with the summed kernel == nearest up-sampling then 3x3 conv.
+                w = w * 0.25
+        return w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.effective_weight()
+        if self.transpose:
+            return F.conv_transpose2d(x, w, self.bias, stride=self.stride, padding=self.padding,
+                                      output_padding=self.output_padding, groups=self.groups,
+                                      dilation=self.dilation)
+        return F.conv2d(x, w, self.bias, stride=self.stride, padding=self.padding,
+                        dilation=self.dilation, groups=self.groups)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, transpose={self.transpose}, "
+                f"transform_kernel={self.transform_kernel}, bias={self.bias is not None}, "
+                f"gain={self.gain:.4g}")
+
+
+class ConvTranspose2d(Conv2d):
+    """:class:`Conv2d` with ``transpose=True``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, dilation=1, groups: int = 1, bias: bool = True, gain: float = SQRT2,
+                 transform_kernel: bool = False, lrmul: float = 1.0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding,
+                         dilation, groups, bias, gain, True, transform_kernel, lrmul)
+
+
+def blur_kernel(dtype=torch.float32, device=None) -> torch.Tensor:
+    """The normalised 3x3 binomial filter ``outer([1,2,1], [1,2,1]) / 16``, shape [3, 3]."""
+    f = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+    k = torch.outer(f, f)
+    return (k / k.sum()).to(dtype=dtype, device=device)
+
+
+class Blur(nn.Module):
+    """Depthwise 3x3 binomial blur with zero padding 1 (keeps the spatial size).
+
+    The kernel is a persistent buffer named ``weight`` of shape [C, 1, 3, 3], as in official
+    checkpoints. Shapes: ``[N, C, H, W] -> [N, C, H, W]``.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("weight", blur_kernel().view(1, 1, 3, 3).repeat(channels, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight.to(x.dtype), groups=self.channels, padding=1)
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Normalise each row to unit mean square over dim 1: ``x / sqrt(mean(x^2) + eps)``."""
+    return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps)
+
+
+def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(n, c) mean and population standard deviation (no eps) over H, W.
+
+    Returns two tensors of shape [N, C, 1, 1]. This is what the encoder reads its styles from.
+    """
+    m = x.mean(dim=(2, 3), keepdim=True)
+    std = (x - m).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+    return m, std
+
+
+def instance_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Instance normalisation without affine parameters: ``(x - mean) / sqrt(var + eps)``,
+    biased variance over H, W (the computation of ``nn.InstanceNorm2d(affine=False)``)."""
+    return F.instance_norm(x, eps=eps)
+
+
+def style_mod(x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """AdaIN modulation: ``x * (1 + scale) + shift`` with ``style = [scale | shift]``.
+
+    Args:
+        x: [N, C, H, W] (N may be 1 and broadcast against the style batch).
+        style: [N, 2C]; the first C entries scale, the last C shift.
+    """
+    s = style.view(style.shape[0], 2, x.shape[1], 1, 1)
+    return torch.addcmul(s[:, 1], x, s[:, 0] + 1.0)
+
+
+def add_noise(x: torch.Tensor, weight: torch.Tensor, noise, layer: int) -> torch.Tensor:
+    """Per-pixel noise injection of a DecodeBlock.
+
+    Args:
+        x: activations [N or 1, C, H, W].
+        weight: per-channel noise strength [1, C, 1, 1].
+        noise: ``True`` -> one N(0, 1) image per sample; ``"batch_constant"`` -> one image shared
+            by the batch; ``False`` -> the official deterministic stand-in
+            ``x + s * exp(-x^2 / (2 s^2)) / sqrt(2 pi) * 0.8`` with ``s = sqrt(layer + 1)``.
+        layer: index of the block (only used when ``noise`` is False).
+    """
+    if noise:
+        n = x.shape[0] if noise != "batch_constant" else 1
+        z = torch.randn(n, 1, x.shape[2], x.shape[3], dtype=x.dtype, device=x.device)
+        return torch.addcmul(x, weight, z)
+    s = math.sqrt(layer + 1)
+    return x + s * torch.exp(-x * x / (2.0 * s * s)) / math.sqrt(2 * math.pi) * 0.8
+
+
+def upscale2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Nearest-neighbour up-sampling by an integer factor: [N, C, H, W] -> [N, C, fH, fW]."""
+    return x.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+
+
+def downscale2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Box-filter down-sampling by an integer factor: [N, C, H, W] -> [N, C, H/f, W/f]."""
+    return F.avg_pool2d(x, factor, factor)

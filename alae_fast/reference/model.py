@@ -1,0 +1,255 @@
+"""Whole ALAE models of the reference implementation: :class:`StyleALAE` and :class:`MLPALAE`.
+
+The module tree mirrors the official ``Model`` (``mapping_d``, ``mapping_f``, ``decoder``,
+``encoder``, ``dlatent_avg``), so official weights load with ``strict=True``. The three training
+losses are methods (:meth:`ALAEBase.d_loss`, :meth:`ALAEBase.g_loss`, :meth:`ALAEBase.ae_loss`);
+the trainer owns the optimizers.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import torch
+from torch import nn
+
+from . import losses
+from .networks import Encoder, EncoderFC, Generator, GeneratorFC, MappingD, MappingDFC, MappingF
+
+__all__ = ["DLatent", "ALAEBase", "StyleALAE", "MLPALAE"]
+
+
+class DLatent(nn.Module):
+    """Holds the running average of w per style slot: buffer ``buff`` [num_layers, latent]."""
+
+    def __init__(self, dlatent_size: int, layer_count: int):
+        super().__init__()
+        self.register_buffer("buff", torch.zeros(layer_count, dlatent_size))
+
+
+class ALAEBase(nn.Module):
+    """Shared behaviour of the two ALAE models: sampling with style mixing and truncation, the
+    running w average, encoding, the three losses, and the EMA update.
+
+    Subclasses build ``mapping_f``, ``mapping_d``, ``decoder``, ``encoder`` and ``dlatent_avg``.
+    """
+
+    latent_size: int
+    layer_count: int
+
+    def _init_options(self, latent_size, layer_count, dlatent_avg_beta, truncation_psi,
+                      truncation_cutoff, style_mixing_prob):
+        self.latent_size = latent_size
+        self.layer_count = layer_count
+        self.dlatent_avg_beta = dlatent_avg_beta
+        self.truncation_psi = truncation_psi
+        self.truncation_cutoff = truncation_cutoff
+        self.style_mixing_prob = style_mixing_prob
+
+    # -- helpers ----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.mapping_f.map_blocks[0].fc.weight.device
+
+    @property
+    def num_layers(self) -> int:
+        """Number of style slots (two per generator level)."""
+        return self.mapping_f.num_layers
+
+    def resolution(self, lod: int) -> int:
+        """Image side length at level of detail ``lod``."""
+        return 4 * 2 ** lod
+
+    def _layer_idx(self) -> torch.Tensor:
+        return torch.arange(self.num_layers, device=self.device).view(1, -1, 1)
+
+    def _encode_w(self, x: torch.Tensor, lod: int, blend: float) -> torch.Tensor:
+        """E(x) as [N, 1, latent] whatever the encoder's native output shape."""
+        return self.encoder(x, lod, blend).reshape(x.shape[0], 1, self.latent_size)
+
+    # -- sampling ---------------------------------------------------------------------------
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        """F(z): [N, latent] -> w [N, latent]."""
+        return self.mapping_f(z)[:, 0]
+
+    def truncate(self, styles: torch.Tensor) -> torch.Tensor:
+        """Pull the first ``truncation_cutoff`` style slots towards the running average by
+        ``truncation_psi`` (no-op when truncation is off)."""
+        if self.truncation_psi is None:
+            return styles
+        layer_idx = self._layer_idx()
+        coefs = torch.where(layer_idx < self.truncation_cutoff,
+                            torch.full_like(layer_idx, self.truncation_psi, dtype=styles.dtype),
+                            torch.ones_like(layer_idx, dtype=styles.dtype))
+        return torch.lerp(self.dlatent_avg.buff, styles, coefs)
+
+    def generate(self, lod: int, blend: float, z: torch.Tensor | None = None, count: int = 32,
+                 mixing: bool = True, noise=True, return_styles: bool = False,
+                 no_truncation: bool = False):
+        """Sample images: F(z), broadcast to every style slot, update the running w average
+        (when ``dlatent_avg_beta`` is set), style mixing (with ``style_mixing_prob``), truncation
+        (when ``truncation_psi`` is set), then G.
+
+        Returns ``x`` [N, C, R, R], or ``(w [N, 1, latent], x)`` if ``return_styles``.
+        """
+        if z is None:
+            z = torch.randn(count, self.latent_size, device=self.device)
+        s = self.mapping(z).unsqueeze(1)
+        styles = s.expand(-1, self.num_layers, -1)
+
+        if self.dlatent_avg_beta is not None:
+            with torch.no_grad():
+                self.dlatent_avg.buff.lerp_(styles.mean(dim=0), 1.0 - self.dlatent_avg_beta)
+
+        if mixing and self.style_mixing_prob is not None and random.random() < self.style_mixing_prob:
+            z2 = torch.randn(z.shape[0], self.latent_size, device=z.device, dtype=z.dtype)
+            styles2 = self.mapping(z2).unsqueeze(1).expand(-1, self.num_layers, -1)
+            cutoff = random.randint(1, (lod + 1) * 2)
+            styles = torch.where(self._layer_idx() < cutoff, styles, styles2)
+
+        if not no_truncation:
+            styles = self.truncate(styles)
+
+        x = self.decoder(styles, lod, blend, noise)
+        return (s, x) if return_styles else x
+
+    def encode(self, x: torch.Tensor, lod: int, blend: float):
+        """E then D: returns ``(w [N, 1, latent], logits [N])``."""
+        w = self._encode_w(x, lod, blend)
+        return w, self.discriminate(w)
+
+    def discriminate(self, w: torch.Tensor) -> torch.Tensor:
+        """D(w) -> logits [N] from w [N, 1, latent]."""
+        return self.mapping_d(w)
+
+    def reconstruct(self, x: torch.Tensor, lod: int | None = None, blend: float = 1.0,
+                    noise=True) -> torch.Tensor:
+        """Inference path x -> E -> w -> G -> x_hat (same shape as ``x``)."""
+        lod = self.layer_count - 1 if lod is None else lod
+        w = self._encode_w(x, lod, blend)
+        return self.decoder(w.expand(-1, self.num_layers, -1), lod, blend, noise)
+
+    # -- losses -----------------------------------------------------------------------------
+    def d_loss(self, x: torch.Tensor, lod: int, blend: float, r1_gamma: float = 10.0) -> torch.Tensor:
+        """E,D loss: softplus(D(E(G(F(z))))) + softplus(-D(E(x))) + gamma/2 ||grad_x D(E(x))||^2,
+        averaged over the batch. ``x`` must require grad (for R1)."""
+        with torch.no_grad():
+            fake = self.generate(lod, blend, count=x.shape[0], noise=True)
+        self.encoder.requires_grad_(True)
+        self.mapping_d.requires_grad_(True)
+        _, d_real = self.encode(x, lod, blend)
+        _, d_fake = self.encode(fake, lod, blend)
+        return losses.discriminator_logistic_r1(d_fake, d_real, x, r1_gamma)
+
+    def g_loss(self, batch_size: int, lod: int, blend: float) -> torch.Tensor:
+        """F,G loss: softplus(-D(E(G(F(z))))) with E and D frozen."""
+        z = torch.randn(batch_size, self.latent_size, device=self.device)
+        self.encoder.requires_grad_(False)
+        self.mapping_d.requires_grad_(False)
+        try:
+            fake = self.generate(lod, blend, z=z, noise=True)
+            _, d_fake = self.encode(fake, lod, blend)
+        finally:
+            self.encoder.requires_grad_(True)
+            self.mapping_d.requires_grad_(True)
+        return losses.generator_logistic_ns(d_fake)
+
+    def ae_loss(self, batch_size: int, lod: int, blend: float) -> torch.Tensor:
+        """E,G reciprocity loss in latent space: mean((E(G(w)) - w)^2) with w = F(z) as a
+        constant target (gradients still reach F through G's input, as in the official code)."""
+        z = torch.randn(batch_size, self.latent_size, device=self.device)
+        self.encoder.requires_grad_(True)
+        s, fake = self.generate(lod, blend, z=z, mixing=False, noise=True, return_styles=True)
+        w = self._encode_w(fake, lod, blend)
+        return losses.latent_l2(w, s.detach())
+
+    def forward(self, x: torch.Tensor, lod: int, blend: float, d_train: bool, ae: bool):
+        """Official-style entry point: the AE loss if ``ae``, else the D loss if ``d_train``,
+        else the G loss."""
+        if ae:
+            return self.ae_loss(x.shape[0], lod, blend)
+        if d_train:
+            return self.d_loss(x, lod, blend)
+        return self.g_loss(x.shape[0], lod, blend)
+
+    # -- EMA --------------------------------------------------------------------------------
+    def make_ema(self) -> "ALAEBase":
+        """A frozen copy to be updated with :meth:`lerp` (the generator EMA of ALAE)."""
+        ema = copy.deepcopy(self)
+        ema.eval().requires_grad_(False)
+        return ema
+
+    @torch.no_grad()
+    def lerp(self, other: "ALAEBase", beta: float) -> None:
+        """EMA update ``p <- lerp(p, p_other, 1 - beta)`` of every parameter. Buffers (the
+        running w average) are copied; the official code skips them, which leaves the EMA
+        model truncating towards zero."""
+        for p, q in zip(self.parameters(), other.parameters()):
+            p.lerp_(q, 1.0 - beta)
+        for b, c in zip(self.buffers(), other.buffers()):
+            b.copy_(c)
+
+
+class StyleALAE(ALAEBase):
+    """StyleALAE: StyleGAN-like generator with AdaIN, instance-norm-statistics encoder.
+
+    Args (as the official ``Model``):
+        startf, maxf: channels at the highest resolution, and the cap.
+        layer_count: number of levels; resolution ``2 ** (layer_count + 1)``.
+        latent_size: size of z and w.
+        mapping_layers: depth of F (D has 3 layers).
+        channels: image channels.
+        dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob: see
+            :meth:`ALAEBase.generate`.
+    """
+
+    def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
+                 latent_size: int = 128, mapping_layers: int = 5, channels: int = 3,
+                 dlatent_avg_beta: float | None = None, truncation_psi: float | None = None,
+                 truncation_cutoff: int | None = None, style_mixing_prob: float | None = None):
+        super().__init__()
+        self._init_options(latent_size, layer_count, dlatent_avg_beta, truncation_psi,
+                           truncation_cutoff, style_mixing_prob)
+        self.channels = channels
+        self.mapping_d = MappingD(mapping_layers=3, latent_size=latent_size,
+                                  dlatent_size=latent_size, mapping_fmaps=latent_size)
+        self.mapping_f = MappingF(num_layers=2 * layer_count, mapping_layers=mapping_layers,
+                                  latent_size=latent_size, dlatent_size=latent_size,
+                                  mapping_fmaps=latent_size)
+        self.decoder = Generator(startf=startf, maxf=maxf, layer_count=layer_count,
+                                 latent_size=latent_size, channels=channels)
+        self.encoder = Encoder(startf=startf, maxf=maxf, layer_count=layer_count,
+                               latent_size=latent_size, channels=channels)
+        self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
+
+
+class MLPALAE(ALAEBase):
+    """The MLP ALAE of the paper's MNIST experiment (official ``mnist_fc`` config): MLP E and G
+    (two hidden layers of 1024), F with ``mapping_layers`` layers, a 3-layer linear D.
+
+    Images are ``4 * 2**lod`` pixels square (32x32 at the default final lod 3); E resizes them to
+    28x28 and G produces 28x28 resized up, as the official code does.
+    """
+
+    def __init__(self, latent_size: int = 50, mapping_layers: int = 6, channels: int = 1,
+                 layer_count: int = 4, dlatent_avg_beta: float | None = 0.995,
+                 truncation_psi: float | None = None, truncation_cutoff: int | None = None,
+                 style_mixing_prob: float | None = None):
+        super().__init__()
+        self._init_options(latent_size, layer_count, dlatent_avg_beta, truncation_psi,
+                           truncation_cutoff, style_mixing_prob)
+        self.channels = channels
+        self.mapping_d = MappingDFC(mapping_layers=3, latent_size=latent_size,
+                                    dlatent_size=latent_size, mapping_fmaps=latent_size)
+        self.mapping_f = MappingF(num_layers=2 * layer_count, mapping_layers=mapping_layers,
+                                  latent_size=latent_size, dlatent_size=latent_size,
+                                  mapping_fmaps=latent_size)
+        self.decoder = GeneratorFC(layer_count=layer_count, latent_size=latent_size,
+                                   channels=channels)
+        self.encoder = EncoderFC(layer_count=layer_count, latent_size=latent_size,
+                                 channels=channels)
+        self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
+
+    def discriminate(self, w: torch.Tensor) -> torch.Tensor:
+        return self.mapping_d(w.reshape(w.shape[0], self.latent_size))
