@@ -36,6 +36,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "override_config",
     "save_config",
     "validate_config",
 ]
@@ -113,6 +114,7 @@ class TrainConfig:
     r1_gamma: float = 10.0
     ema_half_life_images: float = 10000.0
     max_steps: int | None = None
+    max_minutes: float | None = None
     seed: int = 0
     device: str = "auto"
     impl: str = "ref"
@@ -327,6 +329,8 @@ def _check_values(cfg: Config) -> None:
              t.ema_half_life_images)
     if t.max_steps is not None:
         _require(t.max_steps > 0, "train.max_steps", "must be positive or null", t.max_steps)
+    if t.max_minutes is not None:
+        _require(t.max_minutes > 0, "train.max_minutes", "must be positive or null", t.max_minutes)
     _require(bool(t.device), "train.device", "must be a non-empty string", t.device)
     _require(t.impl in IMPLS, "train.impl", f"must be one of {list(IMPLS)}", t.impl)
     for key in ("sample_every", "checkpoint_every", "log_every", "grid_size"):
@@ -466,6 +470,14 @@ def load_config(name_or_path: str | os.PathLike[str], overrides: Iterable[str] =
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} must be a YAML mapping, got {type(raw).__name__}")
+    for override in overrides:
+        _apply_override(raw, override)
+    return config_from_dict(raw)
+
+
+def override_config(cfg: Config, overrides: Iterable[str]) -> Config:
+    """A validated copy of ``cfg`` with ``section.key=value`` overrides applied."""
+    raw = config_to_dict(cfg)
     for override in overrides:
         _apply_override(raw, override)
     return config_from_dict(raw)

@@ -1,0 +1,96 @@
+"""Command line: ``alae-fast train`` and ``alae-fast eval-mnist``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alae-fast", description="Adversarial Latent Autoencoders")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an ALAE model")
+    t.add_argument("--config", help="built-in config name (mnist-mlp, mnist-style) or a YAML "
+                                    "file; defaults to the checkpoint's config with --resume")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    t.add_argument("--data", help="data directory (MNIST IDX files or an image folder)")
+    t.add_argument("--output", help="output directory (train.output_dir)")
+    t.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
+                   help="continue from a checkpoint (default: <output_dir>/checkpoint.pt)")
+    t.add_argument("--device", help="cpu, cuda, cuda:1, ... (train.device)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval-mnist", help="1-NN and linear-SVM accuracy of E's codes on MNIST")
+    e.add_argument("checkpoint")
+    e.add_argument("--data", help="MNIST directory")
+    e.add_argument("--weights", choices=("ema", "model"), default="ema")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", help="also write the result as JSON to this file")
+    e.add_argument("--limit", type=int, help="use only the first N train and test images "
+                                              "(quick check; the protocol uses all)")
+
+    sub.add_parser("configs", help="list the built-in configs")
+    return p
+
+
+def _train(args) -> int:
+    from .checkpoints import load_checkpoint
+    from .train.config import config_from_dict, load_config, override_config
+    from .train.trainer import Trainer
+
+    overrides = list(args.overrides)
+    if args.output:
+        overrides.append(f"train.output_dir={args.output}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    resume = args.resume
+    if args.config is not None:
+        cfg = load_config(args.config, overrides)
+    elif resume:
+        cfg = override_config(config_from_dict(load_checkpoint(resume)["config"]), overrides)
+    else:
+        print("alae-fast train: --config is required (or --resume CHECKPOINT)", file=sys.stderr)
+        return 2
+    if resume == "":
+        resume = str(Path(cfg.train.output_dir) / "checkpoint.pt")
+    Trainer(cfg, data=args.data, resume=resume, progress=not args.no_progress).run()
+    return 0
+
+
+def _eval(args) -> int:
+    from .evaluate import evaluate_mnist, format_table
+
+    result = evaluate_mnist(args.checkpoint, data=args.data, weights=args.weights,
+                            device=args.device, limit=args.limit)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    from .checkpoints import CheckpointError
+    from .data import MNISTDataError
+    from .train.config import ConfigError, builtin_configs
+
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "eval-mnist":
+            return _eval(args)
+        print("\n".join(builtin_configs()))
+        return 0
+    except (ConfigError, MNISTDataError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"alae-fast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

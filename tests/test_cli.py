@@ -1,0 +1,58 @@
+"""The alae-fast command line: training and evaluation end to end, and error reporting."""
+
+import json
+import subprocess
+import sys
+
+from alae_fast.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_unknown_config_lists_builtins(capsys):
+    code, _, err = run(["train", "--config", "nope"], capsys)
+    assert code == 2 and "mnist-mlp" in err and "mnist-style" in err
+
+
+def test_unknown_key_is_named(capsys):
+    code, _, err = run(["train", "--config", "mnist-mlp", "--set", "train.bogus=1"], capsys)
+    assert code == 2 and "train.bogus" in err
+
+
+def test_missing_data_is_reported(tmp_path, capsys):
+    code, _, err = run(["train", "--config", "mnist-mlp", "--data", str(tmp_path),
+                        "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "t10k-labels-idx1-ubyte.gz" in err
+
+
+def test_train_resume_and_eval(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "run"
+    common = ["--no-progress", "--set", "data.limit=256", "--set", "model.latent_size=8",
+              "--set", "model.mapping_layers=2", "--set", "train.grid_size=4"]
+    code, _, err = run(["train", "--config", "mnist-mlp", "--output", str(out),
+                        "--set", "train.max_steps=2", *common], capsys)
+    assert code == 0, err
+    assert (out / "checkpoint.pt").is_file()
+    # --resume without a path continues from <output_dir>/checkpoint.pt with the saved config
+    code, _, err = run(["train", "--resume", str(out / "checkpoint.pt"), "--set",
+                        "train.max_steps=3", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "resumed from" in err and "at step 2" in err
+    code, table, err = run(["eval-mnist", str(out / "checkpoint.pt"), "--limit", "500",
+                            "--json", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+    assert "1-nearest neighbour" in table and "linear SVM" in table
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["step"] == 3 and result["train_size"] == 500
+    # even an almost untrained encoder separates digits far better than chance (10%)
+    assert 0.3 < result["knn1"] <= 1.0 and 0.3 < result["linear_svm"] <= 1.0
+
+
+def test_console_script_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "alae_fast.cli", "configs"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.split() == ["mnist-mlp", "mnist-style"]
