@@ -78,12 +78,17 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return ckpt
 
 
-def build_model(model_cfg) -> ALAEBase:
-    """A reference model from a :class:`alae_fast.train.config.ModelConfig`."""
+def build_model(model_cfg, *, truncation: bool = True) -> ALAEBase:
+    """A reference model from a :class:`alae_fast.train.config.ModelConfig`.
+
+    ``truncation=False`` leaves the truncation trick off whatever the config says: the model
+    being trained never truncates (official training builds it without ``truncation_psi``);
+    the config's truncation is for sampling.
+    """
     common = dict(latent_size=model_cfg.latent_size, mapping_layers=model_cfg.mapping_layers,
                   channels=model_cfg.channels, dlatent_avg_beta=model_cfg.dlatent_avg_beta,
-                  truncation_psi=model_cfg.truncation_psi,
-                  truncation_cutoff=model_cfg.truncation_cutoff,
+                  truncation_psi=model_cfg.truncation_psi if truncation else None,
+                  truncation_cutoff=model_cfg.truncation_cutoff if truncation else None,
                   style_mixing_prob=model_cfg.style_mixing_prob)
     if model_cfg.kind == "mlp":
         return MLPALAE(layer_count=model_cfg.layer_count, **common)

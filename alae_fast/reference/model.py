@@ -174,10 +174,17 @@ class ALAEBase(nn.Module):
         return self.g_loss(x.shape[0], lod, blend)
 
     # -- EMA --------------------------------------------------------------------------------
-    def make_ema(self) -> "ALAEBase":
-        """A frozen copy to be updated with :meth:`lerp` (the generator EMA of ALAE)."""
+    def make_ema(self, truncation_psi: float | None = None,
+                 truncation_cutoff: int | None = None) -> "ALAEBase":
+        """A frozen copy to be updated with :meth:`lerp` (the EMA model of ALAE), set up for
+        sampling as the official ``model_s``: no style mixing, no running-average update of
+        its own (it copies the live model's), and the given truncation."""
         ema = copy.deepcopy(self)
         ema.eval().requires_grad_(False)
+        ema.dlatent_avg_beta = None
+        ema.style_mixing_prob = None
+        ema.truncation_psi = truncation_psi
+        ema.truncation_cutoff = truncation_cutoff
         return ema
 
     @torch.no_grad()

@@ -165,8 +165,8 @@ class Trainer:
         seed_everything(cfg.train.seed)
 
         self.data = _Images(cfg, data)
-        self.model = build_model(cfg.model).to(self.device).train()
-        self.ema = self.model.make_ema()
+        self.model = build_model(cfg.model, truncation=False).to(self.device).train()
+        self.ema = self.model.make_ema(cfg.model.truncation_psi, cfg.model.truncation_cutoff)
         t = cfg.train
         opt_args = dict(lr=t.learning_rates[0], betas=tuple(t.adam_betas), eps=t.adam_eps)
         self.opt_e = LREQAdam([{"params": self.model.encoder.parameters()},
@@ -210,7 +210,7 @@ class Trainer:
         return atomic_save(self.state_dict(), path or self.out / "checkpoint.pt")
 
     def load(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
+        ckpt = load_checkpoint(path)  # on CPU: RNG states must stay CPU tensors
         saved = config_from_dict(ckpt["config"])
         if saved.model != self.cfg.model:
             raise ConfigError(f"checkpoint {path} was trained with a different model config: "
@@ -334,7 +334,9 @@ class Trainer:
                 break
             self.epoch += 1
             self.batch_in_epoch = 0
-        if plan is not None:
+        if plan is None:
+            self.log(f"nothing to train: epoch {self.epoch} of {cfg.epochs}, step {self.step}")
+        else:
             self._flush_log()
             blend = self.schedule.blend(self.epoch, self.batch_in_epoch * plan.batch_size) \
                 if self.epoch < cfg.epochs else 1.0

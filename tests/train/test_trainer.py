@@ -106,3 +106,30 @@ def test_resume_with_other_model_config_fails(tmp_path, mnist_dir):
 def test_missing_data_names_the_files(tmp_path, mnist_dir):
     with pytest.raises(MNISTDataError, match="train-images-idx3-ubyte.gz"):
         Trainer(mlp_cfg(tmp_path), data=str(tmp_path), progress=False)
+
+
+def test_trained_model_never_truncates_ema_samples_with_config_truncation(tmp_path, mnist_dir):
+    t = Trainer(mlp_cfg(tmp_path), progress=False, log=lambda m: None)
+    assert t.model.truncation_psi is None                 # official training: no truncation
+    assert t.model.dlatent_avg_beta == 0.995
+    assert (t.ema.truncation_psi, t.ema.truncation_cutoff) == (0.7, 8)
+    assert t.ema.dlatent_avg_beta is None and t.ema.style_mixing_prob is None
+
+
+def test_image_folder_training(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(6):
+        arr = (torch.rand(20, 12, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(folder / f"{i}.png")
+    cfg = load_config("mnist-style", [
+        f"train.output_dir={tmp_path / 'out'}", "data.dataset=image_folder", f"data.path={folder}",
+        "data.resolution=8", "model.layer_count=2", "model.channels=3", "model.startf=4",
+        "model.maxf=8", "model.latent_size=8", "model.mapping_layers=2", "train.epochs_per_lod=0",
+        "train.lod_batch_sizes=[2]", "train.max_steps=3", "train.grid_size=4", "train.device=cpu",
+        "train.log_every=1"])
+    Trainer(cfg, progress=False, log=lambda m: None).run()
+    assert len(read_losses(tmp_path / "out" / "losses.csv")) == 3
+    img = Image.open(tmp_path / "out" / "reconstructions_final.png")
+    assert img.mode == "RGB" and img.size == (2 * 10 + 2, 4 * 10 + 2)
