@@ -40,6 +40,17 @@ def lr_equalization_coef(param: torch.Tensor) -> float:
     return float(getattr(param, "lr_equalization_coef", 1.0))
 
 
+def _equalized_init(layer) -> None:
+    """Implicit equalized-LR init: weight ~ N(0, gain / sqrt(fan_in)), zero bias, and the
+    per-parameter step multipliers read by the optimizer (He constant x lrmul for the weight,
+    lrmul for the bias)."""
+    nn.init.normal_(layer.weight, mean=0.0, std=layer.std / layer.lrmul)
+    layer.weight.lr_equalization_coef = layer.std
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+        layer.bias.lr_equalization_coef = layer.lrmul
+
+
 def _pair(v) -> tuple[int, int]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
@@ -69,11 +80,7 @@ class Linear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight, mean=0.0, std=self.std / self.lrmul)
-        self.weight.lr_equalization_coef = self.std
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
-            self.bias.lr_equalization_coef = self.lrmul
+        _equalized_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -141,11 +148,7 @@ class Conv2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight, mean=0.0, std=self.std / self.lrmul)
-        self.weight.lr_equalization_coef = self.std
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
-            self.bias.lr_equalization_coef = self.lrmul
+        _equalized_init(self)
 
     def effective_weight(self) -> torch.Tensor:
         """The kernel the convolution actually applies (4x4 when ``transform_kernel``)."""

@@ -32,20 +32,31 @@ class ALAEBase(nn.Module):
     """Shared behaviour of the two ALAE models: sampling with style mixing and truncation, the
     running w average, encoding, the three losses, and the EMA update.
 
-    Subclasses build ``mapping_f``, ``mapping_d``, ``decoder``, ``encoder`` and ``dlatent_avg``.
+    Subclasses pass the classes of D, G and E; the module tree and its order follow the
+    official ``Model``: ``mapping_d``, ``mapping_f``, ``decoder``, ``encoder``, ``dlatent_avg``.
     """
 
-    latent_size: int
-    layer_count: int
-
-    def _init_options(self, latent_size, layer_count, dlatent_avg_beta, truncation_psi,
-                      truncation_cutoff, style_mixing_prob):
+    def __init__(self, mapping_d_cls, decoder_cls, encoder_cls, *, latent_size: int,
+                 layer_count: int, mapping_layers: int, channels: int, network_args: dict,
+                 dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob):
+        super().__init__()
         self.latent_size = latent_size
         self.layer_count = layer_count
+        self.channels = channels
         self.dlatent_avg_beta = dlatent_avg_beta
         self.truncation_psi = truncation_psi
         self.truncation_cutoff = truncation_cutoff
         self.style_mixing_prob = style_mixing_prob
+        net = dict(layer_count=layer_count, latent_size=latent_size, channels=channels,
+                   **network_args)
+        self.mapping_d = mapping_d_cls(mapping_layers=3, latent_size=latent_size,
+                                       dlatent_size=latent_size, mapping_fmaps=latent_size)
+        self.mapping_f = MappingF(num_layers=2 * layer_count, mapping_layers=mapping_layers,
+                                  latent_size=latent_size, dlatent_size=latent_size,
+                                  mapping_fmaps=latent_size)
+        self.decoder = decoder_cls(**net)
+        self.encoder = encoder_cls(**net)
+        self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
 
     # -- helpers ----------------------------------------------------------------------------
     @property
@@ -215,20 +226,11 @@ class StyleALAE(ALAEBase):
                  latent_size: int = 128, mapping_layers: int = 5, channels: int = 3,
                  dlatent_avg_beta: float | None = None, truncation_psi: float | None = None,
                  truncation_cutoff: int | None = None, style_mixing_prob: float | None = None):
-        super().__init__()
-        self._init_options(latent_size, layer_count, dlatent_avg_beta, truncation_psi,
-                           truncation_cutoff, style_mixing_prob)
-        self.channels = channels
-        self.mapping_d = MappingD(mapping_layers=3, latent_size=latent_size,
-                                  dlatent_size=latent_size, mapping_fmaps=latent_size)
-        self.mapping_f = MappingF(num_layers=2 * layer_count, mapping_layers=mapping_layers,
-                                  latent_size=latent_size, dlatent_size=latent_size,
-                                  mapping_fmaps=latent_size)
-        self.decoder = Generator(startf=startf, maxf=maxf, layer_count=layer_count,
-                                 latent_size=latent_size, channels=channels)
-        self.encoder = Encoder(startf=startf, maxf=maxf, layer_count=layer_count,
-                               latent_size=latent_size, channels=channels)
-        self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
+        super().__init__(MappingD, Generator, Encoder, latent_size=latent_size,
+                         layer_count=layer_count, mapping_layers=mapping_layers, channels=channels,
+                         network_args=dict(startf=startf, maxf=maxf),
+                         dlatent_avg_beta=dlatent_avg_beta, truncation_psi=truncation_psi,
+                         truncation_cutoff=truncation_cutoff, style_mixing_prob=style_mixing_prob)
 
 
 class MLPALAE(ALAEBase):
@@ -243,20 +245,11 @@ class MLPALAE(ALAEBase):
                  layer_count: int = 4, dlatent_avg_beta: float | None = 0.995,
                  truncation_psi: float | None = None, truncation_cutoff: int | None = None,
                  style_mixing_prob: float | None = None):
-        super().__init__()
-        self._init_options(latent_size, layer_count, dlatent_avg_beta, truncation_psi,
-                           truncation_cutoff, style_mixing_prob)
-        self.channels = channels
-        self.mapping_d = MappingDFC(mapping_layers=3, latent_size=latent_size,
-                                    dlatent_size=latent_size, mapping_fmaps=latent_size)
-        self.mapping_f = MappingF(num_layers=2 * layer_count, mapping_layers=mapping_layers,
-                                  latent_size=latent_size, dlatent_size=latent_size,
-                                  mapping_fmaps=latent_size)
-        self.decoder = GeneratorFC(layer_count=layer_count, latent_size=latent_size,
-                                   channels=channels)
-        self.encoder = EncoderFC(layer_count=layer_count, latent_size=latent_size,
-                                 channels=channels)
-        self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
+        super().__init__(MappingDFC, GeneratorFC, EncoderFC, latent_size=latent_size,
+                         layer_count=layer_count, mapping_layers=mapping_layers, channels=channels,
+                         network_args={}, dlatent_avg_beta=dlatent_avg_beta,
+                         truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                         style_mixing_prob=style_mixing_prob)
 
     def discriminate(self, w: torch.Tensor) -> torch.Tensor:
         return self.mapping_d(w.reshape(w.shape[0], self.latent_size))

@@ -348,20 +348,25 @@ class MappingD(nn.Module):
         super().__init__()
         self.mapping_layers = mapping_layers
         self.map_blocks = nn.ModuleList()
-        inputs = latent_size
-        for i in range(mapping_layers):
-            outputs = 2 * dlatent_size if i == mapping_layers - 1 else mapping_fmaps
+        widths = [latent_size] + [mapping_fmaps] * (mapping_layers - 1) + [self._out(dlatent_size)]
+        for inputs, outputs in zip(widths[:-1], widths[1:]):
             self.map_blocks.append(Linear(inputs, outputs, lrmul=0.1))
-            inputs = outputs
+
+    @staticmethod
+    def _out(dlatent_size: int) -> int:
+        return 2 * dlatent_size
+
+    def _run(self, w: torch.Tensor) -> torch.Tensor:
+        for block in self.map_blocks:
+            w = block(w)
+        return w
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        x = w
-        for block in self.map_blocks:
-            x = block(x)
+        x = self._run(w)
         return x[:, 0, x.shape[2] // 2]
 
 
-class MappingDFC(nn.Module):
+class MappingDFC(MappingD):
     """D: w -> logit for the MLP (MNIST) ALAE, the official ``MappingDNoStyle``: linear layers
     (lrmul 0.1, no activation), ``dlatent_size`` outputs of which the first is the logit.
 
@@ -370,20 +375,14 @@ class MappingDFC(nn.Module):
 
     def __init__(self, mapping_layers: int = 3, latent_size: int = 50, dlatent_size: int = 50,
                  mapping_fmaps: int = 50):
-        super().__init__()
-        self.mapping_layers = mapping_layers
-        self.map_blocks = nn.ModuleList()
-        inputs = latent_size
-        for i in range(mapping_layers):
-            outputs = dlatent_size if i == mapping_layers - 1 else mapping_fmaps
-            self.map_blocks.append(Linear(inputs, outputs, lrmul=0.1))
-            inputs = outputs
+        super().__init__(mapping_layers, latent_size, dlatent_size, mapping_fmaps)
+
+    @staticmethod
+    def _out(dlatent_size: int) -> int:
+        return dlatent_size
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        x = w
-        for block in self.map_blocks:
-            x = block(x)
-        return x[:, 0]
+        return self._run(w)[:, 0]
 
 
 class EncoderFC(nn.Module):
