@@ -40,6 +40,13 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, LRELU_SLOPE)
 
 
+def _check_lod(lod: int, blend: float, layer_count: int) -> None:
+    if not 0 <= lod < layer_count:
+        raise ValueError(f"lod must be in [0, {layer_count - 1}], got {lod}")
+    if blend != 1 and lod == 0:
+        raise ValueError("blend < 1 needs lod >= 1 (there is no lower level to fade from)")
+
+
 def _channels(startf: int, maxf: int, mul: int) -> int:
     return min(maxf, startf * mul)
 
@@ -209,10 +216,7 @@ class Generator(nn.Module):
             mul //= 2
 
     def _check(self, styles: torch.Tensor, lod: int, blend: float) -> None:
-        if not 0 <= lod < self.layer_count:
-            raise ValueError(f"lod must be in [0, {self.layer_count - 1}], got {lod}")
-        if blend != 1 and lod == 0:
-            raise ValueError("blend < 1 needs lod >= 1 (there is no lower level to fade from)")
+        _check_lod(lod, blend, self.layer_count)
         if styles.dim() != 3 or styles.shape[1] < 2 * (lod + 1) or styles.shape[2] != self.latent_size:
             raise ValueError(f"styles must have shape [N, {2 * self.layer_count}, {self.latent_size}], "
                              f"got {list(styles.shape)}")
@@ -267,10 +271,7 @@ class Encoder(nn.Module):
             mul *= 2
 
     def _check(self, x: torch.Tensor, lod: int, blend: float) -> None:
-        if not 0 <= lod < self.layer_count:
-            raise ValueError(f"lod must be in [0, {self.layer_count - 1}], got {lod}")
-        if blend != 1 and lod == 0:
-            raise ValueError("blend < 1 needs lod >= 1 (there is no lower level to fade from)")
+        _check_lod(lod, blend, self.layer_count)
         r = 4 * 2 ** lod
         if x.dim() != 4 or x.shape[1] != self.channels or x.shape[2] != r or x.shape[3] != r:
             raise ValueError(f"x must have shape [N, {self.channels}, {r}, {r}] at lod {lod}, "
