@@ -309,6 +309,10 @@ class Trainer:
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
             order = torch.randperm(self.data.size, generator=g)
             total = self.data.size // plan.batch_size
+            if total == 0:
+                raise ConfigError(f"the training data has {self.data.size} images, fewer than one "
+                                  f"batch of {plan.batch_size} at lod {plan.lod} "
+                                  f"(train.lod_batch_sizes, data.limit)")
             bar = None
             if self.progress and tqdm is not None:
                 bar = tqdm(total=total, initial=self.batch_in_epoch, desc=f"epoch {self.epoch}",

@@ -96,6 +96,12 @@ def test_config_errors(tmp_path, mnist_dir):
         Trainer(mlp_cfg(tmp_path, "model.channels=3"), progress=False)
 
 
+def test_fewer_images_than_a_batch_is_an_error(tmp_path, mnist_dir):
+    t = Trainer(mlp_cfg(tmp_path, "data.limit=100"), progress=False, log=lambda m: None)
+    with pytest.raises(ConfigError, match="100 images, fewer than one batch of 128"):
+        t.run()
+
+
 def test_resume_with_other_model_config_fails(tmp_path, mnist_dir):
     Trainer(mlp_cfg(tmp_path / "a", "train.max_steps=1"), progress=False, log=lambda m: None).run()
     with pytest.raises(ConfigError, match="different model config"):
