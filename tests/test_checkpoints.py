@@ -9,7 +9,7 @@ from alae_fast.checkpoints import CheckpointError, atomic_save, load_checkpoint,
 from alae_fast.reference import MLPALAE, StyleALAE
 
 GOLDEN = torch.load(Path(__file__).parent / "reference" / "data" / "official_golden.pt",
-                    weights_only=False)
+                    weights_only=True)
 
 
 def official_file(path, state_dict, with_ema=False):

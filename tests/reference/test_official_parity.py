@@ -14,7 +14,7 @@ import torch
 
 from alae_fast.reference import EncoderFC, GeneratorFC, MappingDFC, MappingF, StyleALAE
 
-GOLDEN = torch.load(Path(__file__).parent / "data" / "official_golden.pt", weights_only=False)
+GOLDEN = torch.load(Path(__file__).parent / "data" / "official_golden.pt", weights_only=True)
 STYLE_CONFIGS = ["small", "fused"]
 
 
