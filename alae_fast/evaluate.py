@@ -28,7 +28,7 @@ def encode_images(model: ALAEBase, x: torch.Tensor, lod: int | None = None,
     """E(x) for a stack of images [N, C, R, R] -> w [N, latent] (float32, on CPU)."""
     lod = model.layer_count - 1 if lod is None else lod
     device = next(model.parameters()).device
-    out = [model._encode_w(x[i:i + batch_size].to(device), lod, 1.0)[:, 0].float().cpu()
+    out = [model.encode_w(x[i:i + batch_size].to(device), lod, 1.0)[:, 0].float().cpu()
            for i in range(0, x.shape[0], batch_size)]
     return torch.cat(out)
 

@@ -68,15 +68,11 @@ class ALAEBase(nn.Module):
         """Number of style slots (two per generator level)."""
         return self.mapping_f.num_layers
 
-    def resolution(self, lod: int) -> int:
-        """Image side length at level of detail ``lod``."""
-        return 4 * 2 ** lod
-
     def _layer_idx(self) -> torch.Tensor:
         return torch.arange(self.num_layers, device=self.device).view(1, -1, 1)
 
-    def _encode_w(self, x: torch.Tensor, lod: int, blend: float) -> torch.Tensor:
-        """E(x) as [N, 1, latent] whatever the encoder's native output shape."""
+    def encode_w(self, x: torch.Tensor, lod: int, blend: float) -> torch.Tensor:
+        """E(x) as w [N, 1, latent], whatever the encoder's native output shape."""
         return self.encoder(x, lod, blend).reshape(x.shape[0], 1, self.latent_size)
 
     # -- sampling ---------------------------------------------------------------------------
@@ -127,7 +123,7 @@ class ALAEBase(nn.Module):
 
     def encode(self, x: torch.Tensor, lod: int, blend: float):
         """E then D: returns ``(w [N, 1, latent], logits [N])``."""
-        w = self._encode_w(x, lod, blend)
+        w = self.encode_w(x, lod, blend)
         return w, self.discriminate(w)
 
     def discriminate(self, w: torch.Tensor) -> torch.Tensor:
@@ -138,7 +134,7 @@ class ALAEBase(nn.Module):
                     noise=True) -> torch.Tensor:
         """Inference path x -> E -> w -> G -> x_hat (same shape as ``x``)."""
         lod = self.layer_count - 1 if lod is None else lod
-        w = self._encode_w(x, lod, blend)
+        w = self.encode_w(x, lod, blend)
         return self.decoder(w.expand(-1, self.num_layers, -1), lod, blend, noise)
 
     # -- losses -----------------------------------------------------------------------------
@@ -172,7 +168,7 @@ class ALAEBase(nn.Module):
         z = torch.randn(batch_size, self.latent_size, device=self.device)
         self.encoder.requires_grad_(True)
         s, fake = self.generate(lod, blend, z=z, mixing=False, noise=True, return_styles=True)
-        w = self._encode_w(fake, lod, blend)
+        w = self.encode_w(fake, lod, blend)
         return losses.latent_l2(w, s.detach())
 
     def forward(self, x: torch.Tensor, lod: int, blend: float, d_train: bool, ae: bool):
