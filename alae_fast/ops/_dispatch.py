@@ -1,0 +1,117 @@
+"""Choosing an implementation for an op: ``impl`` argument, ``ALAE_FAST_IMPL``, automatic.
+
+Order of precedence: the op's ``impl=`` argument, then the ``ALAE_FAST_IMPL`` environment
+variable, then the automatic choice. An implementation asked for explicitly (argument or
+variable) that cannot run raises :class:`ImplUnavailableError`; the automatic choice takes the
+first available implementation of :data:`AUTO_ORDER` for the tensors' device, with one warning
+per missing component when it has to skip one.
+
+:data:`AUTO_ORDER` is ordered by measured speed (``benchmarks/RESULTS.md``): on CPU the C++
+kernels beat the reference from about a thousand elements up and the Triton interpreter is a
+test vehicle only; on CUDA the fused CUDA kernels come first, Triton second.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+from . import _extension
+
+__all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "available_impls",
+           "resolve_impl", "unavailable_reason"]
+
+IMPLS = ("ref", "triton", "cuda", "cpu")
+ENV_VAR = "ALAE_FAST_IMPL"
+AUTO_ORDER = {"cpu": ("cpu", "ref"), "cuda": ("cuda", "triton", "ref")}
+
+_warned: set[str] = set()
+
+
+class ImplUnavailableError(RuntimeError):
+    """An explicitly requested implementation cannot run here."""
+
+
+def _triton_reason(device_type: str) -> str | None:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "Triton is not installed (pip install 'triton>=3.5')"
+    if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "Triton runs CPU tensors only in its interpreter (set TRITON_INTERPRET=1)"
+    if device_type not in ("cpu", "cuda"):
+        return f"Triton kernels here run on CUDA (or CPU, interpreted), not on {device_type}"
+    return None
+
+
+def unavailable_reason(impl: str, device_type: str) -> str | None:
+    """Why ``impl`` cannot run on tensors of ``device_type``, or None when it can."""
+    if impl == "ref":
+        return None
+    if impl == "triton":
+        return _triton_reason(device_type)
+    if impl in ("cpu", "cuda"):
+        if device_type != impl:
+            return f"impl '{impl}' runs on {impl} tensors, these are on {device_type}"
+        if not _extension.load():
+            return _extension.error()
+        if impl == "cuda" and not _extension.has_cuda_kernels():
+            return ("the extension alae_fast._C was built without its CUDA kernels (no CUDA "
+                    "toolkit or a CPU build of torch at install time, or ALAE_FAST_CUDA=0)")
+        return None
+    raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
+
+
+def available_impls(device_type: str, supported: tuple[str, ...] = IMPLS) -> list[str]:
+    """The implementations of ``supported`` that can run on ``device_type`` now."""
+    return [name for name in supported if unavailable_reason(name, device_type) is None]
+
+
+def _requested(impl: str | None) -> tuple[str | None, str]:
+    if impl is not None:
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
+        return impl, "impl="
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env in ("", "auto"):
+        return None, ""
+    if env not in IMPLS:
+        raise ValueError(f"{ENV_VAR} must be one of {IMPLS} or 'auto', got {env!r}")
+    return env, f"{ENV_VAR}="
+
+
+@torch._dynamo.assume_constant_result
+def resolve_impl(op: str, impl: str | None, device_type: str,
+                 supported: tuple[str, ...] = IMPLS) -> str:
+    """The implementation op ``op`` runs for tensors on ``device_type``.
+
+    Under ``torch.compile`` this is evaluated once, while tracing, and its result is a
+    constant of the compiled graph.
+    """
+    requested, source = _requested(impl)
+    if requested is not None:
+        if requested not in supported:
+            raise ImplUnavailableError(
+                f"alae_fast.ops.{op}: {source}{requested!r} was requested, but this op has "
+                f"only {supported}")
+        reason = unavailable_reason(requested, device_type)
+        if reason is not None:
+            raise ImplUnavailableError(
+                f"alae_fast.ops.{op}: {source}{requested!r} was requested but is unavailable: "
+                f"{reason}")
+        return requested
+    order = [name for name in AUTO_ORDER.get(device_type, ("ref",)) if name in supported]
+    skipped = []
+    for name in order:
+        reason = unavailable_reason(name, device_type)
+        if reason is None:
+            for missing, why in skipped:
+                if why not in _warned:
+                    _warned.add(why)
+                    warnings.warn(f"alae_fast: the '{missing}' kernels are unavailable ({why}); "
+                                  f"ops fall back to '{name}'", RuntimeWarning, stacklevel=3)
+            return name
+        skipped.append((name, reason))
+    return "ref"

@@ -1,0 +1,62 @@
+"""``d_loss_r1``: the whole E,D loss of ALAE (the official ``discriminator_logistic_simple_gp``),
+built from :func:`d_adv_loss` and :func:`r1_penalty`.
+
+It takes the R1 gradient itself (``autograd.grad`` with ``create_graph=True``), so it is a
+composition of ops rather than an op: ``torch.compile`` cannot trace it whole (Dynamo does
+not capture ``torch.autograd.grad``), while each op inside compiles.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from ._dispatch import resolve_impl
+from .d_adv_loss import d_adv_loss
+from .r1_penalty import r1_penalty
+from ..reference.losses import discriminator_logistic_r1
+
+__all__ = ["d_loss_r1", "d_loss_r1_ref"]
+
+
+def d_loss_r1_ref(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
+                  gamma: float = 10.0) -> torch.Tensor:
+    """Reference twin of :func:`d_loss_r1` (the reference model's loss)."""
+    return discriminator_logistic_r1(d_fake, d_real, reals, gamma)
+
+
+def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
+              gamma: float = 10.0, *, impl: str | None = None) -> torch.Tensor:
+    """E,D loss ``mean(softplus(d_fake) + softplus(-d_real) + gamma/2 |grad_reals d_real|^2)``.
+
+    Args:
+        d_fake: D's logits of generated images, [N].
+        d_real: D's logits of the real images, [N], computed from ``reals``.
+        reals: the real images, [N, C, H, W] (any rank >= 2), with ``requires_grad=True``.
+        gamma: R1 weight (0 disables the penalty and the gradient computation).
+        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
+            ``"cuda"`` or ``"cpu"``; one choice for both ops inside.
+    Returns:
+        Scalar (0-d). Its backward reaches E and D through the R1 term's double backward.
+    """
+    _checks.tensor("d_loss_r1", "d_fake", d_fake, dim=1, shape_hint="[N]")
+    _checks.tensor("d_loss_r1", "d_real", d_real, dim=1, shape_hint="[N]")
+    _checks.tensor("d_loss_r1", "reals", reals, min_dim=2, shape_hint="[N, C, H, W]")
+    _checks.same_device_dtype("d_loss_r1", d_fake=d_fake, d_real=d_real, reals=reals)
+    _checks.same_shape("d_loss_r1", d_fake=d_fake, d_real=d_real)
+    gamma = _checks.finite_float("d_loss_r1", "gamma", gamma)
+    if reals.shape[0] != d_real.shape[0]:
+        raise ValueError(f"alae_fast.ops.d_loss_r1: reals has batch {reals.shape[0]} but d_real "
+                         f"has {d_real.shape[0]} logits; they must match")
+    if gamma != 0.0 and not (reals.requires_grad and d_real.requires_grad):
+        raise ValueError("alae_fast.ops.d_loss_r1: R1 needs the gradient of d_real w.r.t. "
+                         "reals: reals must have requires_grad=True and d_real must be computed "
+                         "from it (or pass gamma=0)")
+    impl = resolve_impl("d_loss_r1", impl, d_fake.device.type)
+    if impl == "ref":
+        return d_loss_r1_ref(d_fake, d_real, reals, gamma)
+    loss = d_adv_loss(d_fake, d_real, impl=impl)
+    if gamma != 0.0:
+        (grads,) = torch.autograd.grad(d_real.sum(), reals, create_graph=True)
+        loss = loss + r1_penalty(grads, gamma, impl=impl).mean()
+    return loss

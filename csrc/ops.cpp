@@ -1,0 +1,30 @@
+// Schemas of the kernel-level ops of alae_fast._C, and the Python module stub.
+//
+// These ops are the raw kernels (one forward, one backward per fused op). The public,
+// differentiable ops with fake implementations and impl dispatch are defined in Python
+// (alae_fast/ops/), which call these when impl="cpu" or impl="cuda". Keeping the public
+// schemas in Python lets the package work when this extension was not built.
+#include <Python.h>
+
+#include <torch/library.h>
+
+extern "C" {
+// `import alae_fast._C` loads this library, which runs the TORCH_LIBRARY registrations.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "alae_fast kernels, exposed as torch.ops.alae_fast_C", -1,
+      nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(alae_fast_C, m) {
+  m.def("d_adv_loss_fwd(Tensor d_fake, Tensor d_real) -> Tensor");
+  m.def("d_adv_loss_bwd(Tensor grad, Tensor d_fake, Tensor d_real) -> (Tensor, Tensor)");
+  m.def("g_adv_loss_fwd(Tensor d_fake) -> Tensor");
+  m.def("g_adv_loss_bwd(Tensor grad, Tensor d_fake) -> Tensor");
+  m.def("r1_penalty_fwd(Tensor grads, float gamma) -> Tensor");
+  m.def("r1_penalty_bwd(Tensor grad, Tensor grads, float gamma) -> Tensor");
+  m.def("latent_l2_fwd(Tensor a, Tensor b) -> Tensor");
+  m.def("latent_l2_bwd(Tensor grad, Tensor a, Tensor b) -> (Tensor, Tensor)");
+}
