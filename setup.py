@@ -49,7 +49,7 @@ def _want_cuda():
 def _extension():
     # -fopenmp at compile time only: at::parallel_for then uses OpenMP, and the GOMP symbols
     # resolve to the libgomp torch already loads instead of a second OpenMP runtime.
-    cxx_flags = ["-O3", "-std=c++17"]
+    cxx_flags = ["-O3"]
     if sys.platform.startswith("linux"):
         cxx_flags.append("-fopenmp")
     sources = _sources("csrc/*.cpp", "csrc/cpu/*.cpp")
@@ -62,7 +62,7 @@ def _extension():
     return cpp_extension.CUDAExtension(
         "alae_fast._C", sources, include_dirs=[ROOT, os.path.join(ROOT, "kernels")],
         define_macros=[("ALAE_FAST_WITH_CUDA", "1")],
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17", "-lineinfo"]})
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]})
 
 
 class BuildExtension(cpp_extension.BuildExtension):

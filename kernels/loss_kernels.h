@@ -22,8 +22,11 @@ namespace kernels {
 enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
 
 // Workspace of a mean over n elements (d_adv_loss, g_adv_loss, latent_l2 forward).
+// It depends on n only (never on the device); 0 when one block does the whole reduction, in
+// which case `workspace` may be nullptr.
 size_t mean_reduction_workspace_bytes(DType dtype, int64_t n);
-// Workspace of r1_penalty_forward over a [rows, row_len] matrix.
+// Workspace of r1_penalty_forward over a [rows, row_len] matrix: one accumulator per (row, chunk
+// of the row); 0 when a row fits one chunk or row_len == 0 (then `workspace` may be nullptr).
 size_t r1_penalty_workspace_bytes(DType dtype, int64_t rows, int64_t row_len);
 
 // out = mean(softplus(d_fake) + softplus(-d_real)); both of length n >= 1.
