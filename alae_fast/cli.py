@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
                    help="continue from a checkpoint (default: <output_dir>/checkpoint.pt)")
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (train.device)")
+    t.add_argument("--impl", choices=("fast", "ref", "cpu", "cuda", "triton"),
+                   help="op implementation (train.impl): fast = the fastest available "
+                        "(default), ref = plain PyTorch")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval-mnist", help="1-NN and linear-SVM accuracy of E's codes on MNIST")
@@ -49,6 +52,8 @@ def _train(args) -> int:
         overrides.append(f"train.output_dir={args.output}")
     if args.device:
         overrides.append(f"train.device={args.device}")
+    if args.impl:
+        overrides.append(f"train.impl={args.impl}")
     resume = args.resume
     if args.config is not None:
         cfg = load_config(args.config, overrides)

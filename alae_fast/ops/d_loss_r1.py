@@ -2,8 +2,9 @@
 built from :func:`d_adv_loss` and :func:`r1_penalty`.
 
 It takes the R1 gradient itself (``autograd.grad`` with ``create_graph=True``), so it is a
-composition of ops rather than an op: ``torch.compile`` cannot trace it whole (Dynamo does
-not capture ``torch.autograd.grad``), while each op inside compiles.
+composition of ops rather than an op: ``torch.compile(fullgraph=True)`` refuses it (Dynamo
+does not trace ``torch.autograd.grad`` by default); plain ``torch.compile`` splits the graph
+there, and each op inside compiles.
 """
 
 from __future__ import annotations

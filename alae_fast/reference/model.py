@@ -20,6 +20,12 @@ from .networks import Encoder, EncoderFC, Generator, GeneratorFC, MappingD, Mapp
 __all__ = ["DLatent", "ALAEBase", "StyleALAE", "MLPALAE"]
 
 
+def _loss_ops():
+    # Imported on use: the reference model itself needs nothing from alae_fast.ops.
+    from .. import ops
+    return ops
+
+
 class DLatent(nn.Module):
     """Holds the running average of w per style slot: buffer ``buff`` [num_layers, latent]."""
 
@@ -57,8 +63,15 @@ class ALAEBase(nn.Module):
         self.decoder = decoder_cls(**net)
         self.encoder = encoder_cls(**net)
         self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
+        # Which implementation the three losses use: "ref" (the plain-PyTorch functions of
+        # reference.losses), or an impl of alae_fast.ops ("fast" = automatic choice).
+        self.loss_impl = "ref"
 
     # -- helpers ----------------------------------------------------------------------------
+    @property
+    def _ops_impl(self) -> str | None:
+        return None if self.loss_impl == "fast" else self.loss_impl
+
     @property
     def device(self) -> torch.device:
         return self.mapping_f.map_blocks[0].fc.weight.device
@@ -147,7 +160,9 @@ class ALAEBase(nn.Module):
         self.mapping_d.requires_grad_(True)
         _, d_real = self.encode(x, lod, blend)
         _, d_fake = self.encode(fake, lod, blend)
-        return losses.discriminator_logistic_r1(d_fake, d_real, x, r1_gamma)
+        if self.loss_impl == "ref":
+            return losses.discriminator_logistic_r1(d_fake, d_real, x, r1_gamma)
+        return _loss_ops().d_loss_r1(d_fake, d_real, x, r1_gamma, impl=self._ops_impl)
 
     def g_loss(self, batch_size: int, lod: int, blend: float) -> torch.Tensor:
         """F,G loss: softplus(-D(E(G(F(z))))) with E and D frozen."""
@@ -160,7 +175,9 @@ class ALAEBase(nn.Module):
         finally:
             self.encoder.requires_grad_(True)
             self.mapping_d.requires_grad_(True)
-        return losses.generator_logistic_ns(d_fake)
+        if self.loss_impl == "ref":
+            return losses.generator_logistic_ns(d_fake)
+        return _loss_ops().g_adv_loss(d_fake, impl=self._ops_impl)
 
     def ae_loss(self, batch_size: int, lod: int, blend: float) -> torch.Tensor:
         """E,G reciprocity loss in latent space: mean((E(G(w)) - w)^2) with w = F(z) as a
@@ -169,7 +186,9 @@ class ALAEBase(nn.Module):
         self.encoder.requires_grad_(True)
         s, fake = self.generate(lod, blend, z=z, mixing=False, noise=True, return_styles=True)
         w = self.encode_w(fake, lod, blend)
-        return losses.latent_l2(w, s.detach())
+        if self.loss_impl == "ref":
+            return losses.latent_l2(w, s.detach())
+        return _loss_ops().latent_l2(w, s.detach(), impl=self._ops_impl)
 
     def forward(self, x: torch.Tensor, lod: int, blend: float, d_train: bool, ae: bool):
         """Official-style entry point: the AE loss if ``ae``, else the D loss if ``d_train``,

@@ -117,7 +117,7 @@ class TrainConfig:
     max_minutes: float | None = None
     seed: int = 0
     device: str = "auto"
-    impl: str = "ref"
+    impl: str = "fast"
     sample_every: int = 500
     checkpoint_every: int = 1000
     log_every: int = 50

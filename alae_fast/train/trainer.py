@@ -142,6 +142,24 @@ def _at_lod(x: torch.Tensor, lod: int, blend: float, in_transition: bool) -> tor
     return x
 
 
+LOSS_OPS = ("d_loss_r1", "g_adv_loss", "latent_l2")
+
+
+def describe_ops(impl: str, device: torch.device) -> str:
+    """Which implementation each op of a training step runs, e.g.
+    ``d_loss_r1=cpu, g_adv_loss=cpu, latent_l2=cpu, layers=ref``. Raises
+    :class:`ConfigError` when ``impl`` names an implementation that cannot run here."""
+    if impl == "ref":
+        return ", ".join(f"{op}=ref" for op in LOSS_OPS) + ", layers=ref"
+    from ..ops import ImplUnavailableError, resolve_impl
+    try:
+        chosen = [resolve_impl(op, None if impl == "fast" else impl, device.type)
+                  for op in LOSS_OPS]
+    except ImplUnavailableError as exc:
+        raise ConfigError(f"train.impl={impl!r}: {exc}") from exc
+    return ", ".join(f"{op}={c}" for op, c in zip(LOSS_OPS, chosen)) + ", layers=ref"
+
+
 class Trainer:
     """Trains an ALAE model from a :class:`Config`.
 
@@ -158,14 +176,14 @@ class Trainer:
         self.cfg = cfg
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.progress = progress
-        if cfg.train.impl != "ref":
-            raise ConfigError(f"train.impl {cfg.train.impl!r} is not available yet; use 'ref'")
         self.device = select_device(cfg.train.device)
         self.out = Path(cfg.train.output_dir)
         seed_everything(cfg.train.seed)
 
         self.data = _Images(cfg, data)
         self.model = build_model(cfg.model, truncation=False).to(self.device).train()
+        self.model.loss_impl = cfg.train.impl
+        self.ops_summary = describe_ops(cfg.train.impl, self.device)
         self.ema = self.model.make_ema(cfg.model.truncation_psi, cfg.model.truncation_cutoff)
         t = cfg.train
         opt_args = dict(lr=t.learning_rates[0], betas=tuple(t.adam_betas), eps=t.adam_eps)
@@ -287,7 +305,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.out / "config.yaml")
         self.log(f"training {self.cfg.name} on {self.device} ({self.data.size} images), "
-                 f"ops: reference PyTorch; output in {self.out}")
+                 f"ops: {self.ops_summary}; output in {self.out}")
         last: dict[str, float] = {}
         plan = None
         start = self._start = time.time()

@@ -45,7 +45,7 @@ def test_mnist_mlp_values():
     assert t.output_dir == "runs/mnist-mlp"
     assert (t.sample_every, t.checkpoint_every) == (500, 1000)
     # Unspecified keys keep the dataclass defaults.
-    assert t.adam_betas == [0.0, 0.99] and t.impl == "ref" and t.max_steps is None
+    assert t.adam_betas == [0.0, 0.99] and t.impl == "fast" and t.max_steps is None
 
 
 def test_mnist_style_values():
