@@ -3,12 +3,16 @@
 Order of precedence: the op's ``impl=`` argument, then the ``ALAE_FAST_IMPL`` environment
 variable, then the automatic choice. An implementation asked for explicitly (argument or
 variable) that cannot run raises :class:`ImplUnavailableError`; the automatic choice takes the
-first available implementation of :data:`AUTO_ORDER` for the tensors' device, with one warning
-per missing component when it has to skip one.
+first available implementation of :func:`auto_order` for the op and the tensors' device, with
+one warning per missing component when it has to skip one.
 
-:data:`AUTO_ORDER` is ordered by measured speed (``benchmarks/RESULTS.md``): on CPU the C++
-kernels beat the reference from about a thousand elements up and the Triton interpreter is a
-test vehicle only; on CUDA the fused CUDA kernels come first, Triton second.
+The orders follow the measurements in ``benchmarks/RESULTS.md`` (2-core AMD EPYC, torch 2.13):
+on CPU the C++ kernels of ``r1_penalty`` (1.1-2.8x forward+backward, 1.9-2.4x forward) and
+``latent_l2`` (up to 9x forward on large inputs) beat the reference, while for the softplus
+losses PyTorch's own vectorised softplus is faster at every measured size (0.6-0.95x for ours,
+whose custom-op autograd also costs ~40 us per call), so the automatic choice keeps the
+reference there. The Triton interpreter is a test vehicle only, never an automatic choice.
+On CUDA the fused CUDA kernels come first and Triton second (pending GPU measurements).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import torch
 
 from . import _extension
 
-__all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "available_impls",
-           "resolve_impl", "unavailable_reason"]
+__all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "auto_order",
+           "available_impls", "resolve_impl", "unavailable_reason"]
 
 IMPLS = ("ref", "triton", "cuda", "cpu")
 ENV_VAR = "ALAE_FAST_IMPL"
 AUTO_ORDER = {"cpu": ("cpu", "ref"), "cuda": ("cuda", "triton", "ref")}
+# Per-op exceptions to AUTO_ORDER, from the measurements above.
+AUTO_ORDER_BY_OP = {("d_adv_loss", "cpu"): ("ref",), ("g_adv_loss", "cpu"): ("ref",)}
 
 _warned: set[str] = set()
 
@@ -62,6 +68,11 @@ def unavailable_reason(impl: str, device_type: str) -> str | None:
                     "toolkit or a CPU build of torch at install time, or ALAE_FAST_CUDA=0)")
         return None
     raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
+
+
+def auto_order(op: str, device_type: str) -> tuple[str, ...]:
+    """Implementations the automatic choice tries for ``op`` on ``device_type``, best first."""
+    return AUTO_ORDER_BY_OP.get((op, device_type), AUTO_ORDER.get(device_type, ("ref",)))
 
 
 def available_impls(device_type: str, supported: tuple[str, ...] = IMPLS) -> list[str]:
@@ -102,7 +113,7 @@ def resolve_impl(op: str, impl: str | None, device_type: str,
                 f"alae_fast.ops.{op}: {source}{requested!r} was requested but is unavailable: "
                 f"{reason}")
         return requested
-    order = [name for name in AUTO_ORDER.get(device_type, ("ref",)) if name in supported]
+    order = [name for name in auto_order(op, device_type) if name in supported]
     skipped = []
     for name in order:
         reason = unavailable_reason(name, device_type)

@@ -36,7 +36,8 @@ def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
         reals: the real images, [N, C, H, W] (any rank >= 2), with ``requires_grad=True``.
         gamma: R1 weight (0 disables the penalty and the gradient computation).
         impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``; one choice for both ops inside.
+            ``"cuda"`` or ``"cpu"``; an explicit choice applies to both ops inside, the
+            automatic one is made by each op.
     Returns:
         Scalar (0-d). Its backward reaches E and D through the R1 term's double backward.
     """
@@ -53,9 +54,9 @@ def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
         raise ValueError("alae_fast.ops.d_loss_r1: R1 needs the gradient of d_real w.r.t. "
                          "reals: reals must have requires_grad=True and d_real must be computed "
                          "from it (or pass gamma=0)")
-    impl = resolve_impl("d_loss_r1", impl, d_fake.device.type)
-    if impl == "ref":
+    if resolve_impl("d_loss_r1", impl, d_fake.device.type) == "ref":
         return d_loss_r1_ref(d_fake, d_real, reals, gamma)
+    # impl=None lets each op make its own automatic choice.
     loss = d_adv_loss(d_fake, d_real, impl=impl)
     if gamma != 0.0:
         (grads,) = torch.autograd.grad(d_real.sum(), reals, create_graph=True)

@@ -142,12 +142,12 @@ def _at_lod(x: torch.Tensor, lod: int, blend: float, in_transition: bool) -> tor
     return x
 
 
-LOSS_OPS = ("d_loss_r1", "g_adv_loss", "latent_l2")
+LOSS_OPS = ("d_adv_loss", "r1_penalty", "g_adv_loss", "latent_l2")
 
 
 def describe_ops(impl: str, device: torch.device) -> str:
     """Which implementation each op of a training step runs, e.g.
-    ``d_loss_r1=cpu, g_adv_loss=cpu, latent_l2=cpu, layers=ref``. Raises
+    ``d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, layers=ref``. Raises
     :class:`ConfigError` when ``impl`` names an implementation that cannot run here."""
     if impl == "ref":
         return ", ".join(f"{op}=ref" for op in LOSS_OPS) + ", layers=ref"

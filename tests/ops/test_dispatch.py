@@ -24,10 +24,14 @@ def test_importing_the_package_loads_neither_extension_nor_kernels():
     assert out.stdout.strip() == "[]"
 
 
-def test_automatic_choice_is_the_cpu_kernels_on_cpu(monkeypatch):
+def test_automatic_choice_on_cpu_follows_the_measured_order(monkeypatch):
     monkeypatch.delenv("ALAE_FAST_IMPL", raising=False)
-    assert resolve_impl("d_adv_loss", None, "cpu") == "cpu"
-    assert _dispatch.AUTO_ORDER["cpu"][0] == "cpu"
+    assert resolve_impl("r1_penalty", None, "cpu") == "cpu"
+    assert resolve_impl("latent_l2", None, "cpu") == "cpu"
+    # PyTorch's vectorised softplus beats the C++ loss kernels on CPU (benchmarks/RESULTS.md).
+    assert resolve_impl("d_adv_loss", None, "cpu") == "ref"
+    assert resolve_impl("g_adv_loss", None, "cpu") == "ref"
+    assert _dispatch.auto_order("d_adv_loss", "cuda") == ("cuda", "triton", "ref")
 
 
 def test_environment_variable_overrides_the_default_but_not_the_argument(monkeypatch):
@@ -35,7 +39,7 @@ def test_environment_variable_overrides_the_default_but_not_the_argument(monkeyp
     assert resolve_impl("d_adv_loss", None, "cpu") == "triton"
     assert resolve_impl("d_adv_loss", "ref", "cpu") == "ref"
     monkeypatch.setenv("ALAE_FAST_IMPL", "auto")
-    assert resolve_impl("d_adv_loss", None, "cpu") == "cpu"
+    assert resolve_impl("r1_penalty", None, "cpu") == "cpu"
     f, r = torch.randn(9), torch.randn(9)
     monkeypatch.setenv("ALAE_FAST_IMPL", "triton")
     torch.testing.assert_close(ops.d_adv_loss(f, r), ops.d_adv_loss_ref(f, r))
@@ -69,8 +73,7 @@ def test_missing_build_falls_back_with_one_warning_and_explicit_request_raises(m
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
-            torch.testing.assert_close(ops.d_adv_loss(f, r), ops.d_adv_loss_ref(f, r))
-            ops.g_adv_loss(f)
+            torch.testing.assert_close(ops.latent_l2(f, r), ops.latent_l2_ref(f, r))
             ops.r1_penalty(torch.randn(2, 3), 1.0)
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1, messages

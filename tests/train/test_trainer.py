@@ -152,14 +152,16 @@ def test_loss_ops_train_like_the_reference_and_are_reported(tmp_path, mnist_dir,
         logs[name] = "\n".join(messages)
         losses[name] = [[float(r[k]) for k in ("loss_d", "loss_g", "loss_ae")]
                         for r in read_losses(out / "losses.csv")]
-    assert "ops: d_loss_r1=ref, g_adv_loss=ref, latent_l2=ref" in logs["ref"]
-    assert f"ops: d_loss_r1={impl}, g_adv_loss={impl}, latent_l2={impl}" in logs[impl]
+    assert "ops: d_adv_loss=ref, r1_penalty=ref, g_adv_loss=ref, latent_l2=ref" in logs["ref"]
+    assert (f"ops: d_adv_loss={impl}, r1_penalty={impl}, g_adv_loss={impl}, latent_l2={impl}"
+            in logs[impl])
     torch.testing.assert_close(torch.tensor(losses[impl]), torch.tensor(losses["ref"]),
                                rtol=1e-4, atol=1e-6)
 
 
-def test_fast_impl_uses_the_cpu_kernels_and_an_unavailable_impl_is_a_config_error(tmp_path):
+def test_fast_impl_follows_the_measured_auto_order_and_unavailable_impl_is_a_config_error(tmp_path):
     from alae_fast.train.trainer import describe_ops
-    assert describe_ops("fast", torch.device("cpu")).startswith("d_loss_r1=cpu, g_adv_loss=cpu")
+    assert describe_ops("fast", torch.device("cpu")) == (
+        "d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, layers=ref")
     with pytest.raises(ConfigError, match=r"train.impl='cuda'.*unavailable"):
         describe_ops("cuda", torch.device("cpu"))

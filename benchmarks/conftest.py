@@ -1,0 +1,93 @@
+"""Writes benchmarks/RESULTS.md at the end of `pytest benchmarks/`.
+
+Each device keeps its own JSON file under benchmarks/results/ (rows, device, versions, date),
+so a CPU run never overwrites the numbers a GPU run committed; RESULTS.md is rebuilt from all
+of them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+import support
+
+HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / "results"
+RESULTS_MD = HERE / "RESULTS.md"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _device_label() -> str:
+    if support.DEVICE == "cuda":
+        return torch.cuda.get_device_name()
+    return f"CPU: {_cpu_name()}, {torch.get_num_threads()} threads"
+
+
+def _versions() -> dict:
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "not installed"
+    return dict(torch=torch.__version__, triton=triton_version,
+                cuda=torch.version.cuda or "none", python=platform.python_version())
+
+
+def _table(result: dict) -> list[str]:
+    rows = result["rows"]
+    ref = {(r["op"], r["mode"], r["shape"]): r["median_us"] for r in rows if r["impl"] == "ref"}
+    lines = [f"### {result['device']}", "",
+             f"torch {result['versions']['torch']}, triton {result['versions']['triton']}, "
+             f"CUDA {result['versions']['cuda']}, Python {result['versions']['python']}; "
+             f"measured {result['date']}.", "",
+             "| op | mode | shape | impl | median (µs) | GB/s | speed-up vs ref |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        base = ref.get((r["op"], r["mode"], r["shape"]))
+        speedup = f"{base / r['median_us']:.2f}x" if base else "-"
+        lines.append(f"| {r['op']} | {r['mode']} | {r['shape']} | {r['impl']} | "
+                     f"{r['median_us']:.1f} | {r['gbps']:.2f} | {speedup} |")
+    return lines + [""]
+
+
+def write_markdown() -> None:
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS_DIR.glob("*.json"))]
+    lines = ["# Benchmark results", "",
+             "Written by `pytest benchmarks/` (one section per device; each run replaces its "
+             "own device's section). Median wall time per call, synchronised on GPU; GB/s "
+             "counts the bytes each call must read and write; speed-up is the reference "
+             "PyTorch time over the implementation's. `forward` runs without autograd, "
+             "`forward+backward` includes the backward pass.", ""]
+    for result in results:
+        lines += _table(result)
+    RESULTS_MD.write_text("\n".join(lines))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not support.ROWS:
+        return
+    label = _device_label()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", label.split(",")[0]).strip("-").lower()
+    order = {"ref": 0, "cpu": 1, "cuda": 1, "triton": 2}
+    rows = sorted(support.ROWS, key=lambda r: (r["op"], r["mode"], r["shape"],
+                                               order.get(r["impl"], 9)))
+    result = dict(device=label, versions=_versions(),
+                  date=datetime.date.today().isoformat(), rows=rows)
+    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown()

@@ -1,0 +1,59 @@
+"""Shared pieces of the op benchmarks: timing one case and recording it for RESULTS.md."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from alae_fast.ops import available_impls
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# Per-case time budget: enough rounds for a stable median, small enough that the whole
+# `pytest benchmarks/` stays within a few minutes on a 2-core CPU.
+TARGET_SECONDS = 0.25
+MIN_ROUNDS, MAX_ROUNDS = 3, 500
+
+# Result rows of this session, written by conftest.pytest_sessionfinish.
+ROWS: list[dict] = []
+
+
+def impls(supported=("ref", "triton", "cuda", "cpu")) -> list[str]:
+    """The implementations benchmarked here: every available one (Triton's CPU interpreter
+    is a test vehicle, not an implementation to time, so it is left out on CPU)."""
+    return [i for i in available_impls(DEVICE, supported) if not (i == "triton" and
+                                                                  DEVICE == "cpu")]
+
+
+def _sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_case(benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes: int) -> None:
+    """Time ``fn`` with pytest-benchmark and record median time and achieved bandwidth
+    (``nbytes`` read + written per call)."""
+    def call():
+        fn()
+        _sync()
+
+    call()  # warm-up: lazy loading, Triton compilation, allocator
+    t0 = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - t0, 1e-7)
+    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, TARGET_SECONDS / once)))
+    benchmark.group = f"{op} {mode} {shape}"
+    benchmark.extra_info.update(op=op, mode=mode, shape=shape, impl=impl)
+    benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=1)
+    median = benchmark.stats.stats.median
+    ROWS.append(dict(op=op, mode=mode, shape=shape, impl=impl, median_us=median * 1e6,
+                     gbps=nbytes / median / 1e9, rounds=rounds))
+
+
+def parametrize_impls(supported=("ref", "triton", "cuda", "cpu")):
+    return pytest.mark.parametrize("impl", impls(supported))
+
+
+def nbytes(*tensors: torch.Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
