@@ -7,12 +7,13 @@ first available implementation of :func:`auto_order` for the op and the tensors'
 one warning per missing component when it has to skip one.
 
 The orders follow the measurements in ``benchmarks/RESULTS.md`` (2-core AMD EPYC, torch 2.13):
-on CPU the C++ kernels of ``r1_penalty`` (1.1-2.8x forward+backward, 1.9-2.4x forward) and
-``latent_l2`` (up to 9x forward on large inputs) beat the reference, while for the softplus
-losses PyTorch's own vectorised softplus is faster at every measured size (0.6-0.95x for ours,
-whose custom-op autograd also costs ~40 us per call), so the automatic choice keeps the
-reference there. The Triton interpreter is a test vehicle only, never an automatic choice.
-On CUDA the fused CUDA kernels come first and Triton second (pending GPU measurements).
+on CPU the C++ kernels of ``r1_penalty`` (forward 1.4-2.3x, forward+backward 0.9-2.5x, ahead
+from 32x3x64x64 images up) and ``latent_l2`` (forward 0.9-4.7x, forward+backward 0.8-4.0x)
+beat the reference where the work is large. For the softplus losses, at the batch sizes they
+see (64-4096 logits), PyTorch's own path is faster (ours 0.62-0.96x: its ~40 us custom-op
+autograd and SLEEF log1p cost more than the passes the fusion saves), so the automatic choice
+keeps the reference there. The Triton interpreter is a test vehicle only, never an automatic
+choice. On CUDA the fused CUDA kernels come first and Triton second (not yet measured on a GPU).
 """
 
 from __future__ import annotations

@@ -33,13 +33,14 @@ def _adv_loss_fwd_kernel(fake_ptr, real_ptr, partial_ptr, n, FAKE_SIGN: tl.const
 
 
 @triton.jit
-def _adv_loss_bwd_kernel(grad_ptr, fake_ptr, real_ptr, grad_fake_ptr, grad_real_ptr, n, inv_n,
+def _adv_loss_bwd_kernel(grad_ptr, fake_ptr, real_ptr, grad_fake_ptr, grad_real_ptr, n,
                          FAKE_SIGN: tl.constexpr, HAS_REAL: tl.constexpr, ACC: tl.constexpr,
                          BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    scale = tl.load(grad_ptr).to(ACC) * inv_n
+    # Divide in ACC (a Python float argument would arrive as float32 in compiled Triton).
+    scale = tl.load(grad_ptr).to(ACC) / n
     f = tl.load(fake_ptr + offs, mask=mask, other=0.0).to(ACC)
     gf = FAKE_SIGN * scale * sigmoid(FAKE_SIGN * f)
     tl.store(grad_fake_ptr + offs, gf.to(grad_fake_ptr.dtype.element_ty), mask=mask)
@@ -70,7 +71,7 @@ def _backward(grad: torch.Tensor, fake: torch.Tensor, real: torch.Tensor | None,
     with device_of(fake):
         _adv_loss_bwd_kernel[(triton.cdiv(n, BLOCK),)](
             grad, fake, real if real is not None else fake, grad_fake,
-            grad_real if grad_real is not None else grad_fake, n, 1.0 / n, FAKE_SIGN=fake_sign,
+            grad_real if grad_real is not None else grad_fake, n, FAKE_SIGN=fake_sign,
             HAS_REAL=real is not None, ACC=acc_dtype(fake), BLOCK=BLOCK)
     return grad_fake, grad_real
 

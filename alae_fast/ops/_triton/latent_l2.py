@@ -25,11 +25,11 @@ def _l2_fwd_kernel(a_ptr, b_ptr, partial_ptr, n, ACC: tl.constexpr, BLOCK: tl.co
 
 
 @triton.jit
-def _l2_bwd_kernel(grad_ptr, a_ptr, b_ptr, grad_a_ptr, grad_b_ptr, n, two_over_n,
-                   ACC: tl.constexpr, BLOCK: tl.constexpr):
+def _l2_bwd_kernel(grad_ptr, a_ptr, b_ptr, grad_a_ptr, grad_b_ptr, n, ACC: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    scale = tl.load(grad_ptr).to(ACC) * two_over_n
+    # Divide in ACC (a Python float argument would arrive as float32 in compiled Triton).
+    scale = 2.0 * tl.load(grad_ptr).to(ACC) / n
     d = (tl.load(a_ptr + offs, mask=mask, other=0.0).to(ACC)
          - tl.load(b_ptr + offs, mask=mask, other=0.0).to(ACC))
     g = scale * d
@@ -55,6 +55,6 @@ def latent_l2_bwd(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
     grad_a = torch.empty_like(a)
     grad_b = torch.empty_like(b)
     with device_of(a):
-        _l2_bwd_kernel[(triton.cdiv(n, BLOCK),)](grad, a, b, grad_a, grad_b, n, 2.0 / n,
-                                                 ACC=acc_dtype(a), BLOCK=BLOCK)
+        _l2_bwd_kernel[(triton.cdiv(n, BLOCK),)](grad, a, b, grad_a, grad_b, n, ACC=acc_dtype(a),
+                                                 BLOCK=BLOCK)
     return grad_a, grad_b

@@ -28,12 +28,12 @@ def _r1_fwd_kernel(grads_ptr, partial_ptr, row_len, chunks, ACC: tl.constexpr,
 
 
 @triton.jit
-def _r1_bwd_kernel(grad_ptr, grads_ptr, out_ptr, row_len, gamma, ACC: tl.constexpr,
+def _r1_bwd_kernel(scale_ptr, grads_ptr, out_ptr, row_len, ACC: tl.constexpr,
                    BLOCK: tl.constexpr):
     row = tl.program_id(1).to(tl.int64)
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < row_len
-    scale = tl.load(grad_ptr + row).to(ACC) * gamma
+    scale = tl.load(scale_ptr + row)
     g = tl.load(grads_ptr + row * row_len + cols, mask=mask, other=0.0).to(ACC)
     tl.store(out_ptr + row * row_len + cols, (scale * g).to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -58,11 +58,14 @@ def r1_penalty_bwd(grad: torch.Tensor, grads: torch.Tensor, gamma: float) -> tor
     """gamma * grad[:, None] * grads for a contiguous [N, M] ``grads`` and [N] ``grad``."""
     rows, row_len = grads.shape
     out = torch.empty_like(grads)
+    # gamma * grad per row, in the accumulation dtype, computed here because a Python float
+    # argument would arrive as float32 in compiled Triton.
+    scale = grad.to(torch.float64 if grads.dtype == torch.float64 else torch.float32) * gamma
     if row_len > 0:
         with device_of(grads):
             for r0 in range(0, rows, MAX_ROWS):
                 r1 = min(rows, r0 + MAX_ROWS)
                 _r1_bwd_kernel[(triton.cdiv(row_len, BLOCK), r1 - r0)](
-                    grad[r0:r1], grads[r0:r1], out[r0:r1], row_len, gamma,
-                    ACC=acc_dtype(grads), BLOCK=BLOCK)
+                    scale[r0:r1], grads[r0:r1], out[r0:r1], row_len, ACC=acc_dtype(grads),
+                    BLOCK=BLOCK)
     return out
