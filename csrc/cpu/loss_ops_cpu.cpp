@@ -96,31 +96,28 @@ double lane_sum(int64_t begin, int64_t end, const Term& term) {
 
 // sum over [begin, end) of (a[j] - b[j])^2 (kDiff) or of a[j]^2: float lanes the compiler
 // vectorises, flushed to double every kFloatBlock elements.
-#define ALAE_FLOAT_SUM_SQ_BODY                                  \
-  double total = 0.0;                                           \
-  for (int64_t block = begin; block < end; block += kFloatBlock) { \
-    const int64_t stop = std::min(end, block + kFloatBlock);    \
-    float lane[kLanes] = {};                                    \
-    int64_t j = block;                                          \
-    for (; j + kLanes <= stop; j += kLanes) {                   \
-      for (int k = 0; k < kLanes; ++k) {                        \
-        const float d = kDiff ? a[j + k] - b[j + k] : a[j + k]; \
-        lane[k] += d * d;                                       \
-      }                                                         \
-    }                                                           \
-    for (; j < stop; ++j) {                                     \
-      const float d = kDiff ? a[j] - b[j] : a[j];               \
-      lane[0] += d * d;                                         \
-    }                                                           \
-    for (int k = 0; k < kLanes; ++k) {                          \
-      total += lane[k];                                         \
-    }                                                           \
-  }                                                             \
-  return total;
-
 template <bool kDiff>
 double float_sum_sq_generic(const float* a, const float* b, int64_t begin, int64_t end) {
-  ALAE_FLOAT_SUM_SQ_BODY
+  double total = 0.0;
+  for (int64_t block = begin; block < end; block += kFloatBlock) {
+    const int64_t stop = std::min(end, block + kFloatBlock);
+    float lane[kLanes] = {};
+    int64_t j = block;
+    for (; j + kLanes <= stop; j += kLanes) {
+      for (int k = 0; k < kLanes; ++k) {
+        const float d = kDiff ? a[j + k] - b[j + k] : a[j + k];
+        lane[k] += d * d;
+      }
+    }
+    for (; j < stop; ++j) {
+      const float d = kDiff ? a[j] - b[j] : a[j];
+      lane[0] += d * d;
+    }
+    for (int k = 0; k < kLanes; ++k) {
+      total += lane[k];
+    }
+  }
+  return total;
 }
 
 #ifdef ALAE_FAST_X86_AVX2
@@ -313,7 +310,6 @@ at::Tensor d_adv_loss_fwd(const at::Tensor& d_fake, const at::Tensor& d_real) {
   TORCH_CHECK(n > 0, "alae_fast_C (CPU): d_fake must not be empty");
   double total = 0.0;
   ALAE_DISPATCH_FLOATS(d_fake.scalar_type(), "d_adv_loss_fwd", [&] {
-    using math_t = at::opmath_type<scalar_t>;
     const scalar_t* f = d_fake.data_ptr<scalar_t>();
     const scalar_t* r = d_real.data_ptr<scalar_t>();
     total = row_sums(1, n, [&](int64_t, int64_t b, int64_t e) {
@@ -333,7 +329,6 @@ std::tuple<at::Tensor, at::Tensor> d_adv_loss_bwd(const at::Tensor& grad, const 
   at::Tensor grad_fake = at::empty_like(d_fake);
   at::Tensor grad_real = at::empty_like(d_real);
   ALAE_DISPATCH_FLOATS(d_fake.scalar_type(), "d_adv_loss_bwd", [&] {
-    using math_t = at::opmath_type<scalar_t>;
     const scalar_t* f = d_fake.data_ptr<scalar_t>();
     const scalar_t* r = d_real.data_ptr<scalar_t>();
     scalar_t* gf = grad_fake.data_ptr<scalar_t>();
@@ -352,7 +347,6 @@ at::Tensor g_adv_loss_fwd(const at::Tensor& d_fake) {
   TORCH_CHECK(n > 0, "alae_fast_C (CPU): d_fake must not be empty");
   double total = 0.0;
   ALAE_DISPATCH_FLOATS(d_fake.scalar_type(), "g_adv_loss_fwd", [&] {
-    using math_t = at::opmath_type<scalar_t>;
     const scalar_t* f = d_fake.data_ptr<scalar_t>();
     total = row_sums(1, n, [&](int64_t, int64_t b, int64_t e) {
       return softplus_sum<scalar_t>(f, -1.0f, nullptr, 0.0f, b, e);
@@ -367,7 +361,6 @@ at::Tensor g_adv_loss_bwd(const at::Tensor& grad, const at::Tensor& d_fake) {
   const double scale = scalar_grad(grad) / static_cast<double>(n);
   at::Tensor grad_fake = at::empty_like(d_fake);
   ALAE_DISPATCH_FLOATS(d_fake.scalar_type(), "g_adv_loss_bwd", [&] {
-    using math_t = at::opmath_type<scalar_t>;
     const scalar_t* f = d_fake.data_ptr<scalar_t>();
     scalar_t* gf = grad_fake.data_ptr<scalar_t>();
     at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
@@ -385,7 +378,6 @@ at::Tensor r1_penalty_fwd(const at::Tensor& grads, double gamma) {
   const int64_t row_len = grads.size(1);
   at::Tensor out = at::empty({rows}, grads.options());
   ALAE_DISPATCH_FLOATS(grads.scalar_type(), "r1_penalty_fwd", [&] {
-    using math_t = at::opmath_type<scalar_t>;
     const scalar_t* g = grads.data_ptr<scalar_t>();
     const std::vector<double> sums = row_sums(rows, row_len, [&](int64_t r, int64_t b, int64_t e) {
       return sum_sq<scalar_t>(g + r * row_len, nullptr, b, e);
@@ -439,7 +431,6 @@ at::Tensor latent_l2_fwd(const at::Tensor& a, const at::Tensor& b) {
   TORCH_CHECK(n > 0, "alae_fast_C (CPU): a must not be empty");
   double total = 0.0;
   ALAE_DISPATCH_FLOATS(a.scalar_type(), "latent_l2_fwd", [&] {
-    using math_t = at::opmath_type<scalar_t>;
     const scalar_t* pa = a.data_ptr<scalar_t>();
     const scalar_t* pb = b.data_ptr<scalar_t>();
     total = row_sums(1, n, [&](int64_t, int64_t b, int64_t e) {
