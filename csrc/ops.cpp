@@ -27,4 +27,22 @@ TORCH_LIBRARY(alae_fast_C, m) {
   m.def("r1_penalty_bwd(Tensor grad, Tensor grads, float gamma) -> Tensor");
   m.def("latent_l2_fwd(Tensor a, Tensor b) -> Tensor");
   m.def("latent_l2_bwd(Tensor grad, Tensor a, Tensor b) -> (Tensor, Tensor)");
+  // Layer ops of the StyleALAE blocks.
+  m.def("bias_act_fwd(Tensor x, Tensor? b, float alpha, float gain) -> Tensor");
+  m.def("bias_act_bwd(Tensor grad, Tensor y, float alpha, float gain) -> (Tensor, Tensor)");
+  m.def("blur_fwd(Tensor x) -> Tensor");
+  m.def("encode_norm_fwd(Tensor x, Tensor bias, float alpha, float eps) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "encode_norm_bwd(Tensor grad_y, Tensor grad_style, Tensor x, Tensor bias, Tensor stats, "
+      "float alpha, float eps) -> (Tensor, Tensor)");
+  m.def(
+      "adain_fwd(Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, Tensor? bias, "
+      "float alpha, float eps) -> (Tensor, Tensor)");
+  m.def(
+      "adain_bwd(Tensor grad_y, Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, "
+      "Tensor? bias, Tensor stats, float alpha, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("linear_act_fwd(Tensor x, Tensor weight, Tensor? bias, float alpha, float gain) -> Tensor");
+  m.def(
+      "lreq_adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg_sqs, "
+      "float[] step_sizes, float beta2, float eps, float weight_decay) -> ()");
 }
