@@ -8,13 +8,21 @@ work on it. Importing this package loads neither the extension nor Triton.
 
 from ._dispatch import (AUTO_ORDER, ENV_VAR, IMPLS, ImplUnavailableError, available_impls,
                         resolve_impl)
+from .adain import adain, adain_ref
+from .bias_act import bias_act, bias_act_ref
+from .blur import blur, blur_ref
 from .d_adv_loss import d_adv_loss, d_adv_loss_ref
 from .d_loss_r1 import d_loss_r1, d_loss_r1_ref
 from .g_adv_loss import g_adv_loss, g_adv_loss_ref
+from .encode_norm import encode_norm, encode_norm_ref
 from .latent_l2 import latent_l2, latent_l2_ref
+from .linear_act import linear_act, linear_act_ref
+from .lreq_adam import lreq_adam_step_, lreq_adam_step_ref
 from .r1_penalty import r1_penalty, r1_penalty_ref
 
 __all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "available_impls",
            "resolve_impl", "d_adv_loss", "d_adv_loss_ref", "g_adv_loss", "g_adv_loss_ref",
            "r1_penalty", "r1_penalty_ref", "latent_l2", "latent_l2_ref", "d_loss_r1",
-           "d_loss_r1_ref"]
+           "d_loss_r1_ref", "bias_act", "bias_act_ref", "blur", "blur_ref", "encode_norm",
+           "encode_norm_ref", "adain", "adain_ref", "linear_act", "linear_act_ref",
+           "lreq_adam_step_", "lreq_adam_step_ref"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ from ..checkpoints import CHECKPOINT_FORMAT, atomic_save, build_model, load_chec
 from ..data import ImageFolderDataset, uint8_to_float
 from ..data.mnist import load_mnist
 from ..data.transforms import pad_to
+from ..nn import optimize
+from ..optim import LREQAdam as FusedLREQAdam
 from ..reference.optim import LREQAdam
 from ..utils.images import save_grid
 from ..utils.losslog import LossLog, RunningMeans
@@ -143,21 +146,25 @@ def _at_lod(x: torch.Tensor, lod: int, blend: float, in_transition: bool) -> tor
 
 
 LOSS_OPS = ("d_adv_loss", "r1_penalty", "g_adv_loss", "latent_l2")
+LAYER_OPS = ("bias_act", "blur", "encode_norm", "adain", "linear_act", "lreq_adam_step_")
+_OP_SUPPORT = {"linear_act": ("ref", "triton", "cpu")}
 
 
-def describe_ops(impl: str, device: torch.device) -> str:
+def describe_ops(impl: str, device: torch.device, kind: str = "style") -> str:
     """Which implementation each op of a training step runs, e.g.
-    ``d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, layers=ref``. Raises
-    :class:`ConfigError` when ``impl`` names an implementation that cannot run here."""
+    ``d_adv_loss=ref, r1_penalty=cpu, ..., adain=cpu, linear_act=cpu, lreq_adam_step_=cpu``.
+    The MLP model (``kind="mlp"``) runs only the loss ops, ``linear_act`` and the optimizer op.
+    Raises :class:`ConfigError` when ``impl`` names an implementation that cannot run here."""
+    names = LOSS_OPS + (LAYER_OPS if kind != "mlp" else ("linear_act", "lreq_adam_step_"))
     if impl == "ref":
-        return ", ".join(f"{op}=ref" for op in LOSS_OPS) + ", layers=ref"
-    from ..ops import ImplUnavailableError, resolve_impl
+        return ", ".join(f"{op}=ref" for op in names)
+    from ..ops import IMPLS, ImplUnavailableError, resolve_impl
     try:
-        chosen = [resolve_impl(op, None if impl == "fast" else impl, device.type)
-                  for op in LOSS_OPS]
+        chosen = [resolve_impl(op, None if impl == "fast" else impl, device.type,
+                               _OP_SUPPORT.get(op, IMPLS)) for op in names]
     except ImplUnavailableError as exc:
         raise ConfigError(f"train.impl={impl!r}: {exc}") from exc
-    return ", ".join(f"{op}={c}" for op, c in zip(LOSS_OPS, chosen)) + ", layers=ref"
+    return ", ".join(f"{op}={c}" for op, c in zip(names, chosen))
 
 
 class Trainer:
@@ -182,15 +189,19 @@ class Trainer:
 
         self.data = _Images(cfg, data)
         self.model = build_model(cfg.model, truncation=False).to(self.device).train()
-        self.model.loss_impl = cfg.train.impl
-        self.ops_summary = describe_ops(cfg.train.impl, self.device)
+        self.ops_summary = describe_ops(cfg.train.impl, self.device, cfg.model.kind)
+        # Every impl but "ref" runs the fast modules, losses and optimizer step.
+        ops_impl = None if cfg.train.impl == "fast" else cfg.train.impl
+        if cfg.train.impl != "ref":
+            optimize(self.model, ops_impl)
         self.ema = self.model.make_ema(cfg.model.truncation_psi, cfg.model.truncation_cutoff)
         t = cfg.train
         opt_args = dict(lr=t.learning_rates[0], betas=tuple(t.adam_betas), eps=t.adam_eps)
-        self.opt_e = LREQAdam([{"params": self.model.encoder.parameters()},
-                               {"params": self.model.mapping_d.parameters()}], **opt_args)
-        self.opt_g = LREQAdam([{"params": self.model.decoder.parameters()},
-                               {"params": self.model.mapping_f.parameters()}], **opt_args)
+        opt_cls = LREQAdam if cfg.train.impl == "ref" else partial(FusedLREQAdam, impl=ops_impl)
+        self.opt_e = opt_cls([{"params": self.model.encoder.parameters()},
+                              {"params": self.model.mapping_d.parameters()}], **opt_args)
+        self.opt_g = opt_cls([{"params": self.model.decoder.parameters()},
+                              {"params": self.model.mapping_f.parameters()}], **opt_args)
         self.schedule = LodSchedule(cfg.model.layer_count, t.epochs_per_lod, t.lod_batch_sizes,
                                     t.learning_rates, self.data.size)
         # Fixed inputs for the grids, drawn from their own generator so they do not depend on

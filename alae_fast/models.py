@@ -1,0 +1,39 @@
+"""ALAE models built from the fast modules.
+
+:class:`StyleALAE` and :class:`MLPALAE` take exactly the arguments of their reference twins
+(:mod:`alae_fast.reference.model`), hold the same parameters under the same state_dict keys, and
+run every block, the mapping networks and the three losses on the fused ops of
+:mod:`alae_fast.ops` (the automatic implementation choice; set another with
+:func:`alae_fast.optimize`).
+"""
+
+from __future__ import annotations
+
+from .nn import optimize
+from .reference import model as _reference
+
+__all__ = ["StyleALAE", "MLPALAE"]
+
+
+class StyleALAE(_reference.StyleALAE):
+    __doc__ = _reference.StyleALAE.__doc__
+
+    def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
+                 latent_size: int = 128, mapping_layers: int = 5, channels: int = 3,
+                 dlatent_avg_beta: float | None = None, truncation_psi: float | None = None,
+                 truncation_cutoff: int | None = None, style_mixing_prob: float | None = None):
+        super().__init__(startf, maxf, layer_count, latent_size, mapping_layers, channels,
+                         dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob)
+        optimize(self)
+
+
+class MLPALAE(_reference.MLPALAE):
+    __doc__ = _reference.MLPALAE.__doc__
+
+    def __init__(self, latent_size: int = 50, mapping_layers: int = 6, channels: int = 1,
+                 layer_count: int = 4, dlatent_avg_beta: float | None = 0.995,
+                 truncation_psi: float | None = None, truncation_cutoff: int | None = None,
+                 style_mixing_prob: float | None = None):
+        super().__init__(latent_size, mapping_layers, channels, layer_count, dlatent_avg_beta,
+                         truncation_psi, truncation_cutoff, style_mixing_prob)
+        optimize(self)

@@ -1,0 +1,79 @@
+"""Drop-in fast versions of the fully connected networks of :mod:`alae_fast.reference.networks`:
+F (``MappingF``), D (``MappingD``, ``MappingDFC``) and the MLP E and G of the MNIST model, on the
+``linear_act`` op (GEMM with the bias + leaky ReLU epilogue fused). Same constructor arguments
+and state_dict keys as the reference classes they subclass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .. import ops
+from ..reference import networks as ref
+from ..reference.layers import pixel_norm
+
+__all__ = ["MappingF", "MappingD", "MappingDFC", "EncoderFC", "GeneratorFC"]
+
+LRELU_SLOPE = ref.LRELU_SLOPE
+
+
+class MappingF(ref.MappingF):
+    """Fast :class:`alae_fast.reference.MappingF`: pixel norm, then one ``linear_act`` per block."""
+
+    impl: str | None = None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.latent_size:
+            raise ValueError(f"z must have shape [N, {self.latent_size}], got {list(z.shape)}")
+        x = pixel_norm(z)
+        for block in self.map_blocks:
+            x = ops.linear_act(x, block.fc.weight, block.fc.bias, alpha=LRELU_SLOPE, impl=self.impl)
+        return x.unsqueeze(1).expand(-1, self.num_layers, -1)
+
+
+class MappingD(ref.MappingD):
+    """Fast :class:`alae_fast.reference.MappingD`: its linear layers (no activation) as
+    ``linear_act`` with the identity epilogue."""
+
+    impl: str | None = None
+
+    def _run(self, w: torch.Tensor) -> torch.Tensor:
+        for block in self.map_blocks:
+            w = ops.linear_act(w, block.weight, block.bias, alpha=1.0, impl=self.impl)
+        return w
+
+
+class MappingDFC(ref.MappingDFC, MappingD):
+    """Fast :class:`alae_fast.reference.MappingDFC` (the MLP model's D)."""
+
+
+class EncoderFC(ref.EncoderFC):
+    """Fast :class:`alae_fast.reference.EncoderFC`: three ``linear_act`` layers."""
+
+    impl: str | None = None
+
+    def forward(self, x: torch.Tensor, lod: int = 0, blend: float = 1.0) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"x must have shape [N, {self.channels}, H, W], got {list(x.shape)}")
+        x = F.interpolate(x, 28).flatten(1)
+        for fc in (self.fc_1, self.fc_2, self.fc_3):
+            x = ops.linear_act(x, fc.weight, fc.bias, alpha=LRELU_SLOPE, impl=self.impl)
+        return x
+
+
+class GeneratorFC(ref.GeneratorFC):
+    """Fast :class:`alae_fast.reference.GeneratorFC`: ``linear_act`` layers (the last one
+    without activation)."""
+
+    impl: str | None = None
+
+    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0, noise=True) -> torch.Tensor:
+        x = styles[:, 0] if styles.dim() == 3 else styles
+        if x.dim() != 2 or x.shape[1] != self.latent_size:
+            raise ValueError(f"styles must have shape [N, L, {self.latent_size}] or "
+                             f"[N, {self.latent_size}], got {list(styles.shape)}")
+        x = ops.linear_act(x, self.fc_1.weight, self.fc_1.bias, alpha=LRELU_SLOPE, impl=self.impl)
+        x = ops.linear_act(x, self.fc_2.weight, self.fc_2.bias, alpha=LRELU_SLOPE, impl=self.impl)
+        x = ops.linear_act(x, self.fc_3.weight, self.fc_3.bias, alpha=1.0, impl=self.impl)
+        return F.interpolate(x.view(x.shape[0], self.channels, 28, 28), 2 ** (2 + lod))

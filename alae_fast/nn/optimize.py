@@ -1,0 +1,58 @@
+"""``optimize(model)``: swap the fast modules into a reference model, in place."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..ops._dispatch import IMPLS
+from ..reference import networks as ref
+from . import blocks, mapping
+
+__all__ = ["FAST_MODULES", "optimize"]
+
+# Reference class -> its drop-in fast subclass. Subclasses first: a MappingDFC is a MappingD.
+FAST_MODULES: dict[type, type] = {
+    ref.Blur: blocks.Blur,
+    ref.EncodeBlock: blocks.EncodeBlock,
+    ref.DecodeBlock: blocks.DecodeBlock,
+    ref.FromRGB: blocks.FromRGB,
+    ref.ToRGB: blocks.ToRGB,
+    ref.MappingF: mapping.MappingF,
+    ref.MappingDFC: mapping.MappingDFC,
+    ref.MappingD: mapping.MappingD,
+    ref.EncoderFC: mapping.EncoderFC,
+    ref.GeneratorFC: mapping.GeneratorFC,
+}
+_FAST = set(FAST_MODULES.values())
+
+
+def optimize(model: nn.Module, impl: str | None = None) -> nn.Module:
+    """Make ``model`` run on the fused ops, in place, and return it.
+
+    Every submodule whose class is a reference block (``EncodeBlock``, ``DecodeBlock``,
+    ``FromRGB``, ``ToRGB``, ``Blur``, ``MappingF``, ``MappingD``, and the MLP model's networks)
+    becomes its fast subclass. Parameters, buffers, hooks and state_dict keys are untouched
+    (the fast classes add no state), so checkpoints load either way. On an ALAE model the
+    three losses switch to the fused loss ops too.
+
+    Args:
+        model: any module containing reference blocks (a whole ``StyleALAE``/``MLPALAE``, a
+            ``Generator``, a single block, ...); already optimized modules are re-targeted.
+        impl: implementation for every op (``None``: automatic choice per op, which also honours
+            ``$ALAE_FAST_IMPL``; or ``"ref"``, ``"triton"``, ``"cuda"``, ``"cpu"``).
+    Returns:
+        ``model`` itself.
+    """
+    if impl is not None and impl not in IMPLS:
+        raise ValueError(f"alae_fast.optimize: impl must be one of {IMPLS} or None, got {impl!r}")
+    for module in model.modules():
+        cls = type(module)
+        if cls not in _FAST:
+            fast = FAST_MODULES.get(cls)
+            if fast is None:
+                continue
+            module.__class__ = fast
+        module.impl = impl
+    if hasattr(model, "loss_impl"):
+        model.loss_impl = "fast" if impl is None else impl
+    return model

@@ -1,0 +1,64 @@
+"""``blur``: the depthwise 3x3 binomial filter of the StyleALAE up/down paths, zero padding 1.
+
+The filter is symmetric and the padding keeps the size, so the operation is its own adjoint:
+the gradient of ``blur`` is ``blur`` of the incoming gradient, and every order works.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from . import _checks, _layout
+from ._dispatch import resolve_impl
+from ._kernels import kernel
+from ._library import define
+from ..reference.layers import blur_kernel
+
+__all__ = ["blur", "blur_ref"]
+
+
+def blur_ref(x: torch.Tensor) -> torch.Tensor:
+    """Reference twin of :func:`blur`: the reference ``Blur`` module's depthwise convolution."""
+    c = x.shape[1]
+    k = blur_kernel(x.dtype, x.device).view(1, 1, 3, 3).expand(c, 1, 3, 3)
+    return F.conv2d(x, k, padding=1, groups=c)
+
+
+def _forward_impl(x, impl):
+    if impl == "ref":
+        return blur_ref(x).contiguous(memory_format=_layout.memory_format(_layout.dense(x)))
+    return kernel(impl, "blur", "blur_fwd")(_layout.dense(x))
+
+
+def _forward_fake(x, impl):
+    return _layout.empty_like(x)
+
+
+def _setup_forward(ctx, inputs, output):
+    ctx.impl = inputs[1]
+
+
+def _grad_forward(ctx, grad):
+    return _forward_op(grad, ctx.impl), None
+
+
+_forward_op = define("blur(Tensor x, str impl) -> Tensor", _forward_impl, _forward_fake,
+                     backward=_grad_forward, setup_context=_setup_forward)
+
+
+def blur(x: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:
+    """Depthwise blur with the normalised ``[1, 2, 1] x [1, 2, 1] / 16`` filter, zero padding 1.
+
+    Args:
+        x: [N, C, H, W] floating point; contiguous and channels_last are read in place.
+        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
+            ``"cuda"`` or ``"cpu"``.
+    Returns:
+        [N, C, H, W] of x's dtype (channels_last if x is); differentiable to any order.
+    """
+    _checks.tensor("blur", "x", x, dim=4, shape_hint="[N, C, H, W]")
+    impl = resolve_impl("blur", impl, x.device.type)
+    if impl == "ref":
+        return blur_ref(x)
+    return _forward_op(x, impl)
