@@ -341,15 +341,16 @@ class RowBuffers {
 };
 
 // out[c] = sum over n of partial[n * channels + c], n in increasing order.
-inline void channel_sums(const std::vector<double>& partial, int64_t batch, int64_t channels,
-                         at::Tensor& out) {
-  std::vector<double> total(channels, 0.0);
-  for (int64_t n = 0; n < batch; ++n) {
-    for (int64_t c = 0; c < channels; ++c) {
-      total[c] += partial[n * channels + c];
+template <typename scalar_t>
+void channel_sums(const std::vector<double>& partial, int64_t batch, int64_t channels,
+                  scalar_t* out) {
+  for (int64_t c = 0; c < channels; ++c) {
+    double total = 0.0;
+    for (int64_t n = 0; n < batch; ++n) {
+      total += partial[n * channels + c];
     }
+    out[c] = static_cast<scalar_t>(total);
   }
-  out.copy_(at::from_blob(total.data(), {channels}, at::kDouble));
 }
 
 inline void check_x(const char* op, const at::Tensor& x, const char* name) {
