@@ -240,7 +240,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_bwd(const at::Tensor& grad, const at
               grad.sizes(), " and ", y.sizes(), ", strides ", grad.strides(), " and ",
               y.strides());
   at::Tensor grad_x = at::empty_like(y);
-  at::Tensor grad_b = at::empty({L.channels}, y.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor grad_b = at::empty({L.channels}, y.options());
   const int64_t n = y.numel();
   if (n == 0) {
     grad_b.zero_();

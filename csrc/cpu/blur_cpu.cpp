@@ -3,9 +3,8 @@
 //
 // Separable: a vertical pass into a zero-padded buffer, then a horizontal pass, each one loop
 // over a contiguous run of rows: groups of whole images when they are small, else bands of
-// rows of one image. In NCHW a row is W elements with
-// horizontal neighbours 1 apart; in NHWC it is W * C elements with neighbours C apart, so the
-// same loops serve both layouts.
+// rows of one image. In NCHW a row is W elements with horizontal neighbours 1 apart; in NHWC
+// it is W * C elements with neighbours C apart, so the same loops serve both layouts.
 #include "csrc/cpu/layer_common.h"
 
 #include <ATen/Parallel.h>
