@@ -60,8 +60,9 @@ def _table(result: dict) -> list[str]:
     for r in rows:
         base = ref.get((r["op"], r["mode"], r["shape"]))
         speedup = f"{base / r['median_us']:.2f}x" if base else "-"
+        gbps = f"{r['gbps']:.2f}" if r["gbps"] else "-"
         lines.append(f"| {r['op']} | {r['mode']} | {r['shape']} | {r['impl']} | "
-                     f"{r['median_us']:.1f} | {r['gbps']:.2f} | {speedup} |")
+                     f"{r['median_us']:.1f} | {gbps} | {speedup} |")
     return lines + [""]
 
 
@@ -87,7 +88,15 @@ def pytest_sessionfinish(session, exitstatus):
     order = {"ref": 0, "cpu": 1, "cuda": 1, "triton": 2}
     rows = sorted(support.ROWS, key=lambda r: (r["op"], r["mode"], r["shape"],
                                                order.get(r["impl"], 9)))
+    path = RESULTS_DIR / f"{stem}.json"
+    # A partial run (one file, -k) replaces only the rows it measured.
+    key = lambda r: (r["op"], r["mode"], r["shape"], r["impl"])  # noqa: E731
+    fresh = {key(r) for r in rows}
+    if path.exists():
+        kept = [r for r in json.loads(path.read_text())["rows"] if key(r) not in fresh]
+        rows = sorted(kept + rows, key=lambda r: (r["op"], r["mode"], r["shape"],
+                                                  order.get(r["impl"], 9)))
     result = dict(device=label, versions=_versions(),
                   date=datetime.date.today().isoformat(), rows=rows)
-    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    path.write_text(json.dumps(result, indent=1) + "\n")
     write_markdown()

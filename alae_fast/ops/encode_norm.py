@@ -6,6 +6,7 @@ style the encoder reads out), and ``a`` instance-normalised: one read of ``x``, 
 It sits on the R1 path (E's parameters get gradients of the R1 gradient), so it has first- and
 second-order gradients: the backward is an op (one fused kernel), and the backward's own
 gradient differentiates the closed-form backward written in PyTorch (:func:`_grad_formula`).
+A third order raises instead of returning wrong numbers.
 """
 
 from __future__ import annotations
@@ -111,18 +112,20 @@ def _grad_backward(ctx, gg_x, gg_bias):
     # Differentiate the closed-form backward. stats is a function of x; the formula recomputes
     # it from x, so its dependence is counted through x and stats itself gets no gradient.
     saved = ctx.saved_tensors
-    create_graph = torch.is_grad_enabled()
+    alpha, eps = ctx.alpha, ctx.eps
+    gg_x = torch.zeros_like(saved[2]) if gg_x is None else gg_x
+    gg_bias = torch.zeros_like(saved[3]) if gg_bias is None else gg_bias
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "alae_fast.ops.encode_norm supports first- and second-order gradients (what R1 "
+            "needs); a third order was requested (create_graph=True through its second "
+            "derivative): use impl='ref' for that")
+    # Second order (the R1 step): plain autograd on detached copies, cheaper than functorch.
+    leaves = [t.detach().requires_grad_() for t in saved]
     with torch.enable_grad():
-        inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in saved]
-        grad_x, grad_bias = _grad_formula(*inputs, ctx.alpha, ctx.eps)
-        outputs, grads = [], []
-        for out, gg in ((grad_x, gg_x), (grad_bias, gg_bias)):
-            if gg is not None:
-                outputs.append(out)
-                grads.append(gg)
-        result = torch.autograd.grad(outputs, inputs, grads, create_graph=create_graph,
-                                     allow_unused=True) if outputs else [None] * 4
-    return (*result, None, None, None, None)
+        outputs = _grad_formula(*leaves, alpha, eps)
+        grads = torch.autograd.grad(outputs, leaves, (gg_x, gg_bias), allow_unused=True)
+    return (*grads, None, None, None, None)
 
 
 _backward_op = define(
