@@ -40,22 +40,38 @@ def lr_equalization_coef(param: torch.Tensor) -> float:
     return float(getattr(param, "lr_equalization_coef", 1.0))
 
 
-def _equalized_init(layer) -> None:
-    """Implicit equalized-LR init: weight ~ N(0, gain / sqrt(fan_in)), zero bias, and the
-    per-parameter step multipliers read by the optimizer (He constant x lrmul for the weight,
-    lrmul for the bias)."""
-    nn.init.normal_(layer.weight, mean=0.0, std=layer.std / layer.lrmul)
+def _attach_lr_coefs(layer) -> None:
+    """The per-parameter step multipliers read by the optimizer: He constant x lrmul for the
+    weight, lrmul for the bias."""
     layer.weight.lr_equalization_coef = layer.std
     if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
         layer.bias.lr_equalization_coef = layer.lrmul
+
+
+def _equalized_init(layer) -> None:
+    """Implicit equalized-LR init: weight ~ N(0, gain / sqrt(fan_in)), zero bias, and the
+    step multipliers."""
+    nn.init.normal_(layer.weight, mean=0.0, std=layer.std / layer.lrmul)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    _attach_lr_coefs(layer)
+
+
+class _EqualizedLayer(nn.Module):
+    """Base of the equalized layers. ``copy.deepcopy`` and pickling rebuild parameters without
+    their Python attributes, so the step multipliers are re-attached when the state is restored
+    (a copied model would otherwise train with the wrong learning rates)."""
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        _attach_lr_coefs(self)
 
 
 def _pair(v) -> tuple[int, int]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-class Linear(nn.Module):
+class Linear(_EqualizedLayer):
     """Fully connected layer with implicit equalized learning rate.
 
     Args:
@@ -97,7 +113,7 @@ def _fused_kernel(w: torch.Tensor) -> torch.Tensor:
     return w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
 
 
-class Conv2d(nn.Module):
+class Conv2d(_EqualizedLayer):
     """2-D convolution with implicit equalized learning rate.
 
     ``transform_kernel=True`` turns the 3x3 weight into the 4x4 kernel used by the fused

@@ -30,6 +30,20 @@ def test_equalized_init_scale():
     assert torch.all(conv.bias == 0)
 
 
+@pytest.mark.parametrize("copy_fn", ["deepcopy", "pickle"])
+def test_copies_keep_the_learning_rate_coefficients(copy_fn):
+    # Parameter copies drop Python attributes; a copied model must still train with the
+    # equalized learning rates (the fast model of the tests is a deepcopy of a reference one).
+    import copy
+    import pickle
+
+    seq = torch.nn.Sequential(L.Linear(5, 3, lrmul=0.1), L.Conv2d(4, 2, 3, bias=False))
+    dup = copy.deepcopy(seq) if copy_fn == "deepcopy" else pickle.loads(pickle.dumps(seq))
+    coefs = [getattr(p, "lr_equalization_coef", None) for p in dup.parameters()]
+    assert coefs == [p.lr_equalization_coef for p in seq.parameters()]
+    assert None not in coefs and coefs[1] == pytest.approx(0.1)
+
+
 def test_fused_downsampling_conv_equals_conv_then_avgpool():
     torch.manual_seed(1)
     down = L.Conv2d(3, 4, 3, 2, 1, bias=False, transform_kernel=True)

@@ -1,4 +1,4 @@
-"""Shared checks of the op tests: which implementations to test, and tolerances."""
+"""Shared checks of the op, module and model tests: which implementations to test, and tolerances."""
 
 from __future__ import annotations
 
