@@ -44,3 +44,101 @@ def sigmoid(x):
     """1 / (1 + exp(-x)) without overflow for either sign."""
     e = tl.exp(-tl.abs(x))
     return tl.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+# ---- Helpers of the layer kernels (bias_act, blur, encode_norm, adain, linear_act, lreq_adam).
+
+import os  # noqa: E402  (kept with the helpers that use it)
+
+# The interpreter truncates float32 -> bfloat16 (compiled Triton rounds to nearest even) and
+# multiplies bfloat16 dot operands as raw integers: kernels correct for both where this is set.
+INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+
+
+def acc_torch_dtype(t: torch.Tensor) -> torch.dtype:
+    """torch dtype of the accumulation type of ``t`` (float64 for float64, else float32)."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def pow2_block(n: int, cap: int) -> int:
+    """The power of two covering ``n`` (at least 1), capped at the power of two ``cap``."""
+    return min(triton.next_power_of_2(max(int(n), 1)), cap)
+
+
+def is_channels_last_4d(x: torch.Tensor) -> bool:
+    """True for a 4-D channels_last tensor that is not also row-major contiguous."""
+    return (x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+@triton.jit
+def acc_scalar(value, ACC: tl.constexpr):
+    """A scalar kernel argument in the accumulation type. Declare the argument ``tl.float64``
+    so compiled Triton does not round it to float32 on the way in (the interpreter passes the
+    Python float itself)."""
+    return tl.full([], value, ACC)
+
+
+@triton.jit
+def lrelu(t, alpha):
+    """t where t > 0, else alpha * t (the slope at 0 is alpha)."""
+    return tl.where(t > 0, t, alpha * t)
+
+
+@triton.jit
+def _bf16_round_nearest_even(x):
+    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+    rounded = bits + (0x7FFF + ((bits >> 16) & 1))
+    rounded = tl.where(x != x, 0x7FC00000, rounded)  # any NaN -> the canonical quiet NaN
+    return (rounded >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def cast_to(x, DT: tl.constexpr):
+    """``x`` rounded to nearest even in dtype DT, in compiled Triton and the interpreter."""
+    y = x.to(DT)
+    if INTERPRETED:
+        if DT == tl.bfloat16:
+            y = _bf16_round_nearest_even(x)
+    return y
+
+
+@triton.jit
+def sqrt_rn(x):
+    """Correctly rounded square root (tl.sqrt is approximate for float32; tl.sqrt_rn takes
+    float32 only, and float64 tl.sqrt is already correctly rounded)."""
+    if x.dtype == tl.float64:
+        return tl.sqrt(x)
+    else:
+        return tl.sqrt_rn(x)
+
+
+@triton.jit
+def div_rn(x, y):
+    """Correctly rounded x / y (float32 '/' is approximate in compiled Triton)."""
+    if x.dtype == tl.float64:
+        return x / y
+    else:
+        return tl.div_rn(x, y)
+
+
+def row_tile(rows: int, row_len: int):
+    """(ROWS, BM) of the row kernels: a chunk width covering short rows (at most BLOCK), and
+    as many rows per program as keep the tile within BLOCK elements."""
+    chunk = pow2_block(row_len, BLOCK)
+    return pow2_block(rows, BLOCK // chunk), chunk
+
+
+@triton.jit
+def merge_chunk_moments(mean, m2, a, mask, start, row_len, BM: tl.constexpr):
+    """Fold the [ROWS, BM] chunk ``a`` of columns start.. (masked lanes ignored) into the
+    running per-row mean and sum of squared deviations: two-pass inside the chunk, merged
+    with Chan et al.'s pairwise formula (stable, and in a fixed order)."""
+    seen = tl.full([], start, mean.dtype)
+    count = tl.minimum(row_len - start, BM).to(mean.dtype)
+    chunk_mean = tl.sum(tl.where(mask, a, 0.0), axis=1) / count
+    dev = tl.where(mask, a - chunk_mean[:, None], 0.0)
+    chunk_m2 = tl.sum(dev * dev, axis=1)
+    total = seen + count
+    delta = chunk_mean - mean
+    return mean + delta * (count / total), m2 + chunk_m2 + delta * delta * (seen * count / total)

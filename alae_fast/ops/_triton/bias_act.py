@@ -1,0 +1,121 @@
+"""Triton kernels of bias_act: y = lrelu(x + b[c]) * gain, and its gradients.
+
+The tensor is seen as [outer, C, inner] in memory order (row-major: outer = N,
+inner = prod(rest); channels_last: outer = N*H*W, inner = 1), so one strided 3-D tile serves
+both layouts and no element needs an integer division to find its channel.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import (BLOCK, REDUCE_ITERS, acc_dtype, acc_scalar, acc_torch_dtype, cast_to,
+                     device_of, is_channels_last_4d, lrelu, pow2_block)
+
+
+def _layout(x: torch.Tensor):
+    """(outer, C, inner) of x in memory order."""
+    channels = x.shape[1]
+    if is_channels_last_4d(x):
+        return x.shape[0] * x.shape[2] * x.shape[3], channels, 1
+    return x.shape[0], channels, x[0, 0].numel()
+
+
+def _tile(outer: int, channels: int, inner: int):
+    """Block sizes (BO, BC, BI) of a tile of about BLOCK elements, inner dimension first."""
+    block_i = pow2_block(inner, BLOCK)
+    block_c = pow2_block(channels, BLOCK // block_i)
+    block_o = pow2_block(outer, BLOCK // (block_i * block_c))
+    return block_o, block_c, block_i
+
+
+@triton.jit
+def _tile_coords(pid, it, outer, C, inner, c_blocks, i_blocks, BO: tl.constexpr,
+                 BC: tl.constexpr, BI: tl.constexpr, ITERS: tl.constexpr):
+    """Memory offsets, mask and channels of step ``it`` of program ``pid``. Programs run
+    i-block fastest, then c-block, then groups of ITERS o-blocks."""
+    i_block = pid % i_blocks
+    c_block = (pid // i_blocks) % c_blocks
+    o_group = pid // (i_blocks * c_blocks)
+    o = (o_group.to(tl.int64) * ITERS + it) * BO + tl.arange(0, BO).to(tl.int64)
+    c = c_block.to(tl.int64) * BC + tl.arange(0, BC).to(tl.int64)
+    i = i_block.to(tl.int64) * BI + tl.arange(0, BI).to(tl.int64)
+    offs = (o[:, None, None] * C + c[None, :, None]) * inner + i[None, None, :]
+    mask = (o < outer)[:, None, None] & (c < C)[None, :, None] & (i < inner)[None, None, :]
+    return offs, mask, c
+
+
+@triton.jit
+def _bias_act_fwd_kernel(x_ptr, b_ptr, y_ptr, outer, C, inner, c_blocks, i_blocks,
+                         alpha: tl.float64, gain: tl.float64, HAS_BIAS: tl.constexpr,
+                         ACC: tl.constexpr, BO: tl.constexpr, BC: tl.constexpr,
+                         BI: tl.constexpr):
+    offs, mask, c = _tile_coords(tl.program_id(0), 0, outer, C, inner, c_blocks, i_blocks,
+                                 BO, BC, BI, 1)
+    t = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+    if HAS_BIAS:
+        t += tl.load(b_ptr + c, mask=c < C, other=0.0).to(ACC)[None, :, None]
+    y = lrelu(t, acc_scalar(alpha, ACC)) * acc_scalar(gain, ACC)
+    tl.store(y_ptr + offs, cast_to(y, y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _bias_act_bwd_kernel(grad_ptr, y_ptr, grad_x_ptr, partial_ptr, outer, C, inner, c_blocks,
+                         i_blocks, alpha: tl.float64, gain: tl.float64, ACC: tl.constexpr,
+                         BO: tl.constexpr, BC: tl.constexpr, BI: tl.constexpr,
+                         ITERS: tl.constexpr):
+    pid = tl.program_id(0)
+    gain_acc = acc_scalar(gain, ACC)
+    neg_gain = acc_scalar(alpha, ACC) * gain_acc
+    acc = tl.zeros([BO, BC, BI], dtype=ACC)
+    for it in tl.static_range(ITERS):
+        offs, mask, c = _tile_coords(pid, it, outer, C, inner, c_blocks, i_blocks, BO, BC, BI,
+                                     ITERS)
+        g = tl.load(grad_ptr + offs, mask=mask, other=0.0).to(ACC)
+        y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(ACC)
+        gx = g * tl.where(y > 0, gain_acc, neg_gain)
+        tl.store(grad_x_ptr + offs, cast_to(gx, grad_x_ptr.dtype.element_ty), mask=mask)
+        acc += gx  # masked lanes hold 0 (g = 0 there)
+    # One partial per (program's o-group and i-block, channel): summed in torch, fixed order.
+    row = (pid // (i_blocks * c_blocks)) * i_blocks + pid % i_blocks
+    c_sums = tl.sum(tl.sum(acc, axis=2), axis=0)
+    tl.store(partial_ptr + row.to(tl.int64) * C + c, c_sums, mask=c < C)
+
+
+def bias_act_fwd(x: torch.Tensor, b: torch.Tensor | None, alpha: float,
+                 gain: float) -> torch.Tensor:
+    """lrelu(x + b[c]) * gain for x [N, C, *rest] (row-major or 4-D channels_last), same
+    shape, dtype and memory format."""
+    y = torch.empty_like(x)
+    if x.numel() == 0:
+        return y
+    outer, channels, inner = _layout(x)
+    bo, bc, bi = _tile(outer, channels, inner)
+    c_blocks, i_blocks = triton.cdiv(channels, bc), triton.cdiv(inner, bi)
+    grid = (triton.cdiv(outer, bo) * c_blocks * i_blocks,)
+    with device_of(x):
+        _bias_act_fwd_kernel[grid](
+            x, b if b is not None else x, y, outer, channels, inner, c_blocks, i_blocks,
+            float(alpha), float(gain), HAS_BIAS=b is not None, ACC=acc_dtype(x), BO=bo, BC=bc,
+            BI=bi)
+    return y
+
+
+def bias_act_bwd(grad: torch.Tensor, y: torch.Tensor, alpha: float, gain: float):
+    """(grad_x, grad_b) of bias_act_fwd from its output y; grad has y's layout."""
+    grad_x = torch.empty_like(y)
+    outer, channels, inner = _layout(y)
+    if y.numel() == 0:
+        return grad_x, torch.zeros(channels, dtype=y.dtype, device=y.device)
+    bo, bc, bi = _tile(outer, channels, inner)
+    c_blocks, i_blocks = triton.cdiv(channels, bc), triton.cdiv(inner, bi)
+    o_groups = triton.cdiv(outer, bo * REDUCE_ITERS)
+    partial = torch.empty(o_groups * i_blocks, channels, dtype=acc_torch_dtype(y),
+                          device=y.device)
+    with device_of(y):
+        _bias_act_bwd_kernel[(o_groups * c_blocks * i_blocks,)](
+            grad, y, grad_x, partial, outer, channels, inner, c_blocks, i_blocks, float(alpha),
+            float(gain), ACC=acc_dtype(y), BO=bo, BC=bc, BI=bi, ITERS=REDUCE_ITERS)
+    return grad_x, partial.sum(dim=0).to(y.dtype)
