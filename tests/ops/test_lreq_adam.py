@@ -13,10 +13,12 @@ from support import impl_device, require
 
 OP = torch.ops.alae_fast.lreq_adam_step_.default
 
-# ~20 parameters of mixed odd sizes, a few spanning several kernel chunks.
-SHAPES = [(1,), (3,), (17,), (33,), (3, 3), (17, 5), (4, 3, 3, 3), (1, 1), (513,), (1000,),
-          (4097,), (7, 11), (2, 3, 5, 7), (65,), (129, 3), (31,), (2,), (9, 9), (5, 1, 3),
-          (1025,)]
+# 20 parameters of mixed odd sizes, one spanning several kernel chunks. The first few hold the
+# special cases (zeros, a wide dynamic range, several chunks): the slower tests take those.
+SHAPES = [(1,), (17, 5), (8197,), (4, 3, 3, 3), (3,), (1000,), (2, 3, 5, 7), (33,), (17,),
+          (3, 3), (1, 1), (513,), (4097,), (7, 11), (65,), (129, 3), (31,), (2,), (9, 9),
+          (5, 1, 3)]
+FEW = 4
 BETA2 = 0.99
 # The update must reproduce PyTorch's own rounded ops on the device bit for bit. One pair cannot:
 # the Triton interpreter computes with NumPy's correctly rounded square root, while PyTorch's
@@ -36,26 +38,26 @@ def _randn(shape, dtype, device, seed):
     return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
 
 
-def _grads(dtype, device, seed):
+def _grads(dtype, device, seed, count=len(SHAPES)):
     """Gradients with exact zeros, and one tensor of a wide dynamic range (tiny squares,
     subnormal for float32, and huge ones)."""
-    grads = [_randn(s, dtype, device, seed * 100 + i) for i, s in enumerate(SHAPES)]
-    grads[2][::3] = 0.0
+    grads = [_randn(s, dtype, device, seed * 100 + i) for i, s in enumerate(SHAPES[:count])]
+    grads[1].view(-1)[::3] = 0.0
     if dtype in (torch.float32, torch.float64):
         g = torch.Generator().manual_seed(seed)
-        scale = 10.0 ** (torch.rand(SHAPES[10], generator=g, dtype=torch.float64) * 36 - 18)
-        grads[10] = (grads[10].double() * scale).to(dtype)
+        scale = 10.0 ** (torch.rand(SHAPES[2], generator=g, dtype=torch.float64) * 36 - 18)
+        grads[2] = (grads[2].double() * scale).to(dtype)
     return grads
 
 
-def _state(dtype, device):
-    params = [_randn(s, dtype, device, 1000 + i) for i, s in enumerate(SHAPES)]
+def _state(dtype, device, count=len(SHAPES)):
+    params = [_randn(s, dtype, device, 1000 + i) for i, s in enumerate(SHAPES[:count])]
     return params, [torch.zeros_like(p) for p in params]
 
 
-def _step_sizes(step, lr=0.01):
+def _step_sizes(step, lr=0.01, count=len(SHAPES)):
     # lr * sqrt(1 - beta2^t) * a per-parameter equalization coefficient, as the optimizer does.
-    return [lr * math.sqrt(1.0 - BETA2 ** step) / math.sqrt(1 + i) for i in range(len(SHAPES))]
+    return [lr * math.sqrt(1.0 - BETA2 ** step) / math.sqrt(1 + i) for i in range(count)]
 
 
 def _ulp(t):
@@ -95,10 +97,10 @@ def test_bit_exact_against_reference_over_several_steps(impl, device, dtype):
     require(impl, device)
     ulps = _ulps(impl, device)
     ref_p, ref_v = _state(dtype, device)
-    for step in range(1, 5):
+    for step in range(1, 4):
         grads = _grads(dtype, device, step)
         kept = [g.clone() for g in grads]
-        sizes = _step_sizes(step, lr=[0.01, 0.1, 0.002, 1.0][step - 1])
+        sizes = _step_sizes(step, lr=[0.01, 1.0, 0.002][step - 1])
         # Each step from the reference's state, so that (allowed) differences cannot compound.
         ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
         before = [p.clone() for p in ref_p]
@@ -113,11 +115,11 @@ def test_bit_exact_against_reference_over_several_steps(impl, device, dtype):
 @pytest.mark.parametrize("beta2,eps", [(0.0, 1e-3), (0.5, 1.0), (0.999, 1e-8)])
 def test_bit_exact_for_other_hyper_parameters(impl, device, beta2, eps):
     require(impl, device)
-    ours_p, _ = _state(torch.float32, device)
+    ours_p, _ = _state(torch.float32, device, FEW)
     ours_v = [_randn(p.shape, torch.float32, device, 7).abs() for p in ours_p]
     ref_p, ref_v = copy.deepcopy((ours_p, ours_v))
     before = [p.clone() for p in ours_p]
-    grads, sizes = _grads(torch.float32, device, 3), _step_sizes(3)
+    grads, sizes = _grads(torch.float32, device, 3, FEW), _step_sizes(3, count=FEW)
     lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=beta2, eps=eps, impl=impl)
     lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=beta2, eps=eps)
     _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, _ulps(impl, device),
@@ -129,22 +131,22 @@ def _same_sign_grads(params, dtype, device, step):
     rounding by which PyTorch's grad.add(p, alpha=wd) (an FMA on some devices) and the kernels
     may differ."""
     return [torch.where(p >= 0, g.abs(), -g.abs())
-            for p, g in zip(params, _grads(dtype, device, step))]
+            for p, g in zip(params, _grads(dtype, device, step, len(params)))]
 
 
 @impl_device
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_weight_decay_matches_reference_closely(impl, device, dtype):
     require(impl, device)
-    ref_p, ref_v = _state(dtype, device)
-    for step in range(1, 4):
+    ref_p, ref_v = _state(dtype, device, FEW)
+    for step in range(1, 3):
         grads = _same_sign_grads(ref_p, dtype, device, step)
+        sizes = _step_sizes(step, count=FEW)
         ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
         before = [p.clone() for p in ref_p]
-        lreq_adam_step_(ours_p, grads, ours_v, _step_sizes(step), beta2=BETA2, eps=1e-8,
-                        weight_decay=0.01, impl=impl)
-        lreq_adam_step_ref(ref_p, grads, ref_v, _step_sizes(step), beta2=BETA2, eps=1e-8,
-                           weight_decay=0.01)
+        lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=1e-8, weight_decay=0.01,
+                        impl=impl)
+        lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=1e-8, weight_decay=0.01)
         # g may differ by one rounding, which v squares: two relative roundings, 4 ulps.
         _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, 4, f"step {step}")
 
@@ -159,14 +161,15 @@ def test_low_precision_within_one_ulp(impl, device, dtype, weight_decay):
     # one ulp. With weight decay g = grad + wd * p may differ by one rounding, which v squares
     # (two relative roundings: up to 4 ulps).
     ulps = 1 if weight_decay == 0 else 4
-    ref_p, ref_v = _state(dtype, device)
-    for step in range(1, 4):
+    ref_p, ref_v = _state(dtype, device, FEW)
+    for step in range(1, 3):
         grads = _same_sign_grads(ref_p, dtype, device, step)
+        sizes = _step_sizes(step, count=FEW)
         ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
         before = [p.clone() for p in ref_p]
-        lreq_adam_step_(ours_p, grads, ours_v, _step_sizes(step), beta2=BETA2, eps=1e-4,
+        lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=1e-4,
                         weight_decay=weight_decay, impl=impl)
-        lreq_adam_step_ref(ref_p, grads, ref_v, _step_sizes(step), beta2=BETA2, eps=1e-4,
+        lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=1e-4,
                            weight_decay=weight_decay)
         _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, ulps, f"step {step}")
 
@@ -255,22 +258,20 @@ def test_fused_optimizer_with_weight_decay_close_to_reference(impl, device):
 
 
 @impl_device
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_opcheck(impl, device, dtype):
+def test_opcheck(impl, device):
     require(impl, device)
-    params, vs = _state(dtype, device)
-    params, vs = params[:6], [v + 0.5 for v in vs[:6]]
-    grads = _grads(dtype, device, 1)[:6]
-    torch.library.opcheck(OP, (params, grads, vs, _step_sizes(1)[:6], BETA2, 1e-4, 0.0, impl))
-    torch.library.opcheck(OP, (params, grads, vs, _step_sizes(2)[:6], 0.5, 1e-3, 0.01, impl))
+    params, vs = _state(torch.float32, device, 4)
+    vs = [v + 0.5 for v in vs]
+    grads = _grads(torch.float32, device, 1, 4)
+    torch.library.opcheck(OP, (params, grads, vs, _step_sizes(1, count=4), BETA2, 1e-4, 0.0, impl))
+    torch.library.opcheck(OP, (params, grads, vs, _step_sizes(2, count=4), 0.5, 1e-3, 0.01, impl))
 
 
 @impl_device
 def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
-    params, vs = _state(torch.float32, device)
-    params, vs = params[:5], vs[:5]
-    grads, sizes = _grads(torch.float32, device, 1)[:5], _step_sizes(1)[:5]
+    params, vs = _state(torch.float32, device, 5)
+    grads, sizes = _grads(torch.float32, device, 1, 5), _step_sizes(1, count=5)
     ref_p, ref_v = copy.deepcopy((params, vs))
 
     def step(params, grads, vs):
