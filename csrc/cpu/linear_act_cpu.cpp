@@ -1,0 +1,71 @@
+// CPU kernel of linear_act: y = lrelu(x @ weight.T + bias) * gain in one op call: the GEMM
+// (at::addmm, with the gain folded into its scale factors, or at::mm), then, unless nothing is
+// left to do, one parallel in-place pass for the leaky ReLU and gain.
+#include "csrc/cpu/layer_common.h"
+
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+namespace alae_fast {
+namespace {
+
+using namespace layer;
+
+// y[j] *= (y[j] > 0 ? pos : neg) over [begin, end).
+template <typename scalar_t, bool kAvx2>
+ALAE_INLINE void act_inplace(scalar_t* y, acc_t<scalar_t> pos, acc_t<scalar_t> neg,
+                             int64_t begin, int64_t end) {
+  using acc = acc_t<scalar_t>;
+  map_blocks<kAvx2>(y + begin, y + begin, end - begin,
+                    [&](const acc* in, acc* out, int64_t, int64_t m) {
+                      for (int64_t j = 0; j < m; ++j) {
+                        out[j] = in[j] * (in[j] > acc(0) ? pos : neg);
+                      }
+                    });
+}
+
+at::Tensor linear_act_fwd(const at::Tensor& x, const at::Tensor& weight,
+                          const c10::optional<at::Tensor>& bias, double alpha, double gain) {
+  constexpr const char* op = "linear_act_fwd";
+  check_cpu_float(x, op, "x");
+  check_cpu_float(weight, op, "weight");
+  check_same_dtype(x, weight, op, "weight");
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), op,
+              " (CPU): x must be a contiguous 2-D [B, IN] tensor, got shape ", x.sizes());
+  TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous() && weight.size(1) == x.size(1), op,
+              " (CPU): weight must be a contiguous [OUT, ", x.size(1), "] tensor, got shape ",
+              weight.sizes());
+  if (bias.has_value()) {
+    check_cpu_float(*bias, op, "bias");
+    check_same_dtype(x, *bias, op, "bias");
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op,
+                " (CPU): bias must have shape [", weight.size(0), "], got ", bias->sizes());
+  }
+  // lrelu(t) * gain == lrelu(gain * t) for gain > 0, so addmm can apply the gain for free.
+  const bool gain_in_gemm = bias.has_value();
+  at::Tensor y = gain_in_gemm ? at::addmm(*bias, x, weight.t(), /*beta=*/gain, /*alpha=*/gain)
+                              : at::mm(x, weight.t());
+  const double pos = gain_in_gemm ? 1.0 : gain;
+  if ((alpha == 1.0 && pos == 1.0) || y.numel() == 0) {
+    return y;
+  }
+  ALAE_LAYER_DISPATCH(y.scalar_type(), op, [&] {
+    scalar_t* py = y.data_ptr<scalar_t>();
+    const auto p = static_cast<acc_t<scalar_t>>(pos);
+    const auto n = static_cast<acc_t<scalar_t>>(alpha * pos);
+    at::parallel_for(0, y.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      dispatch_isa([&](auto isa) ALAE_INLINE_LAMBDA {
+        act_inplace<scalar_t, decltype(isa)::value>(py, p, n, begin, end);
+      });
+    });
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(alae_fast_C, CPU, m) {
+  m.impl("linear_act_fwd", &linear_act_fwd);
+}
+
+}  // namespace alae_fast

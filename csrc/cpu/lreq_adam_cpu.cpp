@@ -1,0 +1,396 @@
+// CPU kernel of lreq_adam_step_: the Adam (beta1 = 0) update of every parameter in one call,
+// bit-identical to the PyTorch op sequence of the reference optimizer:
+//   g = grad (+ wd * p);  v.mul_(beta2).addcmul_(g, g, value=1 - beta2);
+//   denom = v.sqrt().add_(eps);  p.addcdiv_(g, denom, value=-step)
+//
+// What "bit-identical" takes, as measured against torch's CPU kernels (x86, AVX2/AVX512):
+// - addcmul_ is computed as fma(value * g, g, v) (the compiler fuses it in torch), and
+//   add(p, alpha=wd) as fma(p, wd, g); so those two use FMA here too, explicitly. No other step
+//   has a product feeding an addition, so nothing else can be fused.
+// - float32/float64 scalars are rounded to the tensor dtype; for float16/bfloat16 tensors
+//   each op computes in float with float scalars and rounds its result to the tensor dtype
+//   (v after mul_ and after addcmul_, denom after sqrt and after add_, p after addcdiv_).
+//   The weight decay is the exception: torch rounds wd to the tensor dtype there.
+// The tensors are seen as one concatenated range split into equal parallel tasks.
+#include "csrc/cpu/layer_common.h"
+
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+namespace alae_fast {
+namespace {
+
+using namespace layer;
+
+// Elements per call of torch's sqrt_ (float32/float64): long enough that the call overhead
+// is small, short enough that the block stays in L2 between the passes.
+constexpr int64_t kSqrtBlock = 16384;
+
+// Per-call constants, already rounded as torch rounds them.
+template <typename acc>
+struct AdamScalars {
+  acc beta2;
+  acc one_minus_beta2;
+  acc eps;
+  acc weight_decay;
+  bool has_weight_decay;
+};
+
+// Rounds a float to the tensor dtype and back (identity for float and double).
+template <typename scalar_t, typename acc>
+inline acc round_to(acc v) {
+  return static_cast<acc>(static_cast<scalar_t>(v));
+}
+
+// g[j] with the weight decay applied, as torch's grad.add(p, alpha=wd) computes it.
+template <typename scalar_t>
+inline acc_t<scalar_t> decayed_grad(const scalar_t* p, const scalar_t* g, int64_t j,
+                                    const AdamScalars<acc_t<scalar_t>>& s) {
+  using acc = acc_t<scalar_t>;
+  const acc gj = static_cast<acc>(g[j]);
+  return s.has_weight_decay
+             ? round_to<scalar_t>(std::fma(static_cast<acc>(p[j]), s.weight_decay, gj))
+             : gj;
+}
+
+// v.mul_(beta2).addcmul_(g, g, value=1 - beta2) on element j; returns the new v.
+template <typename scalar_t>
+inline acc_t<scalar_t> update_v(const scalar_t* p, const scalar_t* g, scalar_t* v, int64_t j,
+                                const AdamScalars<acc_t<scalar_t>>& s) {
+  using acc = acc_t<scalar_t>;
+  const acc gj = decayed_grad(p, g, j, s);
+  acc vj = round_to<scalar_t>(static_cast<acc>(v[j]) * s.beta2);
+  vj = round_to<scalar_t>(std::fma(s.one_minus_beta2 * gj, gj, vj));
+  v[j] = static_cast<scalar_t>(vj);
+  return vj;
+}
+
+// p.addcdiv_(g, root + eps, value=-step) on element j, root = sqrt(v) as torch rounds it.
+template <typename scalar_t>
+inline void update_p(scalar_t* p, const scalar_t* g, int64_t j, acc_t<scalar_t> root,
+                     const AdamScalars<acc_t<scalar_t>>& s, acc_t<scalar_t> neg_step) {
+  using acc = acc_t<scalar_t>;
+  const acc gj = decayed_grad(p, g, j, s);
+  const acc denom = round_to<scalar_t>(root + s.eps);
+  p[j] = static_cast<scalar_t>(static_cast<acc>(p[j]) + (neg_step * gj) / denom);
+}
+
+#ifdef ALAE_LAYER_X86
+// float16/bfloat16 rounding of 8 floats (to the nearest even, as static_cast does), kept as
+// floats.
+ALAE_TARGET_AVX2 inline __m256 round_half8(__m256 x) {
+  return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+}
+
+ALAE_TARGET_AVX2 inline __m256 round_bf16_8(__m256 x) {
+  const __m256i u = _mm256_castps_si256(x);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_andnot_si256(
+      _mm256_set1_epi32(0xFFFF),
+      _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))));
+  // NaN stays NaN (quiet, as c10::BFloat16 makes it).
+  const __m256 is_nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  return _mm256_blendv_ps(_mm256_castsi256_ps(rounded),
+                          _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC00000)), is_nan);
+}
+
+template <typename scalar_t>
+ALAE_TARGET_AVX2 inline __m256 round8(__m256 x) {
+  if constexpr (std::is_same_v<scalar_t, at::Half>) {
+    return round_half8(x);
+  } else {
+    return round_bf16_8(x);
+  }
+}
+
+template <typename scalar_t>
+ALAE_TARGET_AVX2 inline __m256 load8(const scalar_t* src) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+  if constexpr (std::is_same_v<scalar_t, at::Half>) {
+    return _mm256_cvtph_ps(raw);
+  } else {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+  }
+}
+
+// Stores 8 floats that are already exactly representable in scalar_t.
+template <typename scalar_t>
+ALAE_TARGET_AVX2 inline void store8(scalar_t* dst, __m256 x) {
+  __m128i packed;
+  if constexpr (std::is_same_v<scalar_t, at::Half>) {
+    packed = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT);
+  } else {
+    const __m256i top = _mm256_srli_epi32(_mm256_castps_si256(x), 16);
+    packed = _mm_packus_epi32(_mm256_castsi256_si128(top), _mm256_extracti128_si256(top, 1));
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), packed);
+}
+
+// The whole update of float16/bfloat16 elements, 8 at a time in float. Their sqrt is the
+// correctly rounded one (torch computes it in float and rounds to the dtype).
+template <typename scalar_t>
+ALAE_TARGET_AVX2 void adam_reduced_avx2(scalar_t* p, const scalar_t* g, scalar_t* v, int64_t n,
+                                        const AdamScalars<float>& s, float neg_step) {
+  const __m256 beta2 = _mm256_set1_ps(s.beta2), omb2 = _mm256_set1_ps(s.one_minus_beta2);
+  const __m256 eps = _mm256_set1_ps(s.eps), wd = _mm256_set1_ps(s.weight_decay);
+  const __m256 ns = _mm256_set1_ps(neg_step);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 pj = load8(p + j);
+    __m256 gj = load8(g + j);
+    if (s.has_weight_decay) {
+      gj = round8<scalar_t>(_mm256_fmadd_ps(pj, wd, gj));
+    }
+    __m256 vj = round8<scalar_t>(_mm256_mul_ps(load8(v + j), beta2));
+    vj = round8<scalar_t>(_mm256_fmadd_ps(_mm256_mul_ps(omb2, gj), gj, vj));
+    store8(v + j, vj);
+    const __m256 root = round8<scalar_t>(_mm256_sqrt_ps(vj));
+    const __m256 denom = round8<scalar_t>(_mm256_add_ps(root, eps));
+    const __m256 step = _mm256_div_ps(_mm256_mul_ps(ns, gj), denom);
+    store8(p + j, round8<scalar_t>(_mm256_add_ps(pj, step)));
+  }
+  for (; j < n; ++j) {
+    update_p(p, g, j, round_to<scalar_t>(std::sqrt(update_v(p, g, v, j, s))), s, neg_step);
+  }
+}
+
+// First pass of a float32 block: new v into v and into out (whose sqrt is taken next).
+ALAE_TARGET_AVX2 void update_v_avx2(const float* p, const float* g, float* v, float* out,
+                                    int64_t n, const AdamScalars<float>& s) {
+  const __m256 beta2 = _mm256_set1_ps(s.beta2), omb2 = _mm256_set1_ps(s.one_minus_beta2);
+  const __m256 wd = _mm256_set1_ps(s.weight_decay);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 gj = _mm256_loadu_ps(g + j);
+    if (s.has_weight_decay) {
+      gj = _mm256_fmadd_ps(_mm256_loadu_ps(p + j), wd, gj);
+    }
+    const __m256 vj = _mm256_fmadd_ps(_mm256_mul_ps(omb2, gj), gj,
+                                      _mm256_mul_ps(_mm256_loadu_ps(v + j), beta2));
+    _mm256_storeu_ps(v + j, vj);
+    _mm256_storeu_ps(out + j, vj);
+  }
+  for (; j < n; ++j) {
+    out[j] = update_v(p, g, v, j, s);
+  }
+}
+
+// Last pass of a float32 block, given root = torch's sqrt(v).
+ALAE_TARGET_AVX2 void update_p_avx2(float* p, const float* g, const float* root, int64_t n,
+                                    const AdamScalars<float>& s, float neg_step) {
+  const __m256 eps = _mm256_set1_ps(s.eps), wd = _mm256_set1_ps(s.weight_decay);
+  const __m256 ns = _mm256_set1_ps(neg_step);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 pj = _mm256_loadu_ps(p + j);
+    __m256 gj = _mm256_loadu_ps(g + j);
+    if (s.has_weight_decay) {
+      gj = _mm256_fmadd_ps(pj, wd, gj);
+    }
+    const __m256 denom = _mm256_add_ps(_mm256_loadu_ps(root + j), eps);
+    _mm256_storeu_ps(p + j, _mm256_add_ps(pj, _mm256_div_ps(_mm256_mul_ps(ns, gj), denom)));
+  }
+  for (; j < n; ++j) {
+    update_p(p, g, j, root[j], s, neg_step);
+  }
+}
+
+ALAE_TARGET_AVX2 void update_v_avx2(const double* p, const double* g, double* v, double* out,
+                                    int64_t n, const AdamScalars<double>& s) {
+  const __m256d beta2 = _mm256_set1_pd(s.beta2), omb2 = _mm256_set1_pd(s.one_minus_beta2);
+  const __m256d wd = _mm256_set1_pd(s.weight_decay);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    __m256d gj = _mm256_loadu_pd(g + j);
+    if (s.has_weight_decay) {
+      gj = _mm256_fmadd_pd(_mm256_loadu_pd(p + j), wd, gj);
+    }
+    const __m256d vj = _mm256_fmadd_pd(_mm256_mul_pd(omb2, gj), gj,
+                                       _mm256_mul_pd(_mm256_loadu_pd(v + j), beta2));
+    _mm256_storeu_pd(v + j, vj);
+    _mm256_storeu_pd(out + j, vj);
+  }
+  for (; j < n; ++j) {
+    out[j] = update_v(p, g, v, j, s);
+  }
+}
+
+ALAE_TARGET_AVX2 void update_p_avx2(double* p, const double* g, const double* root, int64_t n,
+                                    const AdamScalars<double>& s, double neg_step) {
+  const __m256d eps = _mm256_set1_pd(s.eps), wd = _mm256_set1_pd(s.weight_decay);
+  const __m256d ns = _mm256_set1_pd(neg_step);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const __m256d pj = _mm256_loadu_pd(p + j);
+    __m256d gj = _mm256_loadu_pd(g + j);
+    if (s.has_weight_decay) {
+      gj = _mm256_fmadd_pd(pj, wd, gj);
+    }
+    const __m256d denom = _mm256_add_pd(_mm256_loadu_pd(root + j), eps);
+    _mm256_storeu_pd(p + j, _mm256_add_pd(pj, _mm256_div_pd(_mm256_mul_pd(ns, gj), denom)));
+  }
+  for (; j < n; ++j) {
+    update_p(p, g, j, root[j], s, neg_step);
+  }
+}
+#endif
+
+// Pointers and step sizes of the tensor lists, with their offsets in the concatenated range.
+template <typename scalar_t>
+struct AdamLists {
+  std::vector<scalar_t*> p, v;
+  std::vector<const scalar_t*> g;
+  std::vector<acc_t<scalar_t>> neg_step;
+  const std::vector<int64_t>* offsets;
+
+  // Calls f(i, off, len) for the pieces of tensors i that make up [begin, end).
+  template <typename F>
+  void walk(int64_t begin, int64_t end, const F& f) const {
+    const std::vector<int64_t>& o = *offsets;
+    size_t i = std::upper_bound(o.begin(), o.end(), begin) - o.begin() - 1;
+    for (int64_t e = begin; e < end; ++i) {
+      const int64_t stop = std::min(end, o[i + 1]);
+      f(i, e - o[i], stop - e);
+      e = stop;
+    }
+  }
+};
+
+// float16/bfloat16: one pass.
+template <typename scalar_t>
+void adam_range_reduced(const AdamLists<scalar_t>& L, const AdamScalars<float>& s,
+                        int64_t begin, int64_t end) {
+  L.walk(begin, end, [&](size_t i, int64_t off, int64_t n) {
+    scalar_t* p = L.p[i] + off;
+    const scalar_t* g = L.g[i] + off;
+    scalar_t* v = L.v[i] + off;
+#ifdef ALAE_LAYER_X86
+    if (cpu_has_avx2()) {
+      adam_reduced_avx2(p, g, v, n, s, L.neg_step[i]);
+      return;
+    }
+#endif
+    for (int64_t j = 0; j < n; ++j) {
+      update_p(p, g, j, round_to<scalar_t>(std::sqrt(update_v(p, g, v, j, s))), s,
+               L.neg_step[i]);
+    }
+  });
+}
+
+// float32/float64: torch takes sqrt through MKL's vector sqrt, which is not always correctly
+// rounded; to match it bit for bit this calls torch's own sqrt_ on the new v of each block
+// (a copy gathered from all the tensors of the block, so small tensors share one call).
+template <typename scalar_t>
+void adam_range_full(const AdamLists<scalar_t>& L, const AdamScalars<scalar_t>& s,
+                     int64_t begin, int64_t end) {
+  std::vector<scalar_t> roots(std::min(kSqrtBlock, end - begin));
+  const at::Tensor roots_t =
+      at::from_blob(roots.data(), {static_cast<int64_t>(roots.size())},
+                    at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value));
+  const bool avx2 = cpu_has_avx2();
+  for (int64_t b0 = begin; b0 < end; b0 += kSqrtBlock) {
+    const int64_t b1 = std::min(end, b0 + kSqrtBlock);
+    L.walk(b0, b1, [&](size_t i, int64_t off, int64_t n) {
+      scalar_t* out = roots.data() + (L.offsets->at(i) + off - b0);
+#ifdef ALAE_LAYER_X86
+      if (avx2) {
+        update_v_avx2(L.p[i] + off, L.g[i] + off, L.v[i] + off, out, n, s);
+        return;
+      }
+#endif
+      for (int64_t j = 0; j < n; ++j) {
+        out[j] = update_v(L.p[i] + off, L.g[i] + off, L.v[i] + off, j, s);
+      }
+    });
+    roots_t.narrow(0, 0, b1 - b0).sqrt_();
+    L.walk(b0, b1, [&](size_t i, int64_t off, int64_t n) {
+      const scalar_t* root = roots.data() + (L.offsets->at(i) + off - b0);
+#ifdef ALAE_LAYER_X86
+      if (avx2) {
+        update_p_avx2(L.p[i] + off, L.g[i] + off, root, n, s, L.neg_step[i]);
+        return;
+      }
+#endif
+      for (int64_t j = 0; j < n; ++j) {
+        update_p(L.p[i] + off, L.g[i] + off, j, root[j], s, L.neg_step[i]);
+      }
+    });
+  }
+}
+
+template <typename scalar_t>
+void adam_range(const AdamLists<scalar_t>& L, const AdamScalars<acc_t<scalar_t>>& s,
+                int64_t begin, int64_t end) {
+  if constexpr (is_reduced<scalar_t>()) {
+    adam_range_reduced(L, s, begin, end);
+  } else {
+    adam_range_full(L, s, begin, end);
+  }
+}
+
+void lreq_adam_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avg_sqs,
+                     at::ArrayRef<double> step_sizes, double beta2, double eps,
+                     double weight_decay) {
+  constexpr const char* op = "lreq_adam_step_";
+  const size_t count = params.size();
+  TORCH_CHECK(grads.size() == count && exp_avg_sqs.size() == count &&
+                  step_sizes.size() == count,
+              op, " (CPU): params, grads, exp_avg_sqs and step_sizes must have equal lengths, got ",
+              count, ", ", grads.size(), ", ", exp_avg_sqs.size(), " and ", step_sizes.size());
+  if (count == 0) {
+    return;
+  }
+  const at::ScalarType dtype = params[0].scalar_type();
+  std::vector<int64_t> offsets(count + 1, 0);
+  for (size_t i = 0; i < count; ++i) {
+    const at::Tensor* lists[3] = {&params[i], &grads[i], &exp_avg_sqs[i]};
+    const char* names[3] = {"params", "grads", "exp_avg_sqs"};
+    for (int k = 0; k < 3; ++k) {
+      const at::Tensor& t = *lists[k];
+      TORCH_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(), op, " (CPU): ",
+                  names[k], "[", i, "] must be a contiguous CPU tensor");
+      TORCH_CHECK(t.scalar_type() == dtype, op, " (CPU): ", names[k], "[", i, "] must have dtype ",
+                  dtype, " like params[0], got ", t.scalar_type());
+      TORCH_CHECK(t.sizes() == params[i].sizes(), op, " (CPU): ", names[k], "[", i,
+                  "] must have the shape of params[", i, "], ", params[i].sizes(), ", got ",
+                  t.sizes());
+    }
+    offsets[i + 1] = offsets[i] + params[i].numel();
+  }
+  TORCH_CHECK(at::isFloatingType(dtype), op, " (CPU): params must be floating-point, got ", dtype);
+  ALAE_LAYER_DISPATCH(dtype, op, [&] {
+    using acc = acc_t<scalar_t>;
+    // float32/float64 round the scalars to the dtype; float16/bfloat16 use float scalars,
+    // except the weight decay, which torch's add(alpha=) rounds to the tensor dtype.
+    const AdamScalars<acc> s{static_cast<acc>(beta2), static_cast<acc>(1.0 - beta2),
+                             static_cast<acc>(eps),
+                             round_to<scalar_t>(static_cast<acc>(weight_decay)),
+                             weight_decay != 0.0};
+    AdamLists<scalar_t> L;
+    L.p.resize(count);
+    L.g.resize(count);
+    L.v.resize(count);
+    L.neg_step.resize(count);
+    L.offsets = &offsets;
+    for (size_t i = 0; i < count; ++i) {
+      L.p[i] = params[i].data_ptr<scalar_t>();
+      L.g[i] = grads[i].data_ptr<scalar_t>();
+      L.v[i] = exp_avg_sqs[i].data_ptr<scalar_t>();
+      L.neg_step[i] = static_cast<acc>(-step_sizes[i]);
+    }
+    at::parallel_for(0, offsets[count], kGrain, [&](int64_t begin, int64_t end) {
+      adam_range(L, s, begin, end);
+    });
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(alae_fast_C, CPU, m) {
+  m.impl("lreq_adam_step_", &lreq_adam_step_);
+}
+
+}  // namespace alae_fast
