@@ -88,6 +88,19 @@ def test_without_bias(impl, device, shape):
 
 
 @impl_device
+@pytest.mark.parametrize("shape", [(1, 1), (1, 1, 1, 1), (5, 1), (1, 3, 1, 1)], ids=_ids)
+def test_expanded_upstream_gradient(impl, device, shape):
+    """loss = y.sum(): the upstream gradient is an expanded scalar, every stride 0 (and a
+    tensor of one element counts as contiguous whatever its strides)."""
+    require(impl, device)
+    x = _randn(shape, device).requires_grad_()
+    b = _randn(shape[1:2], device, seed=1).requires_grad_()
+    grads = torch.autograd.grad(bias_act(x, b, impl=impl).sum(), (x, b))
+    for g, rg in zip(grads, torch.autograd.grad(bias_act_ref(x, b).sum(), (x, b))):
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@impl_device
 def test_known_values(impl, device):
     require(impl, device)
     x = torch.tensor([[-2.0, -0.5, 3.0], [1.0, -4.0, 0.5]], device=device, requires_grad=True)

@@ -62,6 +62,16 @@ def test_matches_reference_values_and_gradients(impl, device, shape):
 
 
 @impl_device
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 3, 1, 1), (2, 3, 1, 4)], ids=_ids)
+def test_expanded_upstream_gradient(impl, device, shape):
+    """loss = y.sum(): the upstream gradient is an expanded scalar, every stride 0."""
+    require(impl, device)
+    x = _randn(shape, device).requires_grad_()
+    (g,) = torch.autograd.grad(blur(x, impl=impl).sum(), x)
+    torch.testing.assert_close(g, torch.autograd.grad(blur_ref(x).sum(), x)[0], **FP32_GRAD)
+
+
+@impl_device
 def test_known_values(impl, device):
     require(impl, device)
     # A delta in the middle of a 5x5 image gives the filter; one in a corner its clipped

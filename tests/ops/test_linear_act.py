@@ -81,6 +81,18 @@ def test_larger_than_one_tile(impl, device):
 
 
 @impl_device
+@pytest.mark.parametrize("case", [((1, 3), 1), ((1, 1, 3), 1), ((5, 3), 1)], ids=_ids)
+def test_expanded_upstream_gradient(impl, device, case):
+    """loss = y.sum() (a critic's logit of batch 1): the upstream gradient is an expanded
+    scalar, every stride 0."""
+    require(impl, device)
+    inputs = _inputs(*case, device)
+    grads = torch.autograd.grad(linear_act(*inputs, impl=impl).sum(), inputs)
+    for g, rg in zip(grads, torch.autograd.grad(linear_act_ref(*inputs).sum(), inputs)):
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@impl_device
 def test_known_values(impl, device):
     require(impl, device)
     x = torch.tensor([[1.0, 2.0]], device=device, requires_grad=True)
