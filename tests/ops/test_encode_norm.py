@@ -106,7 +106,7 @@ def test_known_values(impl, device):
 def test_layouts(impl, device, n, layout):
     require(impl, device)
     x, bias = _inputs((n, 3, 9, 4), device, layout=layout)
-    (y, style), (gx, _) = _check_parity(x, bias, impl)
+    (y, style), _ = _check_parity(x, bias, impl)
     assert y.is_contiguous() and style.is_contiguous()
 
 
@@ -124,16 +124,18 @@ def test_non_contiguous_bias(impl, device):
 def test_stats_output_of_the_registered_op(impl, device, dtype):
     require(impl, device)
     x, bias = (t.detach() for t in _inputs((5, 3, 4, 9), device, dtype))
-    y, style, stats = OP(x, bias, 0.2, 1e-5, impl)
+    _, style, stats = OP(x, bias, 0.2, 1e-5, impl)
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     assert stats.shape == (5, 9) and stats.dtype == acc
+    # The style output is the first two thirds of the stats, rounded to x's dtype.
+    assert torch.equal(style, stats[:, :6].to(dtype))
     a = F.leaky_relu(x.double() + bias.double().view(1, -1, 1, 1), 0.2)
     var, mean = torch.var_mean(a, dim=(2, 3), correction=0)
     # float16 inputs: the accumulation is float32, but allow for stats of the rounded t.
     tol = {torch.float16: dict(rtol=1e-3, atol=1e-3), torch.float32: FP32_OUT,
            torch.float64: dict(rtol=1e-12, atol=1e-12)}[dtype]
-    torch.testing.assert_close(stats, torch.cat((mean, var.sqrt(), (var + 1e-5).rsqrt()), 1).to(acc),
-                               **tol)
+    expected = torch.cat((mean, var.sqrt(), (var + 1e-5).rsqrt()), 1).to(acc)
+    torch.testing.assert_close(stats, expected, **tol)
 
 
 @impl_device

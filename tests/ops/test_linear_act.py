@@ -218,8 +218,8 @@ def test_bad_inputs_raise_clear_errors(impl):
     with pytest.raises(ValueError, match=r"linear_act: weight must be 2-D \[OUT, IN=4\], got shape "
                                          r"\(4,\)"):
         linear_act(x, torch.zeros(4), b, impl=impl)
-    with pytest.raises(ValueError, match=r"linear_act: weight must have shape \[OUT, IN\] with IN = "
-                                         r"4 \(x's last dim\), got \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"linear_act: weight must have shape \[OUT, IN\] with "
+                                         r"IN = 4 \(x's last dim\), got \(3, 5\)"):
         linear_act(x, torch.zeros(3, 5), b, impl=impl)
     with pytest.raises(ValueError, match=r"linear_act: bias must have shape \[OUT\] = \[3\], got "
                                          r"\(4,\)"):
