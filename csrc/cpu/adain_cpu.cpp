@@ -218,7 +218,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> adain_bwd(
   check_arg(kBwd, stats, "stats", {N, 2 * C}, acc_dtype(x.scalar_type()));
   at::Tensor grad_x = at::empty(x.sizes(), x.options());
   at::Tensor grad_style = at::empty({N, 2 * C}, x.options());
-  at::Tensor grad_noise_weight = at::zeros({C}, x.options());
+  at::Tensor grad_noise_weight = noise ? at::empty({C}, x.options()) : at::zeros({C}, x.options());
   at::Tensor grad_bias = at::empty({C}, x.options());
   std::vector<double> bias_partial(N * C);
   std::vector<double> noise_partial(noise ? N * C : 0);
@@ -247,11 +247,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> adain_bwd(
 #endif
       bwd_rows_base(p, r0, r1);
     });
+    channel_sums(bias_partial, N, C, grad_bias.data_ptr<scalar_t>());
+    if (noise) {
+      channel_sums(noise_partial, N, C, grad_noise_weight.data_ptr<scalar_t>());
+    }
   });
-  channel_sums(bias_partial, N, C, grad_bias);
-  if (noise) {
-    channel_sums(noise_partial, N, C, grad_noise_weight);
-  }
   return {grad_x, grad_style, grad_noise_weight, grad_bias};
 }
 

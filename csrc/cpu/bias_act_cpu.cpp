@@ -232,12 +232,15 @@ std::tuple<at::Tensor, at::Tensor> bias_act_bwd(const at::Tensor& grad, const at
   check_cpu_float(grad, op, "grad");
   check_cpu_float(y, op, "y");
   check_same_dtype(y, grad, op, "grad");
-  TORCH_CHECK(grad.sizes() == y.sizes() && grad.strides() == y.strides(), op,
-              " (CPU): grad must have the shape and layout of y, got shapes ", grad.sizes(),
-              " and ", y.sizes(), ", strides ", grad.strides(), " and ", y.strides());
   const ChannelLayout L = channel_layout(y, op, "y");
+  TORCH_CHECK(grad.sizes() == y.sizes() &&
+                  grad.is_contiguous(is_channels_last_only(y) ? at::MemoryFormat::ChannelsLast
+                                                              : at::MemoryFormat::Contiguous),
+              op, " (CPU): grad must have the shape and memory format of y, got shapes ",
+              grad.sizes(), " and ", y.sizes(), ", strides ", grad.strides(), " and ",
+              y.strides());
   at::Tensor grad_x = at::empty_like(y);
-  at::Tensor grad_b = at::empty({L.channels}, y.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor grad_b = at::empty({L.channels}, y.options());
   const int64_t n = y.numel();
   if (n == 0) {
     grad_b.zero_();

@@ -1,10 +1,10 @@
 // CPU kernel of blur: the depthwise [1, 2, 1] x [1, 2, 1] / 16 filter with zero padding 1,
 // for contiguous (NCHW) and channels_last (NHWC) tensors; the output keeps the layout.
 //
-// Separable, over bands of image rows: a vertical pass into a zero-padded buffer, then a
-// horizontal pass, each one loop over the contiguous band. In NCHW a row is W elements with
-// horizontal neighbours 1 apart; in NHWC it is W * C elements with neighbours C apart, so the
-// same loops serve both layouts.
+// Separable: a vertical pass into a zero-padded buffer, then a horizontal pass, each one loop
+// over a contiguous run of rows: groups of whole images when they are small, else bands of
+// rows of one image. In NCHW a row is W elements with horizontal neighbours 1 apart; in NHWC
+// it is W * C elements with neighbours C apart, so the same loops serve both layouts.
 #include "csrc/cpu/layer_common.h"
 
 #include <ATen/Parallel.h>
@@ -20,6 +20,11 @@ using namespace layer;
 // Rows of one image per band: enough that small images are one band, few enough that a
 // band's buffers stay in L2.
 constexpr int64_t kBandElems = 16384;
+// Rows shorter than this are too short for a loop each: small images of such rows are
+// blurred kStackElems elements at a time with masks (building the masks costs about as much
+// as one pass, so the groups stay small).
+constexpr int64_t kShortRow = 32;
+constexpr int64_t kStackElems = 4096;
 
 // Output rows [i0, i1) of one image of `height` rows of `len` elements; `step` is the distance
 // of horizontal neighbours (1 in NCHW, C in NHWC). x points at row i0 of the input and may be
@@ -110,6 +115,97 @@ ALAE_INLINE void blur_tasks(const scalar_t* x, scalar_t* y, int64_t height, int6
   }
 }
 
+// Whole small images, many per call: rows * len elements of `images` stacked images of
+// `height` rows. Image edges inside the run are handled with per-element masks (selects, so a
+// neighbour image's inf or NaN cannot leak in) instead of per-row loops, which would be a few
+// elements long here. mid holds count + 2 * step elements.
+template <typename acc>
+ALAE_INLINE void blur_stacked(const acc* x, acc* out, int64_t count, int64_t len, int64_t step,
+                              const acc* up_ok, const acc* down_ok, const acc* left_ok,
+                              const acc* right_ok, acc* mid_buffer) {
+  const acc quarter = acc(0.25), half = acc(0.5), zero = acc(0);
+  acc* mid = mid_buffer + step;
+  for (int64_t q = 0; q < step; ++q) {
+    mid_buffer[q] = zero;
+    mid[count + q] = zero;
+  }
+  if (count == len) {  // a single row
+    for (int64_t q = 0; q < len; ++q) {
+      mid[q] = half * x[q];
+    }
+  } else {
+    // The first and last row of the run read only inside it; rows between read both ways.
+    // Neighbours are loaded unconditionally and then selected, so the loops vectorise.
+    for (int64_t q = 0; q < len; ++q) {
+      const acc down = x[q + len];
+      mid[q] = half * x[q] + quarter * (down_ok[q] != zero ? down : zero);
+    }
+    for (int64_t q = len; q < count - len; ++q) {
+      const acc up = x[q - len], down = x[q + len];
+      mid[q] = half * x[q] + quarter * ((up_ok[q] != zero ? up : zero) +
+                                        (down_ok[q] != zero ? down : zero));
+    }
+    for (int64_t q = count - len; q < count; ++q) {
+      const acc up = x[q - len];
+      mid[q] = half * x[q] + quarter * (up_ok[q] != zero ? up : zero);
+    }
+  }
+  for (int64_t q = 0; q < count; ++q) {
+    const acc left = mid[q - step], right = mid[q + step];
+    out[q] = half * mid[q] + quarter * ((left_ok[q] != zero ? left : zero) +
+                                        (right_ok[q] != zero ? right : zero));
+  }
+}
+
+// Groups [t0, t1) of `group` small images each (the last group may be shorter).
+template <typename scalar_t, bool kAvx2>
+ALAE_INLINE void blur_groups(const scalar_t* x, scalar_t* y, int64_t images, int64_t height,
+                             int64_t len, int64_t step, int64_t group, int64_t t0, int64_t t1) {
+  using acc = acc_t<scalar_t>;
+  const int64_t image_elems = height * len;
+  const int64_t max_count = std::min(group, images - t0 * group) * image_elems;
+  constexpr bool reduced = is_reduced<scalar_t>();
+  std::vector<acc> buffer(5 * max_count + 2 * step + (reduced ? 2 * max_count : 0));
+  acc* up_ok = buffer.data();
+  acc* down_ok = up_ok + max_count;
+  acc* left_ok = down_ok + max_count;
+  acc* right_ok = left_ok + max_count;
+  acc* mid = right_ok + max_count;
+  // Masks of one image, built row by row and column by column, then repeated.
+  const int64_t width = len / step;
+  for (int64_t i = 0; i < height; ++i) {
+    for (int64_t j = 0; j < width; ++j) {
+      for (int64_t c = 0; c < step; ++c) {
+        const int64_t q = (i * width + j) * step + c;
+        up_ok[q] = acc(i > 0);
+        down_ok[q] = acc(i + 1 < height);
+        left_ok[q] = acc(j > 0);
+        right_ok[q] = acc(j + 1 < width);
+      }
+    }
+  }
+  for (int64_t q = image_elems; q < max_count; q += image_elems) {
+    std::copy(up_ok, up_ok + image_elems, up_ok + q);
+    std::copy(down_ok, down_ok + image_elems, down_ok + q);
+    std::copy(left_ok, left_ok + image_elems, left_ok + q);
+    std::copy(right_ok, right_ok + image_elems, right_ok + q);
+  }
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t offset = t * group * image_elems;
+    const int64_t count = std::min(group, images - t * group) * image_elems;
+    if constexpr (reduced) {
+      acc* in = mid + max_count + 2 * step;
+      acc* out = in + max_count;
+      to_acc<kAvx2>(x + offset, in, count);
+      blur_stacked<acc>(in, out, count, len, step, up_ok, down_ok, left_ok, right_ok, mid);
+      from_acc<kAvx2>(out, y + offset, count);
+    } else {
+      blur_stacked<acc>(x + offset, y + offset, count, len, step, up_ok, down_ok, left_ok,
+                        right_ok, mid);
+    }
+  }
+}
+
 at::Tensor blur_fwd(const at::Tensor& x) {
   constexpr const char* op = "blur_fwd";
   check_cpu_float(x, op, "x");
@@ -126,6 +222,24 @@ at::Tensor blur_fwd(const at::Tensor& x) {
   const int64_t images = channels_last ? N : N * C;
   const int64_t len = channels_last ? W * C : W;
   const int64_t step = channels_last ? C : 1;
+  if (len < kShortRow && 2 * H * len <= kStackElems) {
+    // Small images of short rows: groups of whole images per call.
+    const int64_t group = kStackElems / (H * len);
+    const int64_t groups = (images + group - 1) / group;
+    const int64_t grain = std::max<int64_t>(1, kGrain / (group * H * len));
+    ALAE_LAYER_DISPATCH(x.scalar_type(), op, [&] {
+      const scalar_t* px = x.data_ptr<scalar_t>();
+      scalar_t* py = y.data_ptr<scalar_t>();
+      at::parallel_for(0, groups, grain, [&](int64_t t0, int64_t t1) {
+        dispatch_isa([&](auto isa) ALAE_INLINE_LAMBDA {
+          blur_groups<scalar_t, decltype(isa)::value>(px, py, images, H, len, step, group, t0,
+                                                      t1);
+        });
+      });
+    });
+    return y;
+  }
+  // Large images: bands of rows of one image per call.
   const int64_t band_rows = std::max<int64_t>(1, kBandElems / len);
   const int64_t band_count = (H + band_rows - 1) / band_rows;
   const int64_t grain = std::max<int64_t>(1, kGrain / (std::min(band_rows, H) * len));

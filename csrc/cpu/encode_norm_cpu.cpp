@@ -184,8 +184,8 @@ std::tuple<at::Tensor, at::Tensor> encode_norm_bwd(const at::Tensor& grad_y,
 #endif
       bwd_rows_base(p, r0, r1);
     });
+    channel_sums(bias_partial, N, C, grad_bias.data_ptr<scalar_t>());
   });
-  channel_sums(bias_partial, N, C, grad_bias);
   return {grad_x, grad_bias};
 }
 

@@ -1,9 +1,13 @@
-// CPU kernel of linear_act: y = lrelu(x @ weight.T + bias) * gain in one op call: the GEMM
-// (at::addmm, with the gain folded into its scale factors, or at::mm), then, unless nothing is
-// left to do, one parallel in-place pass for the leaky ReLU and gain.
+// CPU kernel of linear_act: y = lrelu(x @ weight.T + bias) * gain in one op call: torch's CPU
+// GEMM (addmm or mm, called directly, not through the dispatcher), then, unless the
+// activation is the identity with gain 1, one parallel in-place pass for the leaky ReLU and
+// the gain. (Folding the gain into addmm's scale factors measured slower: torch then scales
+// the bias in a separate pass.)
 #include "csrc/cpu/layer_common.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ops/addmm_cpu_dispatch.h>
+#include <ATen/ops/mm_cpu_dispatch.h>
 #include <torch/library.h>
 
 namespace alae_fast {
@@ -41,18 +45,15 @@ at::Tensor linear_act_fwd(const at::Tensor& x, const at::Tensor& weight,
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op,
                 " (CPU): bias must have shape [", weight.size(0), "], got ", bias->sizes());
   }
-  // lrelu(t) * gain == lrelu(gain * t) for gain > 0, so addmm can apply the gain for free.
-  const bool gain_in_gemm = bias.has_value();
-  at::Tensor y = gain_in_gemm ? at::addmm(*bias, x, weight.t(), /*beta=*/gain, /*alpha=*/gain)
-                              : at::mm(x, weight.t());
-  const double pos = gain_in_gemm ? 1.0 : gain;
-  if ((alpha == 1.0 && pos == 1.0) || y.numel() == 0) {
+  at::Tensor y = bias.has_value() ? at::cpu::addmm(*bias, x, weight.t())
+                                  : at::cpu::mm(x, weight.t());
+  if ((alpha == 1.0 && gain == 1.0) || y.numel() == 0) {
     return y;
   }
   ALAE_LAYER_DISPATCH(y.scalar_type(), op, [&] {
     scalar_t* py = y.data_ptr<scalar_t>();
-    const auto p = static_cast<acc_t<scalar_t>>(pos);
-    const auto n = static_cast<acc_t<scalar_t>>(alpha * pos);
+    const auto p = static_cast<acc_t<scalar_t>>(gain);
+    const auto n = static_cast<acc_t<scalar_t>>(alpha * gain);
     at::parallel_for(0, y.numel(), kGrain, [&](int64_t begin, int64_t end) {
       dispatch_isa([&](auto isa) ALAE_INLINE_LAMBDA {
         act_inplace<scalar_t, decltype(isa)::value>(py, p, n, begin, end);

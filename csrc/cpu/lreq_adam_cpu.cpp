@@ -7,14 +7,18 @@
 // - addcmul_ is computed as fma(value * g, g, v) (the compiler fuses it in torch), and
 //   add(p, alpha=wd) as fma(p, wd, g); so those two use FMA here too, explicitly. No other step
 //   has a product feeding an addition, so nothing else can be fused.
-// - float32/float64 scalars are rounded to the tensor dtype; for float16/bfloat16 tensors
-//   each op computes in float with float scalars and rounds its result to the tensor dtype
-//   (v after mul_ and after addcmul_, denom after sqrt and after add_, p after addcdiv_).
-//   The weight decay is the exception: torch rounds wd to the tensor dtype there.
+// - float32/float64 scalars are rounded to the tensor dtype. For float16/bfloat16 tensors
+//   each op computes in float and rounds its result to the tensor dtype (v after mul_ and
+//   after addcmul_, denom after sqrt and after add_, p after addcdiv_); beta2, 1 - beta2 and
+//   -step are used as floats, but eps and wd are rounded to the tensor dtype first (torch's
+//   add_(scalar) and add(alpha=) do that, mul_ and the value of addcmul_/addcdiv_ do not).
+// - sqrt: float32/float64 use torch's own CPU sqrt kernel (see adam_range_full); float16 and
+//   bfloat16 the correctly rounded float sqrt, as torch does.
 // The tensors are seen as one concatenated range split into equal parallel tasks.
 #include "csrc/cpu/layer_common.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ops/sqrt_cpu_dispatch.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -280,9 +284,11 @@ void adam_range_reduced(const AdamLists<scalar_t>& L, const AdamScalars<float>& 
   });
 }
 
-// float32/float64: torch takes sqrt through MKL's vector sqrt, which is not always correctly
-// rounded; to match it bit for bit this calls torch's own sqrt_ on the new v of each block
-// (a copy gathered from all the tensors of the block, so small tensors share one call).
+// float32/float64: torch's CPU sqrt goes through MKL's vector sqrt (VML_HA), which is not
+// always correctly rounded (up to 0.75 ulp off; ~20% of float32 results differ from the
+// correctly rounded ones); to match it bit for bit this calls torch's own sqrt kernel on the
+// new v of each block (a copy gathered from all the tensors of the block, so small tensors
+// share one call).
 template <typename scalar_t>
 void adam_range_full(const AdamLists<scalar_t>& L, const AdamScalars<scalar_t>& s,
                      int64_t begin, int64_t end) {
@@ -305,7 +311,8 @@ void adam_range_full(const AdamLists<scalar_t>& L, const AdamScalars<scalar_t>& 
         out[j] = update_v(L.p[i] + off, L.g[i] + off, L.v[i] + off, j, s);
       }
     });
-    roots_t.narrow(0, 0, b1 - b0).sqrt_();
+    at::Tensor block_roots = roots_t.narrow(0, 0, b1 - b0);
+    at::cpu::sqrt_(block_roots);  // the CPU kernel itself, without a trip through the dispatcher
     L.walk(b0, b1, [&](size_t i, int64_t off, int64_t n) {
       const scalar_t* root = roots.data() + (L.offsets->at(i) + off - b0);
 #ifdef ALAE_LAYER_X86
@@ -363,10 +370,11 @@ void lreq_adam_step_(at::TensorList params, at::TensorList grads, at::TensorList
   TORCH_CHECK(at::isFloatingType(dtype), op, " (CPU): params must be floating-point, got ", dtype);
   ALAE_LAYER_DISPATCH(dtype, op, [&] {
     using acc = acc_t<scalar_t>;
-    // float32/float64 round the scalars to the dtype; float16/bfloat16 use float scalars,
-    // except the weight decay, which torch's add(alpha=) rounds to the tensor dtype.
+    // float32/float64 round the scalars to the dtype; for float16/bfloat16 mul_ and the
+    // value of addcmul_/addcdiv_ stay float, while add_'s scalar (eps) and add's alpha (wd)
+    // are rounded to the tensor dtype (so eps = 1e-8 is 0 in float16).
     const AdamScalars<acc> s{static_cast<acc>(beta2), static_cast<acc>(1.0 - beta2),
-                             static_cast<acc>(eps),
+                             round_to<scalar_t>(static_cast<acc>(eps)),
                              round_to<scalar_t>(static_cast<acc>(weight_decay)),
                              weight_decay != 0.0};
     AdamLists<scalar_t> L;
