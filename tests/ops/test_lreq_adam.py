@@ -21,11 +21,10 @@ SHAPES = [(1,), (17, 5), (8197,), (4, 3, 3, 3), (3,), (1000,), (2, 3, 5, 7), (33
 FEW = 4
 BETA2 = 0.99
 # The update must reproduce PyTorch's own rounded ops on the device bit for bit. One pair cannot:
-# the Triton interpreter computes with NumPy's correctly rounded square root, while PyTorch's
-# CPU sqrt is not correctly rounded on every CPU (float32 here: 1 ulp off for ~20% of inputs).
-# There the result is held to the reference within the rounding that one ulp of the square
-# root can cause instead: v exact up to 1 ulp (FMA or not), the update q = -step * g / denom
-# up to two roundings (2 ulps of |old p| + |new p|).
+# the Triton interpreter computes with NumPy, whose sqrt is correctly rounded, while PyTorch's
+# CPU sqrt (MKL) is not (float32: 1 ulp off for ~20% of inputs on this CPU), and PyTorch's CPU
+# addcmul_ is one FMA. There the result is held to the reference within what that causes: v
+# to 1 ulp, the update -step * g / denom to two roundings (2 ulps of |old p| + |new p|).
 NOT_BIT_EXACT = {("triton", "cpu")}
 
 
