@@ -1,0 +1,306 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from alae_fast.ops import bias_act, bias_act_ref
+
+from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require
+
+OP = torch.ops.alae_fast.bias_act.default
+BACKWARD_OP = torch.ops.alae_fast.bias_act_backward.default
+
+CL = torch.channels_last
+# Images of odd sizes, the mapping network's [N, C] and a 3-D and 5-D input (any rank >= 2).
+SHAPES = [(1, 1, 1, 1), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3), (5, 17), (5, 3, 9),
+          (1, 3, 2, 1, 4)]
+# (alpha, gain): the layers' lrelu, with the He gain, plain bias (identity) and ReLU.
+ACTIVATIONS = [(0.2, 1.0), (0.2, math.sqrt(2.0)), (1.0, 1.0), (0.0, 2.0)]
+LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
+# opcheck runs each op many times (and traces it): three (N, layout) samples.
+OPCHECK_CASES = [(1, "contiguous"), (5, "non-contiguous"), (5, "channels_last")]
+
+
+def _ids(shape):
+    return "x".join(map(str, shape))
+
+
+def _randn(shape, device, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
+
+
+def _image(shape, layout, device, dtype=torch.float32, seed=0):
+    """[N, C, H, W] in ``layout``; non-contiguous is a transposed [N, C, W, H]."""
+    n, c, h, w = shape
+    if layout == "non-contiguous":
+        x = _randn((n, c, w, h), device, dtype, seed).transpose(2, 3)
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=CL)
+        return x
+    x = _randn(shape, device, dtype, seed)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL)
+        assert not x.is_contiguous() and x.is_contiguous(memory_format=CL)
+    return x
+
+
+def _check_parity(x, b, alpha, gain, impl, seed=7):
+    """Values and the gradients of x and b for a random upstream gradient; returns ours and
+    the gradient of x."""
+    x.requires_grad_()
+    if b is not None:
+        b.requires_grad_()
+    ours = bias_act(x, b, alpha=alpha, gain=gain, impl=impl)
+    ref = bias_act_ref(x, b, alpha=alpha, gain=gain)
+    assert ours.shape == x.shape and ours.dtype == x.dtype
+    torch.testing.assert_close(ours, ref, **FP32_OUT)
+    # In x's layout, as the next layer's backward would hand it over.
+    upstream = torch.empty_like(x).copy_(_randn(x.shape, x.device, x.dtype, seed))
+    inputs = (x,) if b is None else (x, b)
+    grads = torch.autograd.grad(ours, inputs, upstream)
+    for g, rg in zip(grads, torch.autograd.grad(ref, inputs, upstream)):
+        assert g.shape == rg.shape
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    return ours, grads[0]
+
+
+# Every shape with the layers' activation, every activation on an image and a 2-D input.
+CASES = ([(shape, ACTIVATIONS[1]) for shape in SHAPES]
+         + [(shape, act) for shape in [(5, 3, 4, 9), (5, 17)] for act in ACTIVATIONS
+            if act != ACTIVATIONS[1]])
+
+
+@impl_device
+@pytest.mark.parametrize("shape,activation", CASES,
+                         ids=[f"{_ids(s)}-{a:g}-{g:.3g}" for s, (a, g) in CASES])
+def test_matches_reference_values_and_gradients(impl, device, shape, activation):
+    alpha, gain = activation
+    require(impl, device)
+    _check_parity(_randn(shape, device), _randn(shape[1:2], device, seed=1), alpha, gain, impl)
+
+
+@impl_device
+@pytest.mark.parametrize("shape", [(5, 3, 4, 9), (1, 17)], ids=_ids)
+def test_without_bias(impl, device, shape):
+    require(impl, device)
+    _check_parity(_randn(shape, device), None, 0.2, math.sqrt(2.0), impl)
+
+
+@impl_device
+@pytest.mark.parametrize("shape", [(1, 1), (1, 1, 1, 1), (5, 1), (1, 3, 1, 1)], ids=_ids)
+def test_expanded_upstream_gradient(impl, device, shape):
+    """loss = y.sum(): the upstream gradient is an expanded scalar, every stride 0 (and a
+    tensor of one element counts as contiguous whatever its strides)."""
+    require(impl, device)
+    x = _randn(shape, device).requires_grad_()
+    b = _randn(shape[1:2], device, seed=1).requires_grad_()
+    grads = torch.autograd.grad(bias_act(x, b, impl=impl).sum(), (x, b))
+    for g, rg in zip(grads, torch.autograd.grad(bias_act_ref(x, b).sum(), (x, b))):
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@impl_device
+def test_known_values(impl, device):
+    require(impl, device)
+    x = torch.tensor([[-2.0, -0.5, 3.0], [1.0, -4.0, 0.5]], device=device, requires_grad=True)
+    b = torch.tensor([1.0, 0.5, -1.0], device=device, requires_grad=True)
+    y = bias_act(x, b, alpha=0.25, gain=2.0, impl=impl)
+    # x + b = [[-1, 0, 2], [2, -3.5, -0.5]]; negatives scaled by alpha * gain = 0.5, positives
+    # by gain = 2: every product is exact in float32.
+    assert y.tolist() == [[-0.5, 0.0, 4.0], [4.0, -1.75, -0.25]]
+    gx, gb = torch.autograd.grad(y, (x, b), torch.ones_like(y))
+    # The slope at x + b == 0 is alpha's, as in leaky_relu's backward.
+    assert gx.tolist() == [[0.5, 0.5, 2.0], [2.0, 0.5, 0.5]]
+    assert gb.tolist() == [2.5, 1.0, 2.5]
+
+
+@impl_device
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n", [1, 5])
+def test_layouts(impl, device, n, layout):
+    require(impl, device)
+    x = _image((n, 3, 9, 4), layout, device)
+    y, g = _check_parity(x, _randn((3,), device, seed=1), 0.2, math.sqrt(2.0), impl)
+    # The output and the gradient come in the layout the kernel read x in.
+    for t in (y, g):
+        if layout == "channels_last":
+            assert t.is_contiguous(memory_format=CL) and not t.is_contiguous()
+        else:
+            assert t.is_contiguous()
+
+
+@impl_device
+def test_non_contiguous_bias_and_2d_input(impl, device):
+    require(impl, device)
+    x = _randn((17, 5), device).t()  # [5, 17] transposed view
+    b = _randn((17, 2), device, seed=1)[:, 1]  # strided bias
+    assert not x.is_contiguous() and not b.is_contiguous()
+    _check_parity(x, b, 0.2, 1.0, impl)
+
+
+@impl_device
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_low_precision_within_twice_pytorch_error(impl, device, dtype, layout):
+    require(impl, device)
+    x = _image((5, 17, 9, 4), layout, device, dtype).requires_grad_()
+    b = _randn((17,), device, dtype, seed=1).requires_grad_()
+    x64, b64 = (t.detach().double().requires_grad_() for t in (x, b))
+    upstream = _image((5, 17, 9, 4), layout, device, dtype, seed=2)
+    gain = math.sqrt(2.0)
+    truth = bias_act_ref(x64, b64, alpha=0.2, gain=gain)
+    ours = bias_act(x, b, alpha=0.2, gain=gain, impl=impl)
+    ref = bias_act_ref(x, b, alpha=0.2, gain=gain)
+    assert ours.dtype == dtype
+    assert_low_precision_close(ours, ref, truth)
+    grads = torch.autograd.grad(ours, (x, b), upstream)
+    ref_grads = torch.autograd.grad(ref, (x, b), upstream)
+    true_grads = torch.autograd.grad(truth, (x64, b64), upstream.double())
+    for g, rg, tg in zip(grads, ref_grads, true_grads):
+        assert g.dtype == dtype
+        assert_low_precision_close(g, rg, tg)
+
+
+@impl_device
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_gradcheck_and_gradgradcheck_float64(impl, device, layout):
+    require(impl, device)
+    x = _image((2, 3, 5, 4), layout, device, torch.float64).requires_grad_()
+    b = _randn((3,), device, torch.float64, seed=1).requires_grad_()
+    fn = lambda x, b: bias_act(x, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl)  # noqa: E731
+    # 123 inputs: fast mode (random projections of the Jacobians) keeps the interpreted Triton
+    # kernels quick; the full Jacobians are checked on the small case below.
+    assert torch.autograd.gradcheck(fn, (x, b), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x, b), fast_mode=True)
+
+
+@impl_device
+def test_gradcheck_and_gradgradcheck_float64_full_jacobian(impl, device):
+    require(impl, device)
+    x = _randn((2, 3), device, torch.float64).requires_grad_()
+    b = _randn((3,), device, torch.float64, seed=1).requires_grad_()
+    fn = lambda x, b: bias_act(x, b, alpha=0.2, gain=1.5, impl=impl)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))
+
+
+def _critic_r1(x, params, act):
+    """R1 of a tiny critic: logits, their gradient w.r.t. the reals (create_graph), penalty."""
+    w, b, v = params
+    if x.dim() == 4:
+        h = act(F.conv2d(x, w, padding=1), b)
+        d = (torch.tanh(h) * v).sum(dim=(1, 2, 3))
+    else:
+        d = torch.tanh(act(x @ w, b)) @ v
+    (grads,) = torch.autograd.grad(d.sum(), x, create_graph=True)
+    return grads.square().sum(), grads
+
+
+@impl_device
+@pytest.mark.parametrize("critic,layout", [("conv", "contiguous"), ("conv", "channels_last"),
+                                           ("linear", "contiguous")])
+def test_r1_chain_matches_reference(impl, device, critic, layout):
+    require(impl, device)
+    n, c, h, w = 3, 3, 5, 4
+    if critic == "conv":
+        shape, shapes = (n, c, h, w), [(4, c, 3, 3), (4,), (4, h, w)]
+    else:
+        shape, shapes = (n, 9), [(9, 6), (6,), (6,)]
+    acts = (lambda t, b: bias_act(t, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl),
+            lambda t, b: bias_act_ref(t, b, alpha=0.2, gain=math.sqrt(2.0)))
+    results = []
+    for act in acts:
+        x = (_image(shape, layout, device) if critic == "conv"
+             else _randn(shape, device)).requires_grad_()
+        params = [(_randn(s, device, seed=2 + i) * 0.5).requires_grad_()
+                  for i, s in enumerate(shapes)]
+        penalty, grads = _critic_r1(x, params, act)
+        if layout == "channels_last":
+            assert grads.is_contiguous(memory_format=CL)
+        penalty.backward()
+        results.append((penalty.detach(), grads.detach(), *[p.grad for p in params]))
+    ours, ref = results
+    torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
+    torch.testing.assert_close(ours[1], ref[1], **FP32_GRAD)
+    for g, rg in zip(ours[2:], ref[2:]):
+        assert g is not None and rg is not None and rg.abs().max() > 0
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@impl_device
+@pytest.mark.parametrize("n,layout", OPCHECK_CASES)
+def test_opcheck(impl, device, n, layout):
+    require(impl, device)
+    x = _image((n, 3, 5, 4), layout, device).requires_grad_()
+    b = _randn((3,), device, seed=1).requires_grad_()
+    torch.library.opcheck(OP, (x, b, 0.2, math.sqrt(2.0), impl))
+    y = OP(x.detach(), b.detach(), 0.2, math.sqrt(2.0), impl)
+    grad = _image((n, 3, 5, 4), layout, device, seed=2).requires_grad_()
+    torch.library.opcheck(BACKWARD_OP, (grad, y, 0.2, math.sqrt(2.0), impl))
+
+
+@impl_device
+def test_opcheck_2d_and_no_bias(impl, device):
+    require(impl, device)
+    x = _randn((5, 17), device).requires_grad_()
+    torch.library.opcheck(OP, (x, None, 0.2, 1.0, impl))
+    torch.library.opcheck(OP, (x, _randn((17,), device, seed=1), 1.0, 2.0, impl))
+    y = OP(x.detach(), None, 0.2, 1.0, impl)
+    torch.library.opcheck(BACKWARD_OP, (_randn((5, 17), device, seed=2), y, 0.2, 1.0, impl))
+
+
+@impl_device
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_torch_compile_fullgraph(impl, device, layout):
+    require(impl, device)
+    x = _image((5, 3, 4, 9), layout, device).requires_grad_()
+    b = _randn((3,), device, seed=1).requires_grad_()
+    upstream = _image((5, 3, 4, 9), layout, device, seed=2)
+    compiled = torch.compile(
+        lambda x, b: bias_act(x, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl) * upstream,
+        fullgraph=True)
+    ours = compiled(x, b)
+    ref = bias_act(x, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl) * upstream
+    torch.testing.assert_close(ours, ref, **FP32_OUT)
+    for g, rg in zip(torch.autograd.grad(ours.sum(), (x, b)),
+                     torch.autograd.grad(ref.sum(), (x, b))):
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@pytest.mark.parametrize("impl", ["ref", "cpu", "triton"])
+def test_bad_inputs_raise_clear_errors(impl):
+    x, b = torch.zeros(2, 3, 4, 4), torch.zeros(3)
+    with pytest.raises(ValueError, match=r"bias_act: x must have at least 2 dims \[N, C, \.\.\.\], "
+                                         r"got shape \(5,\)"):
+        bias_act(torch.zeros(5), None, impl=impl)
+    with pytest.raises(ValueError, match=r"bias_act: b must have shape \[C\] = \[3\] "
+                                         r"\(x's dim 1\), got \(4,\)"):
+        bias_act(x, torch.zeros(4), impl=impl)
+    with pytest.raises(ValueError, match=r"bias_act: b must be 1-D \[C\] = \[3\], got shape "
+                                         r"\(1, 3\)"):
+        bias_act(x, torch.zeros(1, 3), impl=impl)
+    with pytest.raises(TypeError, match=r"bias_act: x is torch.float32 but b is torch.float64"):
+        bias_act(x, b.double(), impl=impl)
+    with pytest.raises(TypeError, match=r"bias_act: x must be a floating-point tensor.*int64"):
+        bias_act(torch.zeros(2, 3, dtype=torch.long), None, impl=impl)
+    with pytest.raises(TypeError, match=r"bias_act: b must be a floating-point tensor.*int32"):
+        bias_act(x, torch.zeros(3, dtype=torch.int32), impl=impl)
+    with pytest.raises(ValueError, match=r"bias_act: x is on cpu but b is on meta"):
+        bias_act(x, torch.zeros(3, device="meta"), impl=impl)
+    with pytest.raises(ValueError, match=r"bias_act: alpha must be >= 0.*got -0.2"):
+        bias_act(x, b, alpha=-0.2, impl=impl)
+    with pytest.raises(ValueError, match=r"bias_act: gain must be > 0, got 0.0"):
+        bias_act(x, b, gain=0.0, impl=impl)
+    with pytest.raises(ValueError, match=r"bias_act: gain must be > 0, got -1.0"):
+        bias_act(x, b, gain=-1.0, impl=impl)
+    with pytest.raises(ValueError, match=r"bias_act: alpha must be finite, got nan"):
+        bias_act(x, b, alpha=float("nan"), impl=impl)
+    with pytest.raises(TypeError, match=r"bias_act: gain must be a Python float, got Tensor"):
+        bias_act(x, b, gain=torch.tensor(1.0), impl=impl)
+    with pytest.raises(TypeError, match=r"bias_act: x must be a torch.Tensor, got list"):
+        bias_act([[0.0, 1.0]], None, impl=impl)
+    with pytest.raises(TypeError, match=r"bias_act: b must be a torch.Tensor, got list"):
+        bias_act(x, [0.0, 0.0, 0.0], impl=impl)
+    with pytest.raises(ValueError, match=r"bias_act: x must not be empty"):
+        bias_act(torch.zeros(0, 3), None, impl=impl)

@@ -1,0 +1,218 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from alae_fast.ops import blur, blur_ref
+
+from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require
+
+OP = torch.ops.alae_fast.blur.default
+
+CL = torch.channels_last
+SHAPES = [(1, 1, 1, 1), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 1, 4), (1, 3, 9, 33)]
+LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
+# opcheck runs each op many times (and traces it): three (N, layout) samples.
+OPCHECK_CASES = [(1, "contiguous"), (5, "non-contiguous"), (5, "channels_last")]
+# The filter: outer([1, 2, 1], [1, 2, 1]) / 16, every entry a power of two.
+FILTER = [[0.0625, 0.125, 0.0625], [0.125, 0.25, 0.125], [0.0625, 0.125, 0.0625]]
+
+
+def _ids(shape):
+    return "x".join(map(str, shape))
+
+
+def _randn(shape, device, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
+
+
+def _image(shape, layout, device, dtype=torch.float32, seed=0):
+    """[N, C, H, W] in ``layout``; non-contiguous is a transposed [N, C, W, H]."""
+    n, c, h, w = shape
+    if layout == "non-contiguous":
+        x = _randn((n, c, w, h), device, dtype, seed).transpose(2, 3)
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=CL)
+        return x
+    x = _randn(shape, device, dtype, seed)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL)
+        assert not x.is_contiguous() and x.is_contiguous(memory_format=CL)
+    return x
+
+
+def _check_parity(x, impl, seed=7):
+    """Values and the gradient for a random upstream gradient; returns ours and the gradient."""
+    x.requires_grad_()
+    ours, ref = blur(x, impl=impl), blur_ref(x)
+    assert ours.shape == x.shape and ours.dtype == x.dtype
+    torch.testing.assert_close(ours, ref, **FP32_OUT)
+    # In x's layout, as the next layer's backward would hand it over.
+    upstream = torch.empty_like(x).copy_(_randn(x.shape, x.device, x.dtype, seed))
+    (g,) = torch.autograd.grad(ours, x, upstream)
+    (rg,) = torch.autograd.grad(ref, x, upstream)
+    torch.testing.assert_close(g, rg, **FP32_GRAD)
+    return ours, g
+
+
+@impl_device
+@pytest.mark.parametrize("shape", SHAPES, ids=_ids)
+def test_matches_reference_values_and_gradients(impl, device, shape):
+    require(impl, device)
+    _check_parity(_randn(shape, device), impl)
+
+
+@impl_device
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 3, 1, 1), (2, 3, 1, 4)], ids=_ids)
+def test_expanded_upstream_gradient(impl, device, shape):
+    """loss = y.sum(): the upstream gradient is an expanded scalar, every stride 0."""
+    require(impl, device)
+    x = _randn(shape, device).requires_grad_()
+    (g,) = torch.autograd.grad(blur(x, impl=impl).sum(), x)
+    torch.testing.assert_close(g, torch.autograd.grad(blur_ref(x).sum(), x)[0], **FP32_GRAD)
+
+
+@impl_device
+def test_known_values(impl, device):
+    require(impl, device)
+    # A delta in the middle of a 5x5 image gives the filter; one in a corner its clipped
+    # quarter (zero padding); ones give the filter's partial sums. All exact in float32.
+    x = torch.zeros(2, 2, 5, 5, device=device)
+    x[0, 0, 2, 2] = 1.0
+    x[0, 1, 0, 0] = 1.0
+    x[1] = 1.0
+    y = blur(x, impl=impl)
+    expected = torch.zeros(2, 2, 5, 5)
+    expected[0, 0, 1:4, 1:4] = torch.tensor(FILTER)
+    expected[0, 1, :2, :2] = torch.tensor(FILTER)[1:, 1:]
+    edge = torch.tensor([0.75, 1.0, 1.0, 1.0, 0.75])
+    expected[1] = torch.outer(edge, edge)
+    assert torch.equal(y.cpu(), expected)
+    # 1-pixel images keep the centre weight; a 1-pixel-wide column its vertical profile.
+    one = torch.full((1, 3, 1, 1), 2.0, device=device)
+    assert blur(one, impl=impl).flatten().tolist() == [0.5, 0.5, 0.5]
+    column = torch.tensor([0.0, 4.0, 0.0], device=device).view(1, 1, 3, 1)
+    assert blur(column, impl=impl).flatten().tolist() == [0.5, 1.0, 0.5]
+
+
+@impl_device
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n", [1, 5])
+def test_layouts(impl, device, n, layout):
+    require(impl, device)
+    y, g = _check_parity(_image((n, 3, 9, 4), layout, device), impl)
+    # The output and the gradient come in the layout the kernel read x in.
+    for t in (y, g):
+        if layout == "channels_last":
+            assert t.is_contiguous(memory_format=CL) and not t.is_contiguous()
+        else:
+            assert t.is_contiguous()
+
+
+@impl_device
+def test_channels_last_odd_sizes(impl, device):
+    require(impl, device)
+    x = _image((1, 17, 9, 33), "channels_last", device)
+    y, _ = _check_parity(x, impl)
+    assert y.is_contiguous(memory_format=CL)
+
+
+@impl_device
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_low_precision_within_twice_pytorch_error(impl, device, dtype, layout):
+    require(impl, device)
+    x = _image((2, 17, 9, 4), layout, device, dtype).requires_grad_()
+    x64 = x.detach().double().requires_grad_()
+    upstream = _image((2, 17, 9, 4), layout, device, dtype, seed=2)
+    truth = blur_ref(x64)
+    ours, ref = blur(x, impl=impl), blur_ref(x)
+    assert ours.dtype == dtype
+    assert_low_precision_close(ours, ref, truth)
+    (g,) = torch.autograd.grad(ours, x, upstream)
+    assert g.dtype == dtype
+    assert_low_precision_close(g, torch.autograd.grad(ref, x, upstream)[0],
+                               torch.autograd.grad(truth, x64, upstream.double())[0])
+
+
+@impl_device
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_gradcheck_and_gradgradcheck_float64(impl, device, layout):
+    require(impl, device)
+    x = _image((2, 3, 5, 4), layout, device, torch.float64).requires_grad_()
+    fn = lambda x: blur(x, impl=impl)  # noqa: E731
+    # 120 inputs: fast mode keeps the interpreted Triton kernels quick; the full Jacobians are
+    # checked on the small case below.
+    assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
+
+
+@impl_device
+def test_gradcheck_and_gradgradcheck_float64_full_jacobian(impl, device):
+    require(impl, device)
+    x = _randn((1, 1, 2, 3), device, torch.float64).requires_grad_()
+    fn = lambda x: blur(x, impl=impl)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@impl_device
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_r1_chain_matches_reference(impl, device, layout):
+    require(impl, device)
+    n, c, h, w = 3, 3, 5, 4
+    results = []
+    for fn in (lambda t: blur(t, impl=impl), blur_ref):
+        x = _image((n, c, h, w), layout, device).requires_grad_()
+        params = [(_randn(s, device, seed=2 + i) * 0.5).requires_grad_()
+                  for i, s in enumerate([(4, c, 3, 3), (4, h, w)])]
+        conv, v = params
+        # conv -> blur -> tanh: the penalty's gradient runs through blur's double backward.
+        d = (torch.tanh(fn(F.conv2d(fn(x), conv, padding=1))) * v).sum(dim=(1, 2, 3))
+        (grads,) = torch.autograd.grad(d.sum(), x, create_graph=True)
+        if layout == "channels_last":
+            assert grads.is_contiguous(memory_format=CL)
+        penalty = grads.square().sum()
+        penalty.backward()
+        results.append((penalty.detach(), grads.detach(), *[p.grad for p in params]))
+    ours, ref = results
+    torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
+    for g, rg in zip(ours[1:], ref[1:]):
+        assert g is not None and rg.abs().max() > 0
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@impl_device
+@pytest.mark.parametrize("n,layout", OPCHECK_CASES)
+def test_opcheck(impl, device, n, layout):
+    require(impl, device)
+    torch.library.opcheck(OP, (_image((n, 3, 5, 4), layout, device).requires_grad_(), impl))
+
+
+@impl_device
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_torch_compile_fullgraph(impl, device, layout):
+    require(impl, device)
+    x = _image((5, 3, 4, 9), layout, device).requires_grad_()
+    upstream = _image((5, 3, 4, 9), layout, device, seed=2)
+    compiled = torch.compile(lambda x: blur(x, impl=impl) * upstream, fullgraph=True)
+    ours = compiled(x)
+    ref = blur(x, impl=impl) * upstream
+    torch.testing.assert_close(ours, ref, **FP32_OUT)
+    (g,) = torch.autograd.grad(ours.sum(), x)
+    (rg,) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@pytest.mark.parametrize("impl", ["ref", "cpu", "triton"])
+def test_bad_inputs_raise_clear_errors(impl):
+    with pytest.raises(ValueError, match=r"blur: x must be 4-D \[N, C, H, W\], got shape "
+                                         r"\(3, 4, 4\)"):
+        blur(torch.zeros(3, 4, 4), impl=impl)
+    with pytest.raises(ValueError, match=r"blur: x must be 4-D .* got shape \(1, 1, 1, 3, 3\)"):
+        blur(torch.zeros(1, 1, 1, 3, 3), impl=impl)
+    with pytest.raises(TypeError, match=r"blur: x must be a floating-point tensor.*torch.int64"):
+        blur(torch.zeros(1, 1, 3, 3, dtype=torch.long), impl=impl)
+    with pytest.raises(TypeError, match=r"blur: x must be a torch.Tensor, got ndarray"):
+        blur(torch.zeros(1, 1, 3, 3).numpy(), impl=impl)
+    with pytest.raises(ValueError, match=r"blur: x must not be empty, got shape \(0, 1, 3, 3\)"):
+        blur(torch.zeros(0, 1, 3, 3), impl=impl)

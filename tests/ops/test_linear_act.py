@@ -1,0 +1,256 @@
+import math
+
+import pytest
+import torch
+
+import support
+from alae_fast.ops import ImplUnavailableError, linear_act, linear_act_ref
+
+from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, require
+
+OP = torch.ops.alae_fast.linear_act.default
+
+# linear_act has C++ CPU and Triton kernels only (on CUDA the GPU path is Triton).
+IMPL_DEVICES = [(i, d) for i, d in support.IMPL_DEVICES if i != "cuda"]
+impl_device = pytest.mark.parametrize("impl,device", IMPL_DEVICES,
+                                      ids=[f"{i}-{d}" for i, d in IMPL_DEVICES])
+
+# (x shape, OUT): [B, IN] and the latents' [N, 1, L], odd sizes.
+SHAPES = [((1, 1), 1), ((5, 17), 3), ((1, 33), 17), ((5, 3), 1), ((5, 1, 9), 4), ((1, 1, 17), 3)]
+# (alpha, gain): the mapping layers' lrelu, with the He gain, identity and ReLU.
+ACTIVATIONS = [(0.2, 1.0), (0.2, math.sqrt(2.0)), (1.0, 1.0), (0.0, 2.0)]
+
+
+def _ids(case):
+    shape, out = case
+    return "x".join(map(str, shape)) + f"-{out}"
+
+
+def _randn(shape, device, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
+
+
+def _inputs(shape, out, device, dtype=torch.float32, bias=True):
+    x = _randn(shape, device, dtype).requires_grad_()
+    weight = (_randn((out, shape[-1]), device, dtype, seed=1) / math.sqrt(shape[-1]))
+    b = _randn((out,), device, dtype, seed=2).requires_grad_() if bias else None
+    return x, weight.requires_grad_(), b
+
+
+def _check_parity(x, weight, b, impl, alpha=0.2, gain=1.0):
+    ours = linear_act(x, weight, b, alpha=alpha, gain=gain, impl=impl)
+    ref = linear_act_ref(x, weight, b, alpha=alpha, gain=gain)
+    assert ours.shape == ref.shape and ours.dtype == x.dtype
+    torch.testing.assert_close(ours, ref, **FP32_OUT)
+    upstream = _randn(ours.shape, x.device, x.dtype, seed=7)
+    inputs = [t for t in (x, weight, b) if t is not None]
+    for g, rg in zip(torch.autograd.grad(ours, inputs, upstream),
+                     torch.autograd.grad(ref, inputs, upstream)):
+        assert g.shape == rg.shape
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+# Every shape with the layers' activation, every activation on a 2-D and a 3-D input.
+CASES = ([(case, ACTIVATIONS[1]) for case in SHAPES]
+         + [(case, act) for case in [SHAPES[1], SHAPES[4]] for act in ACTIVATIONS
+            if act != ACTIVATIONS[1]])
+
+
+@impl_device
+@pytest.mark.parametrize("case,activation", CASES,
+                         ids=[f"{_ids(c)}-{a:g}-{g:.3g}" for c, (a, g) in CASES])
+def test_matches_reference_values_and_gradients(impl, device, case, activation):
+    alpha, gain = activation
+    require(impl, device)
+    _check_parity(*_inputs(*case, device), impl, alpha=alpha, gain=gain)
+
+
+@impl_device
+@pytest.mark.parametrize("alpha", [0.2, 1.0])
+def test_without_bias(impl, device, alpha):
+    require(impl, device)
+    _check_parity(*_inputs((5, 17), 3, device, bias=False), impl, alpha=alpha, gain=2.0)
+
+
+@impl_device
+def test_larger_than_one_tile(impl, device):
+    require(impl, device)
+    # The mapping network's 512-wide layers, shrunk: several tiles along every GEMM dim.
+    _check_parity(*_inputs((67, 130), 70, device), impl, alpha=0.2, gain=math.sqrt(2.0))
+
+
+@impl_device
+@pytest.mark.parametrize("case", [((1, 3), 1), ((1, 1, 3), 1), ((5, 3), 1)], ids=_ids)
+def test_expanded_upstream_gradient(impl, device, case):
+    """loss = y.sum() (a critic's logit of batch 1): the upstream gradient is an expanded
+    scalar, every stride 0."""
+    require(impl, device)
+    inputs = _inputs(*case, device)
+    grads = torch.autograd.grad(linear_act(*inputs, impl=impl).sum(), inputs)
+    for g, rg in zip(grads, torch.autograd.grad(linear_act_ref(*inputs).sum(), inputs)):
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@impl_device
+def test_known_values(impl, device):
+    require(impl, device)
+    x = torch.tensor([[1.0, 2.0]], device=device, requires_grad=True)
+    weight = torch.tensor([[1.0, -1.0], [0.5, 0.25], [-2.0, 0.0]], device=device,
+                          requires_grad=True)
+    b = torch.tensor([0.5, 0.0, 1.0], device=device, requires_grad=True)
+    y = linear_act(x, weight, b, alpha=0.25, gain=2.0, impl=impl)
+    # x @ W.T + b = [-0.5, 1, -1]; negatives times alpha * gain = 0.5, positives times 2.
+    assert y.tolist() == [[-0.25, 2.0, -0.5]]
+    gx, gw, gb = torch.autograd.grad(y, (x, weight, b), torch.ones_like(y))
+    assert gb.tolist() == [0.5, 2.0, 0.5]
+    assert gx.tolist() == [[0.5 * 1 + 2 * 0.5 + 0.5 * -2, 0.5 * -1 + 2 * 0.25]]
+    assert gw.tolist() == [[0.5, 1.0], [2.0, 4.0], [0.5, 1.0]]
+
+
+@impl_device
+def test_non_contiguous_inputs(impl, device):
+    require(impl, device)
+    x = _randn((17, 5), device).t().requires_grad_()  # [5, 17] transposed view
+    weight = _randn((17, 3), device, seed=1).t().requires_grad_()  # [3, 17]
+    b = _randn((3, 2), device, seed=2)[:, 1].requires_grad_()
+    assert not (x.is_contiguous() or weight.is_contiguous() or b.is_contiguous())
+    _check_parity(x, weight, b, impl, gain=math.sqrt(2.0))
+    # A [N, 1, L] slice of a wider latent tensor.
+    w_lat = _randn((5, 2, 9), device, seed=3)[:, 1:].requires_grad_()
+    _check_parity(w_lat, *_inputs((5, 9), 4, device)[1:], impl)
+
+
+@impl_device
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_within_twice_pytorch_error(impl, device, dtype):
+    require(impl, device)
+    x, weight, b = _inputs((9, 33), 17, device, dtype)
+    inputs = (x, weight, b)
+    inputs64 = [t.detach().double().requires_grad_() for t in inputs]
+    upstream = _randn((9, 17), device, dtype, seed=7)
+    gain = math.sqrt(2.0)
+    truth = linear_act_ref(*inputs64, alpha=0.2, gain=gain)
+    ours = linear_act(*inputs, alpha=0.2, gain=gain, impl=impl)
+    ref = linear_act_ref(*inputs, alpha=0.2, gain=gain)
+    assert ours.dtype == dtype
+    assert_low_precision_close(ours, ref, truth)
+    grads = torch.autograd.grad(ours, inputs, upstream)
+    ref_grads = torch.autograd.grad(ref, inputs, upstream)
+    true_grads = torch.autograd.grad(truth, inputs64, upstream.double())
+    for g, rg, tg in zip(grads, ref_grads, true_grads):
+        assert g.dtype == dtype
+        assert_low_precision_close(g, rg, tg)
+
+
+@impl_device
+def test_gradcheck_and_gradgradcheck_float64_full_jacobian(impl, device):
+    require(impl, device)
+    inputs = _inputs((2, 3), 2, device, torch.float64)
+    fn = lambda x, w, b: linear_act(x, w, b, alpha=0.2, gain=1.5, impl=impl)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@impl_device
+def test_gradcheck_and_gradgradcheck_float64_3d(impl, device):
+    require(impl, device)
+    inputs = _inputs((5, 1, 9), 7, device, torch.float64)
+    for alpha in (0.2, 1.0):  # 1.0: the identity activation's own backward path
+        fn = lambda x, w, b: linear_act(x, w, b, alpha=alpha, gain=1.5, impl=impl)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
+        assert torch.autograd.gradgradcheck(fn, inputs, fast_mode=True)
+
+
+@impl_device
+def test_r1_chain_matches_reference(impl, device):
+    """The discriminator on the R1 path: linear_act layers, gradient w.r.t. the input with
+    create_graph, penalty backward to every weight."""
+    require(impl, device)
+    results = []
+    for fn in (lambda *a, **k: linear_act(*a, impl=impl, **k), linear_act_ref):
+        x = _randn((5, 9), device).requires_grad_()
+        params = [(_randn(s, device, seed=2 + i) * 0.5).requires_grad_()
+                  for i, s in enumerate([(6, 9), (6,), (6, 6), (6,), (1, 6)])]
+        w1, b1, w2, b2, w3 = params
+        h = fn(x, w1, b1, alpha=0.2, gain=math.sqrt(2.0))
+        h = fn(torch.tanh(h), w2, b2, alpha=0.2, gain=math.sqrt(2.0))
+        d = fn(torch.tanh(h), w3, None, alpha=1.0, gain=1.0)
+        (grads,) = torch.autograd.grad(d.sum(), x, create_graph=True)
+        penalty = grads.square().sum()
+        penalty.backward()
+        results.append((penalty.detach(), grads.detach(), *[p.grad for p in params]))
+    ours, ref = results
+    torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
+    for g, rg in zip(ours[1:], ref[1:]):
+        assert g is not None and rg.abs().max() > 0
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@impl_device
+@pytest.mark.parametrize("case", [((1, 3), 1), ((5, 17), 3), ((5, 1, 9), 4)], ids=_ids)
+def test_opcheck(impl, device, case):
+    require(impl, device)
+    x, weight, b = _inputs(*case, device)
+    torch.library.opcheck(OP, (x, weight, b, 0.2, math.sqrt(2.0), impl))
+    torch.library.opcheck(OP, (x, weight, None, 1.0, 1.0, impl))
+
+
+@impl_device
+def test_torch_compile_fullgraph(impl, device):
+    require(impl, device)
+    x, weight, b = _inputs((5, 1, 17), 3, device)
+    upstream = _randn((5, 1, 3), device, seed=7)
+    fn = lambda x, w, b: linear_act(x, w, b, gain=math.sqrt(2.0), impl=impl) * upstream  # noqa
+    ours, ref = torch.compile(fn, fullgraph=True)(x, weight, b), fn(x, weight, b)
+    torch.testing.assert_close(ours, ref, **FP32_OUT)
+    for g, rg in zip(torch.autograd.grad(ours.sum(), (x, weight, b)),
+                     torch.autograd.grad(ref.sum(), (x, weight, b))):
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+@pytest.mark.parametrize("impl", ["ref", "cpu", "triton"])
+def test_bad_inputs_raise_clear_errors(impl):
+    x, w, b = torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(3)
+    with pytest.raises(ValueError, match=r"linear_act: x must have at least 1 dims \[\.\.\., IN\], "
+                                         r"got shape \(\)"):
+        linear_act(torch.tensor(1.0), w, b, impl=impl)
+    with pytest.raises(ValueError, match=r"linear_act: weight must be 2-D \[OUT, IN=4\], got shape "
+                                         r"\(4,\)"):
+        linear_act(x, torch.zeros(4), b, impl=impl)
+    with pytest.raises(ValueError, match=r"linear_act: weight must have shape \[OUT, IN\] with "
+                                         r"IN = 4 \(x's last dim\), got \(3, 5\)"):
+        linear_act(x, torch.zeros(3, 5), b, impl=impl)
+    with pytest.raises(ValueError, match=r"linear_act: bias must have shape \[OUT\] = \[3\], got "
+                                         r"\(4,\)"):
+        linear_act(x, w, torch.zeros(4), impl=impl)
+    with pytest.raises(ValueError, match=r"linear_act: bias must be 1-D \[OUT\] = \[3\], got shape "
+                                         r"\(1, 3\)"):
+        linear_act(x, w, torch.zeros(1, 3), impl=impl)
+    with pytest.raises(TypeError, match=r"linear_act: x is torch.float32 but weight is "
+                                        r"torch.float64"):
+        linear_act(x, w.double(), b, impl=impl)
+    with pytest.raises(TypeError, match=r"linear_act: x is torch.float32 but bias is "
+                                        r"torch.bfloat16"):
+        linear_act(x, w, b.bfloat16(), impl=impl)
+    with pytest.raises(TypeError, match=r"linear_act: x must be a floating-point tensor.*"
+                                        r"torch.int64"):
+        linear_act(x.long(), w, b, impl=impl)
+    with pytest.raises(ValueError, match=r"linear_act: x is on cpu but weight is on meta"):
+        linear_act(x, w.to("meta"), b, impl=impl)
+    with pytest.raises(ValueError, match=r"linear_act: x is on cpu but bias is on meta"):
+        linear_act(x, w, b.to("meta"), impl=impl)
+    with pytest.raises(ValueError, match=r"linear_act: alpha must be >= 0.*got -1.0"):
+        linear_act(x, w, b, alpha=-1.0, impl=impl)
+    with pytest.raises(ValueError, match=r"linear_act: gain must be > 0, got 0.0"):
+        linear_act(x, w, b, gain=0.0, impl=impl)
+    with pytest.raises(TypeError, match=r"linear_act: alpha must be a Python float, got NoneType"):
+        linear_act(x, w, b, alpha=None, impl=impl)
+    with pytest.raises(TypeError, match=r"linear_act: weight must be a torch.Tensor, got list"):
+        linear_act(x, [[0.0] * 4] * 3, b, impl=impl)
+
+
+def test_there_is_no_cuda_kernel():
+    with pytest.raises(ImplUnavailableError, match=r"linear_act: impl='cuda' was requested, but "
+                                                   r"this op has only \('ref', 'triton', 'cpu'\)"):
+        linear_act(torch.zeros(2, 4), torch.zeros(3, 4), impl="cuda")
