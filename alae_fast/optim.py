@@ -53,9 +53,8 @@ class LREQAdam(_ReferenceLREQAdam):
                 step_size *= lr_equalization_coef(p)
                 grad, v = p.grad, state["exp_avg_sq"]
                 if not (p.is_contiguous() and grad.is_contiguous() and v.is_contiguous()):
-                    ops.lreq_adam_step_([p], [grad], [v], [step_size], beta2=beta2,
-                                        eps=group["eps"], weight_decay=group["weight_decay"],
-                                        impl="ref")
+                    ops.lreq_adam_step_ref([p], [grad], [v], [step_size], beta2=beta2,
+                                           eps=group["eps"], weight_decay=group["weight_decay"])
                     continue
                 batch = batches.setdefault((p.device, p.dtype), ([], [], [], []))
                 for lst, item in zip(batch, (p, grad, v, step_size)):

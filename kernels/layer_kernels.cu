@@ -801,7 +801,9 @@ __global__ void __launch_bounds__(RowBlock<kGroup>::kThreads)
     const Acc mean_d = sums.v[2] / m_acc;
     const Acc sum_gy = (sums.v[1] - mean_d * sum_g) * rstd;
     const Acc c0 = -rstd * sum_g / m_acc + g_mu / m_acc;
-    const Acc c1 = -rstd * rstd * sum_gy / m_acc + g_std / (m_acc * sd);
+    // No std gradient means no std term, even for a constant row (std 0, where 0/0 is NaN).
+    const Acc std_term = g_std == Acc(0) ? Acc(0) : g_std / (m_acc * sd);
+    const Acc c1 = -rstd * rstd * sum_gy / m_acc + std_term;
 
     T* grad_x = args.y + row * M;
     Acc row_sum = Acc(0);

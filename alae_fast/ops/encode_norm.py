@@ -54,7 +54,10 @@ def _grad_formula(grad_y, grad_style, x, bias, alpha, eps):
     g_mean = grad_style[:, :c].reshape(n, c, 1, 1)
     g_std = grad_style[:, c:].reshape(n, c, 1, 1)
     c0 = g_mean / m - rstd * grad_y.mean((2, 3), keepdim=True)
-    c1 = g_std / (m * var.sqrt()) - rstd.square() * (grad_y * y).mean((2, 3), keepdim=True)
+    # No std gradient means no std term, even for a constant row (std 0, where 0/0 is NaN):
+    # there the divisor is a dummy 1, so no NaN reaches the formula or its own gradient.
+    std = torch.where(g_std == 0, torch.ones_like(var), var).sqrt()
+    c1 = g_std / (m * std) - rstd.square() * (grad_y * y).mean((2, 3), keepdim=True)
     grad_x = slope * (rstd * grad_y + c0 + c1 * d)
     return grad_x, grad_x.sum((0, 2, 3))
 

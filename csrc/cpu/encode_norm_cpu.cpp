@@ -93,8 +93,9 @@ ALAE_NORM_INLINE void bwd_rows(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r
         grad_sums_row<false, kBytes>(g, x, no_noise, acc_t(0), b, p.alpha, mu, m);
     // sum(grad_y * y) = rstd * sum(grad_y * d).
     const acc_t c0 = static_cast<acc_t>(-rstd * sum_g * inv_m + g_mu * inv_m);
-    const acc_t c1 = static_cast<acc_t>(-rstd * rstd * rstd * sum_gd * inv_m +
-                                        g_std / (static_cast<double>(m) * sd));
+    // No std gradient means no std term, even for a constant row (std 0, where 0/0 is NaN).
+    const double std_term = g_std == 0.0 ? 0.0 : g_std / (static_cast<double>(m) * sd);
+    const acc_t c1 = static_cast<acc_t>(-rstd * rstd * rstd * sum_gd * inv_m + std_term);
     p.bias_partial[r] = grad_input_row<false, kBytes>(g, x, no_noise, acc_t(0), b, p.alpha, mu,
                                                       static_cast<acc_t>(rstd), c0, c1, gx, m)[0];
     buffers.store(2, p.grad_x + r * m);

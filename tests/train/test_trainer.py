@@ -141,22 +141,34 @@ def test_image_folder_training(tmp_path):
     assert img.mode == "RGB" and img.size == (2 * 10 + 2, 4 * 10 + 2)
 
 
+def _losses_and_log(cfg_fn, out, impl, *extra):
+    messages = []
+    Trainer(cfg_fn(out, *extra, f"train.impl={impl}"), progress=False, log=messages.append).run()
+    losses = [[float(r[k]) for k in ("loss_d", "loss_g", "loss_ae")]
+              for r in read_losses(out / "losses.csv")]
+    return losses, "\n".join(messages)
+
+
 @pytest.mark.parametrize("impl", ["cpu", "triton"])
-def test_loss_ops_train_like_the_reference_and_are_reported(tmp_path, mnist_dir, impl):
-    logs, losses = {}, {}
-    for name in ("ref", impl):
-        out = tmp_path / name
-        messages = []
-        Trainer(mlp_cfg(out, "train.max_steps=3", f"train.impl={name}"), progress=False,
-                log=messages.append).run()
-        logs[name] = "\n".join(messages)
-        losses[name] = [[float(r[k]) for k in ("loss_d", "loss_g", "loss_ae")]
-                        for r in read_losses(out / "losses.csv")]
-    assert "ops: d_adv_loss=ref, r1_penalty=ref, g_adv_loss=ref, latent_l2=ref" in logs["ref"]
-    assert (f"ops: d_adv_loss={impl}, r1_penalty={impl}, g_adv_loss={impl}, latent_l2={impl}"
-            in logs[impl])
-    torch.testing.assert_close(torch.tensor(losses[impl]), torch.tensor(losses["ref"]),
-                               rtol=1e-4, atol=1e-6)
+def test_mlp_fast_model_trains_like_the_reference_and_is_reported(tmp_path, mnist_dir, impl):
+    ref, ref_log = _losses_and_log(mlp_cfg, tmp_path / "ref", "ref", "train.max_steps=3")
+    ours, log = _losses_and_log(mlp_cfg, tmp_path / impl, impl, "train.max_steps=3")
+    assert ("ops: d_adv_loss=ref, r1_penalty=ref, g_adv_loss=ref, latent_l2=ref, "
+            "linear_act=ref, lreq_adam_step_=ref") in ref_log
+    assert (f"ops: d_adv_loss={impl}, r1_penalty={impl}, g_adv_loss={impl}, latent_l2={impl}, "
+            f"linear_act={impl}, lreq_adam_step_={impl}") in log
+    torch.testing.assert_close(torch.tensor(ours), torch.tensor(ref), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["cpu", "triton"])
+def test_style_fast_model_trains_like_the_reference_and_is_reported(tmp_path, mnist_dir, impl):
+    # Two steps at 4x4 (lod 0): the fused blocks, losses and optimizer inside the real loop.
+    ref, _ = _losses_and_log(style_cfg, tmp_path / "ref", "ref", "train.max_steps=2")
+    ours, log = _losses_and_log(style_cfg, tmp_path / impl, impl, "train.max_steps=2")
+    ops = ("d_adv_loss", "r1_penalty", "g_adv_loss", "latent_l2", "bias_act", "blur",
+           "encode_norm", "adain", "linear_act", "lreq_adam_step_")
+    assert "ops: " + ", ".join(f"{op}={impl}" for op in ops) in log
+    torch.testing.assert_close(torch.tensor(ours), torch.tensor(ref), rtol=1e-3, atol=1e-5)
 
 
 def test_fast_impl_follows_the_measured_auto_order_and_unavailable_impl_is_a_config_error(tmp_path):

@@ -95,7 +95,8 @@ def _encode_norm_bwd_kernel(grad_y_ptr, grad_style_ptr, x_ptr, bias_ptr, stats_p
     s_g = tl.sum(sum_g, axis=1)
     s_gy = tl.sum(sum_gy, axis=1)
     c0 = -rstd * s_g / M + g_mean / M
-    c1 = -rstd * rstd * s_gy / M + g_std / (std * M)
+    # No std gradient means no std term, even for a constant row (std 0, where 0/0 is NaN).
+    c1 = -rstd * rstd * s_gy / M + tl.where(g_std == 0.0, 0.0, g_std / (std * M))
     # Pass 2: grad_x = s(t) * (rstd * grad_y + c0 + c1 * d), and its row sums for grad_bias.
     sum_gx = tl.zeros([ROWS, BM], dtype=ACC)
     start = 0
