@@ -38,3 +38,31 @@ def assert_low_precision_close(ours, ref_same_dtype, truth) -> None:
     assert ours_err <= 2 * max(torch_err, half_ulp), (
         f"{ours.dtype} error {ours_err:.3g} exceeds twice PyTorch's {torch_err:.3g} "
         f"(floor {half_ulp:.3g})")
+
+
+CL = torch.channels_last
+LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
+
+
+def shape_id(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def randn(shape, device, dtype=torch.float32, seed=0) -> torch.Tensor:
+    """Seeded N(0, 1) drawn in float64 on the CPU: the same numbers for every device and dtype."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
+
+
+def image(shape, layout, device, dtype=torch.float32, seed=0) -> torch.Tensor:
+    """[N, C, H, W] in ``layout``; non-contiguous is a transposed [N, C, W, H]."""
+    n, c, h, w = shape
+    if layout == "non-contiguous":
+        x = randn((n, c, w, h), device, dtype, seed).transpose(2, 3)
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=CL)
+        return x
+    x = randn(shape, device, dtype, seed)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL)
+        assert not x.is_contiguous() and x.is_contiguous(memory_format=CL)
+    return x

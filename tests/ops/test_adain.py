@@ -3,7 +3,9 @@ import torch
 
 from alae_fast.ops import adain, adain_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require
+from support import (
+    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
+    shape_id as _ids)
 
 OP = torch.ops.alae_fast.adain.default
 BACKWARD_OP = torch.ops.alae_fast.adain_backward.default
@@ -13,15 +15,6 @@ CL = torch.channels_last
 SHAPES = [(1, 1, 1, 4), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3, 9, 33)]
 # Which of noise (batch N or batch 1, broadcast) and bias are given.
 VARIANTS = ["noise+bias", "noise", "bias", "none", "noise1+bias"]
-
-
-def _ids(shape):
-    return "x".join(map(str, shape))
-
-
-def _randn(shape, device, dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
 
 
 def _inputs(shape, variant, device, dtype=torch.float32):

@@ -4,7 +4,9 @@ from torch.nn import functional as F
 
 from alae_fast.ops import blur, blur_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require
+from support import (
+    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
+    shape_id as _ids, image as _image)
 
 OP = torch.ops.alae_fast.blur.default
 
@@ -15,29 +17,6 @@ LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
 OPCHECK_CASES = [(1, "contiguous"), (5, "non-contiguous"), (5, "channels_last")]
 # The filter: outer([1, 2, 1], [1, 2, 1]) / 16, every entry a power of two.
 FILTER = [[0.0625, 0.125, 0.0625], [0.125, 0.25, 0.125], [0.0625, 0.125, 0.0625]]
-
-
-def _ids(shape):
-    return "x".join(map(str, shape))
-
-
-def _randn(shape, device, dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
-
-
-def _image(shape, layout, device, dtype=torch.float32, seed=0):
-    """[N, C, H, W] in ``layout``; non-contiguous is a transposed [N, C, W, H]."""
-    n, c, h, w = shape
-    if layout == "non-contiguous":
-        x = _randn((n, c, w, h), device, dtype, seed).transpose(2, 3)
-        assert not x.is_contiguous() and not x.is_contiguous(memory_format=CL)
-        return x
-    x = _randn(shape, device, dtype, seed)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=CL)
-        assert not x.is_contiguous() and x.is_contiguous(memory_format=CL)
-    return x
 
 
 def _check_parity(x, impl, seed=7):

@@ -3,7 +3,8 @@ import torch
 
 from alae_fast.ops import latent_l2, latent_l2_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require
+from support import (
+    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn)
 
 OP = torch.ops.alae_fast.latent_l2.default
 BACKWARD_OP = torch.ops.alae_fast.latent_l2_backward.default
@@ -13,11 +14,6 @@ BACKWARD_OP = torch.ops.alae_fast.latent_l2_backward.default
 SHAPES = ([(n, l) for n in (1, 7) for l in (1, 7)]
           + [(n, 1, l) for n in (1, 7) for l in (1, 7)]
           + [(1025,), (65537,)])
-
-
-def _randn(shape, device, dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
 
 
 def _check_parity(a, b, impl):

@@ -6,7 +6,7 @@ import torch
 import support
 from alae_fast.ops import ImplUnavailableError, linear_act, linear_act_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, require
+from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, require, randn as _randn
 
 OP = torch.ops.alae_fast.linear_act.default
 
@@ -24,11 +24,6 @@ ACTIVATIONS = [(0.2, 1.0), (0.2, math.sqrt(2.0)), (1.0, 1.0), (0.0, 2.0)]
 def _ids(case):
     shape, out = case
     return "x".join(map(str, shape)) + f"-{out}"
-
-
-def _randn(shape, device, dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
 
 
 def _inputs(shape, out, device, dtype=torch.float32, bias=True):

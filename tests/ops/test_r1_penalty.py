@@ -4,7 +4,9 @@ from torch.nn import functional as F
 
 from alae_fast.ops import r1_penalty, r1_penalty_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require
+from support import (
+    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
+    shape_id as _ids)
 
 OP = torch.ops.alae_fast.r1_penalty.default
 BACKWARD_OP = torch.ops.alae_fast.r1_penalty_backward.default
@@ -12,15 +14,6 @@ BACKWARD_OP = torch.ops.alae_fast.r1_penalty_backward.default
 CL = torch.channels_last
 SHAPES = [(1, 3, 17, 19), (7, 3, 17, 19), (1, 50), (7, 50), (2, 65537)]
 LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
-
-
-def _ids(shape):
-    return "x".join(map(str, shape))
-
-
-def _randn(shape, device, dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
 
 
 def _grads(n, layout, device, dtype=torch.float32, shape=(3, 17, 19), seed=0):

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (BLOCK, REDUCE_ITERS, acc_dtype, acc_scalar, acc_torch_dtype, cast_to,
+from .common import (TILE, REDUCE_ITERS, acc_dtype, acc_scalar, acc_torch_dtype, cast_to,
                      device_of, is_channels_last_4d, lrelu, pow2_block)
 
 
@@ -24,10 +24,10 @@ def _layout(x: torch.Tensor):
 
 
 def _tile(outer: int, channels: int, inner: int):
-    """Block sizes (BO, BC, BI) of a tile of about BLOCK elements, inner dimension first."""
-    block_i = pow2_block(inner, BLOCK)
-    block_c = pow2_block(channels, BLOCK // block_i)
-    block_o = pow2_block(outer, BLOCK // (block_i * block_c))
+    """Block sizes (BO, BC, BI) of a tile of about TILE elements, inner dimension first."""
+    block_i = pow2_block(inner, TILE)
+    block_c = pow2_block(channels, TILE // block_i)
+    block_o = pow2_block(outer, TILE // (block_i * block_c))
     return block_o, block_c, block_i
 
 

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import BLOCK, acc_dtype, cast_to, device_of, is_channels_last_4d, pow2_block
+from .common import TILE, acc_dtype, cast_to, device_of, is_channels_last_4d, pow2_block
 
 
 @triton.jit
@@ -54,13 +54,13 @@ def blur_fwd(x: torch.Tensor) -> torch.Tensor:
     n, channels, height, width = x.shape
     assert y.stride() == x.stride()
     if is_channels_last_4d(x):
-        bc = pow2_block(channels, BLOCK)
-        bw = pow2_block(width, BLOCK // bc)
-        bh = pow2_block(height, BLOCK // (bc * bw))
+        bc = pow2_block(channels, TILE)
+        bw = pow2_block(width, TILE // bc)
+        bh = pow2_block(height, TILE // (bc * bw))
     else:
-        bw = pow2_block(width, BLOCK)
-        bh = pow2_block(height, BLOCK // bw)
-        bc = pow2_block(channels, BLOCK // (bw * bh))
+        bw = pow2_block(width, TILE)
+        bh = pow2_block(height, TILE // bw)
+        bc = pow2_block(channels, TILE // (bw * bh))
     c_blocks = triton.cdiv(channels, bc)
     h_blocks = triton.cdiv(height, bh)
     w_blocks = triton.cdiv(width, bw)

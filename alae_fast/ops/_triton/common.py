@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 import triton
@@ -13,6 +14,10 @@ import triton.language as tl
 # GPU program streams several KB, small enough that big inputs still give many programs.
 BLOCK = 1024
 REDUCE_ITERS = 8
+# Elements per program of the element-wise, stencil and row kernels. The
+# interpreter pays per program and per operation, not per element, so it gets 16x larger tiles
+# (the CPU test runs of the whole model are dominated by these kernels otherwise).
+TILE = BLOCK * 16 if os.environ.get("TRITON_INTERPRET", "0") == "1" else BLOCK
 
 
 def acc_dtype(t: torch.Tensor):
@@ -48,7 +53,6 @@ def sigmoid(x):
 
 # ---- Helpers of the layer kernels (bias_act, blur, encode_norm, adain, linear_act, lreq_adam).
 
-import os  # noqa: E402  (kept with the helpers that use it)
 
 # The interpreter truncates float32 -> bfloat16 (compiled Triton rounds to nearest even) and
 # multiplies bfloat16 dot operands as raw integers: kernels correct for both where this is set.
@@ -123,10 +127,10 @@ def div_rn(x, y):
 
 
 def row_tile(rows: int, row_len: int):
-    """(ROWS, BM) of the row kernels: a chunk width covering short rows (at most BLOCK), and
-    as many rows per program as keep the tile within BLOCK elements."""
-    chunk = pow2_block(row_len, BLOCK)
-    return pow2_block(rows, BLOCK // chunk), chunk
+    """(ROWS, BM) of the row kernels: a chunk width covering short rows (at most TILE), and
+    as many rows per program as keep the tile within TILE elements."""
+    chunk = pow2_block(row_len, TILE)
+    return pow2_block(rows, TILE // chunk), chunk
 
 
 @triton.jit

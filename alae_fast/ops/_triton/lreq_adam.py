@@ -17,13 +17,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import BLOCK, REDUCE_ITERS, cast_to, device_of, div_rn, sqrt_rn
+from .common import BLOCK, REDUCE_ITERS, TILE, cast_to, device_of, div_rn, sqrt_rn
 
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
               torch.float32: tl.float32, torch.float64: tl.float64}
-# Elements per program: ITERS steps of BLOCK.
-ITERS = REDUCE_ITERS
-CHUNK = BLOCK * ITERS
+# Elements per program: ITERS steps of STEP (the interpreter: one step of a TILE, since it
+# pays per program and per operation rather than per element).
+STEP = TILE
+ITERS = REDUCE_ITERS if TILE == BLOCK else 1
+CHUNK = STEP * ITERS
 
 
 @triton.jit
@@ -126,5 +128,5 @@ def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
             pointer_table, numel_table, chunk_tensor_table, chunk_start_table, scalars,
             DT=_TL_DTYPES[dtype], OP=tl.float64 if op_dtype == torch.float64 else tl.float32,
             HAS_WEIGHT_DECAY=weight_decay != 0,
-            NV_PTX=device.type == "cuda" and torch.version.hip is None, BLOCK=BLOCK, ITERS=ITERS,
+            NV_PTX=device.type == "cuda" and torch.version.hip is None, BLOCK=STEP, ITERS=ITERS,
             enable_fp_fusion=False)
