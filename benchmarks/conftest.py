@@ -73,7 +73,12 @@ def write_markdown() -> None:
              "own device's section). Median wall time per call, synchronised on GPU; GB/s "
              "counts the bytes each call must read and write; speed-up is the reference "
              "PyTorch time over the implementation's. `forward` runs without autograd, "
-             "`forward+backward` includes the backward pass.", ""]
+             "`forward+backward` includes the backward pass. `training iteration` rows time "
+             "one ALAE iteration (each step with its optimizer step, `benchmarks/"
+             "test_iteration.py`): `ref` is the reference model eager, `fast` the model after "
+             "`alae_fast.optimize` with the fused optimizer, `compile(ref)` the reference "
+             "networks under `torch.compile` where that works: AOTAutograd cannot "
+             "differentiate a compiled graph twice, so its D step (R1) runs eager.", ""]
     for result in results:
         lines += _table(result)
     RESULTS_MD.write_text("\n".join(lines))

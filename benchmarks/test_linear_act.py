@@ -16,7 +16,7 @@ def test_linear_act(benchmark, impl, shape, mode):
     batch, n_in, n_out = shape
     grad = mode != "forward"
     x = torch.randn(batch, n_in, device=DEVICE, requires_grad=grad)
-    weight = torch.randn(n_out, n_in, device=DEVICE, requires_grad=grad) / n_in ** 0.5
+    weight = (torch.randn(n_out, n_in, device=DEVICE) / n_in ** 0.5).requires_grad_(grad)
     bias = torch.randn(n_out, device=DEVICE, requires_grad=grad)
     if mode == "forward":
         fn = lambda: linear_act(x, weight, bias, impl=impl)  # noqa: E731

@@ -174,6 +174,10 @@ def test_style_fast_model_trains_like_the_reference_and_is_reported(tmp_path, mn
 def test_fast_impl_follows_the_measured_auto_order_and_unavailable_impl_is_a_config_error(tmp_path):
     from alae_fast.train.trainer import describe_ops
     assert describe_ops("fast", torch.device("cpu")) == (
-        "d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, layers=ref")
+        "d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, bias_act=cpu, blur=cpu, "
+        "encode_norm=cpu, adain=cpu, linear_act=cpu, lreq_adam_step_=cpu")
+    assert describe_ops("fast", torch.device("cpu"), "mlp") == (
+        "d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, linear_act=cpu, "
+        "lreq_adam_step_=cpu")
     with pytest.raises(ConfigError, match=r"train.impl='cuda'.*unavailable"):
         describe_ops("cuda", torch.device("cpu"))
