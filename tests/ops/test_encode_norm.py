@@ -281,3 +281,19 @@ def test_bad_inputs_raise_clear_errors(impl):
         encode_norm([[0.0]], bias, impl=impl)
     with pytest.raises(TypeError, match=r"encode_norm: bias must be a torch.Tensor, got NoneType"):
         encode_norm(x, None, impl=impl)
+
+
+@impl_device
+def test_third_order_raises_instead_of_wrong_numbers(impl, device):
+    require(impl, device)
+    x = _randn((2, 3, 4, 5), device, torch.float64).requires_grad_()
+    bias = _randn((3,), device, torch.float64, seed=1).requires_grad_()
+    y, style = encode_norm(x, bias, impl=impl)
+    loss = (y.pow(3).sum() + style.pow(2).sum())
+    (g,) = torch.autograd.grad(loss, x, create_graph=True)
+    # The second derivative itself works (R1); asking for it with a graph (to go on to a third
+    # order) is refused.
+    (gb,) = torch.autograd.grad(g.pow(2).sum(), bias, retain_graph=True)
+    assert torch.isfinite(gb).all() and gb.abs().max() > 0
+    with pytest.raises(RuntimeError, match="second-order"):
+        torch.autograd.grad(g.pow(2).sum(), bias, create_graph=True)
