@@ -11,6 +11,7 @@
 // function of the problem size alone, so results are the same on every run and every GPU.
 
 #include "layer_kernels.h"
+#include "dtype_dispatch.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -1024,43 +1025,6 @@ cudaError_t launch_adam_table(const AdamTable& table, int blocks, const AdamScal
   return cudaGetLastError();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Dtype dispatch
-// ---------------------------------------------------------------------------------------------
-
-template <typename T>
-struct TypeTag {
-  using type = T;
-};
-
-// Calls f(TypeTag<T>{}) with T the element type of `dtype`; an unknown dtype is an invalid value.
-template <typename F>
-cudaError_t dispatch(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return f(TypeTag<float>{});
-    case DType::kFloat64:
-      return f(TypeTag<double>{});
-    case DType::kFloat16:
-      return f(TypeTag<__half>{});
-    case DType::kBFloat16:
-      return f(TypeTag<__nv_bfloat16>{});
-  }
-  return cudaErrorInvalidValue;
-}
-
-// Bytes of one accumulator of `dtype` (0 for an unknown dtype).
-size_t acc_bytes(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-    case DType::kFloat16:
-    case DType::kBFloat16:
-      return sizeof(float);
-    case DType::kFloat64:
-      return sizeof(double);
-  }
-  return 0;
-}
 
 // Workspace of a backward whose per-row sums ([rows_sums_count] accumulators, `sum_arrays` of
 // them) are then summed per channel over N rows of C: the row-sum arrays, then the column-sum

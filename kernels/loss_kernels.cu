@@ -9,6 +9,7 @@
 // values in the same order on every run and on every GPU.
 
 #include "loss_kernels.h"
+#include "dtype_dispatch.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -397,44 +398,6 @@ __global__ void __launch_bounds__(kElemThreads)
 int elem_num_blocks(int64_t n) {
   const int64_t blocks = ceil_div(n, int64_t{kElemThreads} * kElemItemsPerThread);
   return static_cast<int>(min64(blocks < 1 ? 1 : blocks, kElemMaxBlocks));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Dtype dispatch
-// ---------------------------------------------------------------------------------------------
-
-template <typename T>
-struct TypeTag {
-  using type = T;
-};
-
-// Calls f(TypeTag<T>{}) with T the element type of `dtype`; an unknown dtype is an invalid value.
-template <typename F>
-cudaError_t dispatch(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return f(TypeTag<float>{});
-    case DType::kFloat64:
-      return f(TypeTag<double>{});
-    case DType::kFloat16:
-      return f(TypeTag<__half>{});
-    case DType::kBFloat16:
-      return f(TypeTag<__nv_bfloat16>{});
-  }
-  return cudaErrorInvalidValue;
-}
-
-// Bytes of one accumulator of `dtype` (0 for an unknown dtype).
-size_t acc_bytes(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-    case DType::kFloat16:
-    case DType::kBFloat16:
-      return sizeof(float);
-    case DType::kFloat64:
-      return sizeof(double);
-  }
-  return 0;
 }
 
 }  // namespace
