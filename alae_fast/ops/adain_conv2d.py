@@ -1,0 +1,375 @@
+"""``adain_conv2d``: a 3x3 convolution that reads the AdaIN output without it being written.
+
+In the StyleALAE generator every 3x3 convolution consumes ``y = scale * t + shift`` where
+``t = leaky_relu(x + noise_weight * noise + act_bias)`` is the previous step's activation and
+``scale``/``shift`` ([N, C]) fold the instance norm and the style modulation together. This op
+applies that whole prologue while loading the convolution's input tile, so neither ``t`` nor
+``y`` is ever materialised:
+
+    pre = x + noise_weight[c] * noise[n, 0] + act_bias[c]      (each term optional)
+    t   = leaky_relu(pre, alpha)                               (alpha = 1: identity)
+    a   = scale[n, c] * t + shift[n, c]
+    A   = nearest 2x up-sampling of a if up else a
+    out = conv2d(A, weight, bias, stride 1, zero padding 1)    (padding after the affine)
+
+``up=True`` is the opening convolution of a DecodeBlock. Both forms the reference uses there
+are this: nearest up-sampling + 3x3 conv below 128x128, and the transposed stride-2 conv with
+the 4x4 transformed kernel from 128x128 up, which equals up-sampling + a 3x3 conv with the
+weight ``w.transpose(0, 1).flip(2, 3)`` (checked in the tests).
+
+``adain_stats`` is its companion: the per-(n, c) mean and ``rsqrt(var + eps)`` of ``t`` in one
+read of ``x`` (nothing written), and :func:`adain_scale_shift` folds them with a style into
+the (scale, shift) pair. The generator is not on the R1 path, so both ops have first-order
+gradients only; the backward op refuses a second differentiation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from . import _checks, _layout
+from ._dispatch import resolve_impl
+from ._kernels import kernel
+from ._library import define
+
+__all__ = ["adain_conv2d", "adain_conv2d_ref", "adain_stats", "adain_stats_ref",
+           "adain_scale_shift", "transposed_to_conv_weight"]
+
+
+# --------------------------------------------------------------------------------------------
+# Reference math (PyTorch), shared by the reference twins and the "ref" implementation.
+# --------------------------------------------------------------------------------------------
+
+def _activation(x, noise, noise_weight, act_bias, alpha):
+    """(pre, t): the pre-activation and the leaky ReLU of it, in x's dtype."""
+    pre = x
+    if noise is not None:
+        pre = torch.addcmul(pre, noise_weight.view(1, -1, 1, 1), noise)
+    if act_bias is not None:
+        pre = pre + act_bias.view(1, -1, 1, 1)
+    return pre, (pre if alpha == 1.0 else F.leaky_relu(pre, alpha))
+
+
+def _upsample(a: torch.Tensor) -> torch.Tensor:
+    return a.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
+def adain_conv2d_ref(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                     weight: torch.Tensor, *, bias: torch.Tensor | None = None,
+                     noise: torch.Tensor | None = None, noise_weight: torch.Tensor | None = None,
+                     act_bias: torch.Tensor | None = None, alpha: float = 1.0,
+                     up: bool = False) -> torch.Tensor:
+    """Reference twin of :func:`adain_conv2d`: the prologue written out, then ``F.conv2d``."""
+    _, t = _activation(x, noise, noise_weight, act_bias, alpha)
+    n, c = scale.shape
+    a = torch.addcmul(shift.view(n, c, 1, 1), t, scale.view(n, c, 1, 1))
+    return F.conv2d(_upsample(a) if up else a, weight, bias, padding=1)
+
+
+def adain_stats_ref(x: torch.Tensor, *, noise: torch.Tensor | None = None,
+                    noise_weight: torch.Tensor | None = None,
+                    act_bias: torch.Tensor | None = None, alpha: float = 1.0,
+                    eps: float = 1e-8) -> torch.Tensor:
+    """Reference twin of :func:`adain_stats`: ``[mean | rsqrt(var + eps)]`` of ``t`` per
+    (n, c), population variance, in float32 (float64 for float64 inputs)."""
+    _, t = _activation(x, noise, noise_weight, act_bias, alpha)
+    var, mean = torch.var_mean(t.to(_layout.acc_dtype(x.dtype)), dim=(2, 3), correction=0)
+    return torch.cat((mean, (var + eps).rsqrt()), dim=1)
+
+
+def adain_scale_shift(stats: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold instance-norm statistics and an AdaIN style into the convolution's input affine.
+
+    ``style_mod(instance_norm(t), style) = (t - mean) * rstd * (1 + s) + b = scale * t + shift``
+    with ``scale = (1 + s) * rstd`` and ``shift = b - mean * scale``.
+
+    Args:
+        stats: [N, 2C] ``[mean | rstd]`` from :func:`adain_stats` (float32).
+        style: [N, 2C] ``[s | b]``, the AdaIN style of the reference ``style_mod``.
+    Returns:
+        (scale, shift), each [N, C] in style's dtype (differentiable, plain PyTorch).
+    """
+    c = style.shape[1] // 2
+    mean, rstd = stats[:, :c], stats[:, c:]
+    scale = (1.0 + style[:, :c].to(stats.dtype)) * rstd
+    shift = style[:, c:].to(stats.dtype) - mean * scale
+    return scale.to(style.dtype), shift.to(style.dtype)
+
+
+def transposed_to_conv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The 3x3 conv weight [Cout, Cin, 3, 3] whose ``up=True`` convolution equals the fused
+    up-sampling conv of the reference (``conv_transpose2d`` with stride 2, padding 1 and the
+    4x4 transformed kernel of the transposed-layout weight [Cin, Cout, 3, 3])."""
+    return weight.transpose(0, 1).flip(2, 3)
+
+
+def _grad_formula(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up):
+    """The seven gradients of adain_conv2d in closed form (PyTorch, in the accumulation dtype)."""
+    acc = _layout.acc_dtype(x.dtype)
+    f = (lambda t: None if t is None else t.to(acc))
+    x, scale, shift, weight, noise, noise_weight, act_bias, grad_out = map(
+        f, (x, scale, shift, weight, noise, noise_weight, act_bias, grad_out))
+    n, c, h, w = x.shape
+    pre, t = _activation(x, noise, noise_weight, act_bias, alpha)
+    a = torch.addcmul(shift.view(n, c, 1, 1), t, scale.view(n, c, 1, 1))
+    big = _upsample(a) if up else a
+    grad_big = torch.nn.grad.conv2d_input(big.shape, weight, grad_out, padding=1)
+    grad_weight = torch.nn.grad.conv2d_weight(big, weight.shape, grad_out, padding=1)
+    grad_a = grad_big.view(n, c, h, 2, w, 2).sum((3, 5)) if up else grad_big
+    grad_scale = (grad_a * t).sum((2, 3))
+    grad_shift = grad_a.sum((2, 3))
+    slope = torch.where(pre > 0, pre.new_ones(()), pre.new_full((), alpha))
+    grad_pre = grad_a * scale.view(n, c, 1, 1) * slope
+    grad_nw = (grad_pre * noise).sum((0, 2, 3)) if noise is not None else x.new_zeros(c)
+    return (grad_pre, grad_scale, grad_shift, grad_weight, grad_out.sum((0, 2, 3)), grad_nw,
+            grad_pre.sum((0, 2, 3)))
+
+
+# --------------------------------------------------------------------------------------------
+# Ops
+# --------------------------------------------------------------------------------------------
+
+def _out_shape(x, weight, up):
+    n, _, h, w = x.shape
+    return (n, weight.shape[0], 2 * h if up else h, 2 * w if up else w)
+
+
+def _forward_impl(x, scale, shift, weight, bias, noise, noise_weight, act_bias, alpha, up, impl):
+    if impl == "ref":
+        out = adain_conv2d_ref(x, scale, shift, weight, bias=bias, noise=noise,
+                               noise_weight=noise_weight, act_bias=act_bias, alpha=alpha, up=up)
+        return out.contiguous(memory_format=_layout.memory_format(x))
+    return kernel(impl, "adain_conv2d", "adain_conv2d_fwd")(
+        x, scale, shift, weight, bias, noise, noise_weight, act_bias, alpha, up)
+
+
+def _forward_fake(x, scale, shift, weight, bias, noise, noise_weight, act_bias, alpha, up, impl):
+    return x.new_empty(_out_shape(x, weight, up)).contiguous(
+        memory_format=_layout.memory_format(x))
+
+
+def _backward_impl(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up,
+                   impl):
+    if impl == "ref":
+        grads = _grad_formula(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias,
+                              alpha, up)
+        dtypes = (x.dtype, scale.dtype, scale.dtype, weight.dtype, x.dtype, x.dtype, x.dtype)
+        out = [g.to(d) for g, d in zip(grads, dtypes)]
+        out[0] = out[0].contiguous(memory_format=_layout.memory_format(x))
+        return tuple(out)
+    return kernel(impl, "adain_conv2d", "adain_conv2d_bwd")(
+        _layout.dense(grad_out), x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up)
+
+
+def _backward_fake(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up,
+                   impl):
+    c = x.shape[1]
+    return (torch.empty_like(x, memory_format=_layout.memory_format(x)), torch.empty_like(scale),
+            torch.empty_like(shift), torch.empty_like(weight), x.new_empty(weight.shape[0]),
+            x.new_empty(c), x.new_empty(c))
+
+
+def _setup_forward(ctx, inputs, output):
+    x, scale, shift, weight, bias, noise, noise_weight, act_bias, alpha, up, impl = inputs
+    ctx.save_for_backward(x, scale, shift, weight, noise, noise_weight, act_bias)
+    ctx.has_bias = bias is not None
+    ctx.alpha, ctx.up, ctx.impl = alpha, up, impl
+
+
+def _grad_forward(ctx, grad_out):
+    x, scale, shift, weight, noise, noise_weight, act_bias = ctx.saved_tensors
+    grad_x, grad_scale, grad_shift, grad_weight, grad_bias, grad_nw, grad_ab = _backward_op(
+        grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, ctx.alpha, ctx.up,
+        ctx.impl)
+    return (grad_x, grad_scale, grad_shift, grad_weight, grad_bias if ctx.has_bias else None,
+            None, grad_nw if noise_weight is not None else None,
+            grad_ab if act_bias is not None else None, None, None, None)
+
+
+def _setup_backward(ctx, inputs, output):
+    pass
+
+
+def _grad_backward(ctx, *grads):
+    raise RuntimeError(
+        "alae_fast.ops.adain_conv2d supports first-order gradients only (the generator is not "
+        "on the R1 path); for higher-order gradients use impl='ref'")
+
+
+_backward_op = define(
+    "adain_conv2d_backward(Tensor grad_out, Tensor x, Tensor scale, Tensor shift, Tensor weight, "
+    "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up, str impl) "
+    "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+    _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
+_forward_op = define(
+    "adain_conv2d(Tensor x, Tensor scale, Tensor shift, Tensor weight, Tensor? bias, "
+    "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up, str impl) "
+    "-> Tensor",
+    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+
+
+def _stats_impl(x, noise, noise_weight, act_bias, alpha, eps, impl):
+    if impl == "ref":
+        return adain_stats_ref(x, noise=noise, noise_weight=noise_weight, act_bias=act_bias,
+                               alpha=alpha, eps=eps)
+    return kernel(impl, "adain_conv2d", "adain_stats_fwd")(x, noise, noise_weight, act_bias,
+                                                           alpha, eps)
+
+
+def _stats_fake(x, noise, noise_weight, act_bias, alpha, eps, impl):
+    return x.new_empty(x.shape[0], 2 * x.shape[1], dtype=_layout.acc_dtype(x.dtype))
+
+
+def _setup_stats(ctx, inputs, output):
+    x, noise, noise_weight, act_bias, alpha, eps, impl = inputs
+    ctx.save_for_backward(x, noise, noise_weight, act_bias, output)
+    ctx.alpha = alpha
+
+
+def _grad_stats(ctx, grad_stats):
+    # One elementwise pass in PyTorch: d mean / dt = 1/M, d rstd / dt = -rstd^3 (t - mean) / M.
+    x, noise, noise_weight, act_bias, stats = ctx.saved_tensors
+    acc = stats.dtype
+    f = (lambda t: None if t is None else t.to(acc))
+    n, c, h, w = x.shape
+    pre, t = _activation(f(x), f(noise), f(noise_weight), f(act_bias), ctx.alpha)
+    mean, rstd = stats[:, :c].view(n, c, 1, 1), stats[:, c:].view(n, c, 1, 1)
+    g_mean, g_rstd = grad_stats[:, :c].view(n, c, 1, 1), grad_stats[:, c:].view(n, c, 1, 1)
+    grad_t = (g_mean - g_rstd * rstd.pow(3) * (t - mean)) / (h * w)
+    slope = torch.where(pre > 0, pre.new_ones(()), pre.new_full((), ctx.alpha))
+    grad_pre = grad_t * slope
+    grad_nw = None if noise is None else (grad_pre * noise.to(acc)).sum((0, 2, 3)).to(x.dtype)
+    grad_ab = None if act_bias is None else grad_pre.sum((0, 2, 3)).to(x.dtype)
+    return grad_pre.to(x.dtype), None, grad_nw, grad_ab, None, None, None
+
+
+_stats_op = define(
+    "adain_stats(Tensor x, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, "
+    "float eps, str impl) -> Tensor",
+    _stats_impl, _stats_fake, backward=_grad_stats, setup_context=_setup_stats)
+
+
+# --------------------------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------------------------
+
+def _check_vector(op, name, t, size, x, hint):
+    _checks.tensor(op, name, t, dim=1, shape_hint=f"[{hint}] = [{size}]")
+    _checks.same_device_dtype(op, x=x, **{name: t})
+    if t.shape[0] != size:
+        raise ValueError(f"alae_fast.ops.{op}: {name} must have shape [{hint}] = [{size}], got "
+                         f"{tuple(t.shape)}")
+
+
+def _check_prologue(op, x, noise, noise_weight, act_bias, alpha):
+    """Checks shared by both ops; returns (noise expanded to the batch and dense, alpha)."""
+    _checks.tensor(op, "x", x, dim=4, shape_hint="[N, C, H, W]")
+    n, c, h, w = x.shape
+    if (noise is None) != (noise_weight is None):
+        raise ValueError(f"alae_fast.ops.{op}: noise and noise_weight must be given together")
+    if noise is not None:
+        _checks.tensor(op, "noise", noise, dim=4, shape_hint=f"[N, 1, H, W] = [{n}, 1, {h}, {w}]")
+        _checks.same_device_dtype(op, x=x, noise=noise)
+        if noise.shape[0] not in (1, n) or tuple(noise.shape[1:]) != (1, h, w):
+            raise ValueError(f"alae_fast.ops.{op}: noise must have shape [N, 1, H, W] = "
+                             f"[{n}, 1, {h}, {w}] (or batch 1), got {tuple(noise.shape)}")
+        if noise.requires_grad:
+            raise ValueError(f"alae_fast.ops.{op}: noise is a constant input and gets no "
+                             "gradient; pass noise.detach()")
+        _check_vector(op, "noise_weight", noise_weight, c, x, "C")
+        noise = noise.expand(n, 1, h, w).contiguous()
+    if act_bias is not None:
+        _check_vector(op, "act_bias", act_bias, c, x, "C")
+    alpha = _checks.finite_float(op, "alpha", alpha)
+    if alpha < 0:
+        raise ValueError(f"alae_fast.ops.{op}: alpha must be >= 0, got {alpha}")
+    return noise, alpha
+
+
+def _dense_vector(t):
+    return None if t is None else t.contiguous()
+
+
+def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor,
+                 *, bias: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                 noise_weight: torch.Tensor | None = None, act_bias: torch.Tensor | None = None,
+                 alpha: float = 1.0, up: bool = False, impl: str | None = None) -> torch.Tensor:
+    """3x3 convolution (stride 1, zero padding 1) of ``scale * t + shift``, fused.
+
+    ``t = leaky_relu(x + noise_weight * noise + act_bias, alpha)`` (see the module docstring);
+    with the defaults (no noise, no act_bias, alpha 1) ``t = x``. The zero padding is applied
+    after the affine, as the reference computes it.
+
+    Args:
+        x: [N, C, H, W] float32, float16, bfloat16 or float64; contiguous or channels_last
+            (other strides are copied). The output has x's layout.
+        scale, shift: [N, C] per-(sample, channel) affine, x's dtype (see
+            :func:`adain_scale_shift`).
+        weight: [Cout, C, 3, 3], x's dtype (the equalized weight as stored).
+        bias: [Cout] added to the output, or None.
+        noise: [N, 1, H, W] or [1, 1, H, W] per-pixel noise (a constant: no gradient), or None.
+        noise_weight: [C], given exactly when ``noise`` is.
+        act_bias: [C] added before the activation, or None.
+        alpha: leaky ReLU slope (>= 0); 1.0 means no activation.
+        up: nearest 2x up-sampling of the affine output before the convolution.
+        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
+            ``"cuda"`` or ``"cpu"``.
+    Returns:
+        [N, Cout, H, W] (``[N, Cout, 2H, 2W]`` with ``up``), x's dtype and layout. First-order
+        gradients for x, scale, shift, weight, bias, noise_weight and act_bias (float32
+        accumulation); differentiating them again raises (except with ``impl="ref"``).
+    """
+    op = "adain_conv2d"
+    noise, alpha = _check_prologue(op, x, noise, noise_weight, act_bias, alpha)
+    n, c, h, w = x.shape
+    for name, t in (("scale", scale), ("shift", shift)):
+        _checks.tensor(op, name, t, dim=2, shape_hint=f"[N, C] = [{n}, {c}]")
+        _checks.same_device_dtype(op, x=x, **{name: t})
+        if tuple(t.shape) != (n, c):
+            raise ValueError(f"alae_fast.ops.{op}: {name} must have shape [N, C] = [{n}, {c}], "
+                             f"got {tuple(t.shape)}")
+    _checks.tensor(op, "weight", weight, dim=4, shape_hint=f"[Cout, C, 3, 3] = [Cout, {c}, 3, 3]")
+    _checks.same_device_dtype(op, x=x, weight=weight)
+    if weight.shape[1:] != (c, 3, 3):
+        raise ValueError(f"alae_fast.ops.{op}: weight must have shape [Cout, C, 3, 3] = "
+                         f"[Cout, {c}, 3, 3], got {tuple(weight.shape)}")
+    if bias is not None:
+        _check_vector(op, "bias", bias, weight.shape[0], x, "Cout")
+    if not isinstance(up, bool):
+        raise TypeError(f"alae_fast.ops.{op}: up must be a bool, got {type(up).__name__}")
+    impl = resolve_impl(op, impl, x.device.type)
+    if impl == "ref":
+        return adain_conv2d_ref(x, scale, shift, weight, bias=bias, noise=noise,
+                                noise_weight=noise_weight, act_bias=act_bias, alpha=alpha, up=up)
+    return _forward_op(_layout.dense(x), scale.contiguous(), shift.contiguous(),
+                       weight.contiguous(), _dense_vector(bias), noise,
+                       _dense_vector(noise_weight), _dense_vector(act_bias), alpha, up, impl)
+
+
+def adain_stats(x: torch.Tensor, *, noise: torch.Tensor | None = None,
+                noise_weight: torch.Tensor | None = None, act_bias: torch.Tensor | None = None,
+                alpha: float = 1.0, eps: float = 1e-8, impl: str | None = None) -> torch.Tensor:
+    """Instance-norm statistics of ``t = leaky_relu(x + noise_weight * noise + act_bias)``.
+
+    One read of ``x``, nothing written: with :func:`adain_scale_shift` and
+    :func:`adain_conv2d` the AdaIN output is never materialised.
+
+    Args:
+        x, noise, noise_weight, act_bias, alpha, impl: as in :func:`adain_conv2d`.
+        eps: added to the variance.
+    Returns:
+        [N, 2C] float32 (float64 for float64 x): ``[mean | rsqrt(var + eps)]`` over H, W
+        (population variance). First-order gradients for x, noise_weight and act_bias.
+    """
+    op = "adain_stats"
+    noise, alpha = _check_prologue(op, x, noise, noise_weight, act_bias, alpha)
+    eps = _checks.finite_float(op, "eps", eps)
+    if eps < 0:
+        raise ValueError(f"alae_fast.ops.{op}: eps must be >= 0, got {eps}")
+    impl = resolve_impl(op, impl, x.device.type)
+    if impl == "ref":
+        return adain_stats_ref(x, noise=noise, noise_weight=noise_weight, act_bias=act_bias,
+                               alpha=alpha, eps=eps)
+    return _stats_op(_layout.dense(x), noise, _dense_vector(noise_weight),
+                     _dense_vector(act_bias), alpha, eps, impl)
