@@ -64,7 +64,9 @@ def adain_conv2d_ref(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
     _, t = _activation(x, noise, noise_weight, act_bias, alpha)
     n, c = scale.shape
     a = torch.addcmul(shift.view(n, c, 1, 1), t, scale.view(n, c, 1, 1))
-    return F.conv2d(_upsample(a) if up else a, weight, bias, padding=1)
+    if up:  # repeat_interleave drops channels_last; the conv's output follows its input
+        a = _upsample(a).contiguous(memory_format=_layout.memory_format(x))
+    return F.conv2d(a, weight, bias, padding=1)
 
 
 def adain_stats_ref(x: torch.Tensor, *, noise: torch.Tensor | None = None,
