@@ -50,19 +50,22 @@ def _versions() -> dict:
 
 def _table(result: dict) -> list[str]:
     rows = result["rows"]
-    ref = {(r["op"], r["mode"], r["shape"]): r["median_us"] for r in rows if r["impl"] == "ref"}
+    times = {(r["op"], r["mode"], r["shape"], r["impl"]): r["median_us"] for r in rows}
     lines = [f"### {result['device']}", "",
              f"torch {result['versions']['torch']}, triton {result['versions']['triton']}, "
              f"CUDA {result['versions']['cuda']}, Python {result['versions']['python']}; "
              f"measured {result['date']}.", "",
-             "| op | mode | shape | impl | median (µs) | GB/s | speed-up vs ref |",
-             "|---|---|---|---|---:|---:|---:|"]
+             "| op | mode | shape | impl | median (µs) | GB/s | TFLOP/s | speed-up vs |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        base = ref.get((r["op"], r["mode"], r["shape"]))
-        speedup = f"{base / r['median_us']:.2f}x" if base else "-"
+        baseline = r.get("baseline", "ref")
+        base = times.get((r["op"], r["mode"], r["shape"], baseline))
+        speedup = (f"{base / r['median_us']:.2f}x {baseline}"
+                   if base and r["impl"] != baseline else "-")
         gbps = f"{r['gbps']:.2f}" if r["gbps"] else "-"
+        tflops = f"{r['tflops']:.3f}" if r.get("tflops") else "-"
         lines.append(f"| {r['op']} | {r['mode']} | {r['shape']} | {r['impl']} | "
-                     f"{r['median_us']:.1f} | {gbps} | {speedup} |")
+                     f"{r['median_us']:.1f} | {gbps} | {tflops} | {speedup} |")
     return lines + [""]
 
 
@@ -72,7 +75,8 @@ def write_markdown() -> None:
              "Written by `pytest benchmarks/` (one section per device; each run replaces its "
              "own device's section). Median wall time per call, synchronised on GPU; GB/s "
              "counts the bytes each call must read and write; speed-up is the reference "
-             "PyTorch time over the implementation's. `forward` runs without autograd, "
+             "PyTorch time over the implementation's (where the column names another impl, that "
+             "row's time over this one's). `forward` runs without autograd, "
              "`forward+backward` includes the backward pass. `training iteration` rows time "
              "one ALAE iteration (each step with its optimizer step, `benchmarks/"
              "test_iteration.py`): `ref` is the reference model eager, `fast` the model after "

@@ -31,9 +31,11 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def run_case(benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes: int) -> None:
-    """Time ``fn`` with pytest-benchmark and record median time and achieved bandwidth
-    (``nbytes`` read + written per call)."""
+def run_case(benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes: int,
+             flops: int = 0, baseline: str = "ref") -> None:
+    """Time ``fn`` with pytest-benchmark and record median time, achieved bandwidth
+    (``nbytes`` read + written per call) and, where given, achieved FLOP/s (``flops`` per call).
+    ``baseline`` names the impl row the speed-up is taken against."""
     def call():
         fn()
         _sync()
@@ -47,8 +49,13 @@ def run_case(benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes
     benchmark.extra_info.update(op=op, mode=mode, shape=shape, impl=impl)
     benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=1)
     median = benchmark.stats.stats.median
-    ROWS.append(dict(op=op, mode=mode, shape=shape, impl=impl, median_us=median * 1e6,
-                     gbps=nbytes / median / 1e9, rounds=rounds))
+    row = dict(op=op, mode=mode, shape=shape, impl=impl, median_us=median * 1e6,
+               gbps=nbytes / median / 1e9, rounds=rounds)
+    if flops:
+        row["tflops"] = flops / median / 1e12
+    if baseline != "ref":
+        row["baseline"] = baseline
+    ROWS.append(row)
 
 
 def parametrize_impls(supported=("ref", "triton", "cuda", "cpu")):

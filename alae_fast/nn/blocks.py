@@ -8,14 +8,17 @@ the automatic choice) is passed to every op; :func:`alae_fast.optimize` sets it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch.nn import functional as F
 
 from .. import ops
+from .conv_dispatch import use_fused_adain_conv
 from ..reference import networks as ref
 from ..reference.layers import add_noise, downscale2d, upscale2d
 
-__all__ = ["EncodeBlock", "DecodeBlock", "FromRGB", "ToRGB", "Blur"]
+__all__ = ["EncodeBlock", "DecodeBlock", "Generator", "PendingAdaIN", "FromRGB", "ToRGB", "Blur"]
 
 LRELU_SLOPE = ref.LRELU_SLOPE
 
@@ -53,9 +56,32 @@ class EncodeBlock(ref.EncodeBlock):
         return x, self.style_1(style_1), self.style_2(style_2)
 
 
+class PendingAdaIN(NamedTuple):
+    """An AdaIN output that was not written: the pre-activation ``x`` ([N, C, H, W]) with the
+    noise/bias/leaky-ReLU terms and the (scale, shift) the next convolution applies while
+    loading it (see :func:`alae_fast.ops.adain_conv2d`)."""
+
+    x: torch.Tensor
+    noise: torch.Tensor | None
+    noise_weight: torch.Tensor | None
+    act_bias: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def conv(self, weight: torch.Tensor, up: bool, impl: str | None) -> torch.Tensor:
+        return ops.adain_conv2d(self.x, self.scale, self.shift, weight, noise=self.noise,
+                                noise_weight=self.noise_weight, act_bias=self.act_bias,
+                                alpha=LRELU_SLOPE, up=up, impl=impl)
+
+
 class DecodeBlock(ref.DecodeBlock):
-    """Fast :class:`alae_fast.reference.DecodeBlock`: (up-sampling conv, ``blur``), then
-    ``adain`` (noise, bias, leaky ReLU, instance norm and style in one op); conv, ``adain``.
+    """Fast :class:`alae_fast.reference.DecodeBlock`: (up-sampling conv, ``blur``), AdaIN, conv,
+    AdaIN, where each AdaIN followed by a convolution runs one of two ways, chosen per layer by
+    :func:`alae_fast.nn.conv_dispatch.use_fused_adain_conv`:
+
+    * fused: ``adain_stats`` + ``adain_conv2d``: the convolution applies noise, bias, leaky ReLU
+      and the AdaIN affine while loading its input, so the AdaIN tensor is never written;
+    * separate: the ``adain`` op (one read, one write), then the library convolution.
 
     Noise is drawn exactly as the reference draws it (same shapes, same order), so both consume
     the random stream identically.
@@ -63,11 +89,11 @@ class DecodeBlock(ref.DecodeBlock):
 
     impl: str | None = None
 
-    def _adain(self, x, style, noise_weight, bias, noise) -> torch.Tensor:
-        n = style.shape[0]
+    def _noise_terms(self, x, noise_weight, noise, n):
+        """(x, noise image or None, noise weight [C] or None) for a block input of batch n."""
         if not noise:
             # The deterministic stand-in is not a per-pixel noise image: reference math, then
-            # the fused op without noise.
+            # the fused ops without noise.
             x, z, weight = add_noise(x, noise_weight, False, self.layer), None, None
         else:
             batch = x.shape[0] if noise != "batch_constant" else 1
@@ -75,16 +101,79 @@ class DecodeBlock(ref.DecodeBlock):
             weight = noise_weight.view(-1)
         if x.shape[0] != n:  # the learned constant of the first block has batch 1
             x = x.expand(n, -1, -1, -1)
+        return x, z, weight
+
+    def _adain(self, x, style, noise_weight, bias, noise) -> torch.Tensor:
+        x, z, weight = self._noise_terms(x, noise_weight, noise, style.shape[0])
         return ops.adain(x, style, noise=z, noise_weight=weight, bias=bias.view(-1),
                          alpha=LRELU_SLOPE, eps=ref.DECODER_NORM_EPS, impl=self.impl)
 
+    def _pending(self, x, style, noise_weight, bias, noise) -> PendingAdaIN:
+        x, z, weight = self._noise_terms(x, noise_weight, noise, style.shape[0])
+        x = x.contiguous() if x.stride(0) == 0 else x  # the expanded constant
+        stats = ops.adain_stats(x, noise=z, noise_weight=weight, act_bias=bias.view(-1),
+                                alpha=LRELU_SLOPE, eps=ref.DECODER_NORM_EPS, impl=self.impl)
+        scale, shift = ops.adain_scale_shift(stats, style)
+        return PendingAdaIN(x, z, weight, bias.view(-1), scale, shift)
+
+    def _conv_1_weight(self) -> torch.Tensor:
+        """conv_1 as a 3x3 convolution of the nearest-up-sampled input (both reference forms)."""
+        w = self.conv_1.weight
+        return ops.transposed_to_conv_weight(w) if self.fused_scale else w
+
+    def fuses_conv_1(self, device: torch.device, size: int) -> bool:
+        """Whether conv_1 reads the previous block's AdaIN output (``size`` x ``size``)
+        deferred."""
+        return self.has_first_conv and use_fused_adain_conv(
+            device, self.inputs, self.conv_2.weight.shape[0], size, True, self.impl)
+
     def forward(self, x: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, noise) -> torch.Tensor:
+        return self.forward_chain(x, s1, s2, noise, defer=False)
+
+    def forward_chain(self, x, s1: torch.Tensor, s2: torch.Tensor, noise, defer: bool):
+        """:meth:`forward` that may take and return a :class:`PendingAdaIN`.
+
+        ``x`` is a tensor or the deferred AdaIN output of the previous block; with ``defer`` the
+        block's own output AdaIN is returned deferred (for a next block that fuses conv_1).
+        """
         if self.has_first_conv:
-            if not self.fused_scale:
-                x = upscale2d(x)
-            x = ops.blur(self.conv_1(x), impl=self.impl)
-        x = self._adain(x, self.style_1(s1), self.noise_weight_1, self.bias_1, noise)
-        x = self._adain(self.conv_2(x), self.style_2(s2), self.noise_weight_2, self.bias_2, noise)
+            if isinstance(x, PendingAdaIN):
+                x = x.conv(self._conv_1_weight(), True, self.impl)
+            else:
+                x = self.conv_1(x if self.fused_scale else upscale2d(x))
+            x = ops.blur(x, impl=self.impl)
+        style_1 = self.style_1(s1)
+        c = self.conv_2.weight.shape[0]
+        if use_fused_adain_conv(x.device, c, c, x.shape[2], False, self.impl):
+            x = self._pending(x, style_1, self.noise_weight_1, self.bias_1, noise).conv(
+                self.conv_2.weight, False, self.impl)
+        else:
+            x = self.conv_2(self._adain(x, style_1, self.noise_weight_1, self.bias_1, noise))
+        if defer:
+            return self._pending(x, self.style_2(s2), self.noise_weight_2, self.bias_2, noise)
+        return self._adain(x, self.style_2(s2), self.noise_weight_2, self.bias_2, noise)
+
+
+class Generator(ref.Generator):
+    """Fast :class:`alae_fast.reference.Generator`: runs the fast DecodeBlocks so that a block
+    whose opening convolution takes the fused path receives the previous block's AdaIN output
+    deferred (never written)."""
+
+    impl: str | None = None
+
+    def _run_blocks(self, styles: torch.Tensor, count: int, noise) -> torch.Tensor:
+        x = self.const
+        for i in range(count):
+            block = self.decode_block[i]
+            # The last block's output feeds ToRGB (and a fade-in), which need the tensor.
+            nxt = self.decode_block[i + 1] if i + 1 < count else None
+            defer = (isinstance(block, DecodeBlock) and isinstance(nxt, DecodeBlock)
+                     and nxt.fuses_conv_1(styles.device, self.layer_to_resolution[i]))
+            s1, s2 = styles[:, 2 * i], styles[:, 2 * i + 1]
+            if isinstance(block, DecodeBlock):
+                x = block.forward_chain(x, s1, s2, noise, defer)
+            else:
+                x = block(x, s1, s2, noise)
         return x
 
 

@@ -15,6 +15,7 @@ FAST_MODULES: dict[type, type] = {
     ref.Blur: blocks.Blur,
     ref.EncodeBlock: blocks.EncodeBlock,
     ref.DecodeBlock: blocks.DecodeBlock,
+    ref.Generator: blocks.Generator,
     ref.FromRGB: blocks.FromRGB,
     ref.ToRGB: blocks.ToRGB,
     ref.MappingF: mapping.MappingF,

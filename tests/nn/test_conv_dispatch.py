@@ -1,0 +1,115 @@
+"""The generator's two convolution paths (fused AdaIN convolution, or adain + library conv)
+against the reference generator, and the per-layer dispatcher that picks between them."""
+
+import copy
+
+import pytest
+import torch
+
+import alae_fast
+from alae_fast import ops, reference
+from alae_fast.nn import blocks, conv_dispatch
+
+from support import impl_device, require
+
+RTOL = 1e-4  # whole-generator float32 parity, relative to each tensor's largest value
+
+
+def _assert_close(ours, ref, what):
+    scale = ref.abs().max().item()
+    torch.testing.assert_close(ours, ref, rtol=RTOL, atol=RTOL * scale + 1e-7,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def _generators(impl, device, **config):
+    """(fast, reference) generators from one initialisation, with non-zero biases, noise
+    weights and constant (all start at constants that would hide their paths)."""
+    torch.manual_seed(0)
+    ref = reference.Generator(**config)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if "bias" in name or "noise_weight" in name:
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+        ref.const.normal_(generator=g)
+    ref = ref.to(device)
+    return alae_fast.optimize(copy.deepcopy(ref), impl), ref
+
+
+SMALL = dict(startf=16, maxf=64, layer_count=4, latent_size=32, channels=3)
+# Level 5 is 128x128: the fused stride-2 transposed up-sampling conv of the reference.
+FUSED_SCALE = dict(startf=4, maxf=8, layer_count=6, latent_size=8, channels=3)
+CASES = [(SMALL, 3, 1.0, 3), (SMALL, 2, 0.5, 3), (SMALL, 1, 1.0, 3), (FUSED_SCALE, 5, 1.0, 1)]
+
+
+@pytest.fixture(params=["fused", "separate"])
+def path(request, monkeypatch):
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, request.param)
+    return request.param
+
+
+@impl_device
+@pytest.mark.parametrize("config,lod,blend,batch", CASES,
+                         ids=["lod3", "lod2-blend0.5", "lod1", "lod5-fused-scale"])
+def test_generator_output_and_every_gradient(impl, device, path, config, lod, blend, batch):
+    require(impl, device)
+    fast, ref = _generators(impl, device, **config)
+    g = torch.Generator().manual_seed(3)
+    styles = torch.randn((batch, 2 * config["layer_count"], config["latent_size"]),
+                         generator=g).to(device)
+    outs, grads = [], []
+    for m in (fast, ref):
+        s = styles.clone().requires_grad_()
+        torch.manual_seed(11)  # the same noise images for both
+        out = m(s, lod, blend, noise=True)
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(4)).to(device)
+        params = [p for _, p in m.named_parameters()]
+        grads.append(torch.autograd.grad(out, [s] + params, upstream, allow_unused=True))
+        outs.append(out)
+    _assert_close(outs[0], outs[1], "generator output")
+    names = ["styles"] + [n for n, _ in ref.named_parameters()]
+    for name, gf, gr in zip(names, *grads):
+        if gr is None:
+            assert gf is None or not gf.any(), name
+            continue
+        _assert_close(gf, gr, f"gradient of {name}")
+
+
+def test_fused_path_never_writes_an_inner_adain_output(monkeypatch):
+    # Forced fused: only the last block's output AdaIN (read by ToRGB) is materialised.
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, "fused")
+    fast, _ = _generators("cpu", "cpu", **SMALL)
+    calls = {"adain": 0, "adain_conv2d": 0}
+    for name in calls:
+        original = getattr(ops, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(ops, name, counted)
+    fast(torch.randn(2, 8, 32), 3, 1.0, noise=True)
+    # 4 blocks: conv_2 of each and conv_1 of blocks 1-3 read deferred AdaIN outputs.
+    assert calls == {"adain": 1, "adain_conv2d": 7}
+
+
+def test_dispatcher_rule_and_override(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, "fused")
+    assert conv_dispatch.use_fused_adain_conv(cpu, 512, 512, 4, False, "ref")
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, "separate")
+    assert not conv_dispatch.use_fused_adain_conv(cpu, 8, 8, 64, True, "cpu")
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, "auto")
+    # The reference implementation gains nothing from the fused path.
+    assert not conv_dispatch.use_fused_adain_conv(cpu, 8, 8, 64, False, "ref")
+    limit = conv_dispatch.CPU_MAX_CHANNELS
+    assert conv_dispatch.use_fused_adain_conv(cpu, limit, 512, 8, False, "cpu") == (limit > 0)
+    assert not conv_dispatch.use_fused_adain_conv(cpu, limit + 1, 8, 8, False, "cpu")
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, "sometimes")
+    with pytest.raises(ValueError, match=r"ALAE_FAST_ADAIN_CONV must be one of"):
+        conv_dispatch.use_fused_adain_conv(cpu, 8, 8, 8, False, "cpu")
+
+
+def test_generator_is_swapped_and_keeps_its_state():
+    fast, ref = _generators("cpu", "cpu", **SMALL)
+    assert type(fast) is blocks.Generator and isinstance(fast, reference.Generator)
+    assert fast.state_dict().keys() == ref.state_dict().keys()
