@@ -41,6 +41,16 @@ TORCH_LIBRARY(alae_fast_C, m) {
   m.def(
       "adain_bwd(Tensor grad_y, Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, "
       "Tensor? bias, Tensor stats, float alpha, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "adain_conv2d_fwd(Tensor x, Tensor scale, Tensor shift, Tensor weight, Tensor? bias, "
+      "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up) -> Tensor");
+  m.def(
+      "adain_conv2d_bwd(Tensor grad_out, Tensor x, Tensor scale, Tensor shift, Tensor weight, "
+      "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up) -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "adain_stats_fwd(Tensor x, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, "
+      "float alpha, float eps) -> Tensor");
   m.def("linear_act_fwd(Tensor x, Tensor weight, Tensor? bias, float alpha, float gain) -> Tensor");
   m.def(
       "lreq_adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg_sqs, "
