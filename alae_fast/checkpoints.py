@@ -93,7 +93,8 @@ def build_model(model_cfg, *, truncation: bool = True) -> ALAEBase:
     if model_cfg.kind == "mlp":
         return MLPALAE(layer_count=model_cfg.layer_count, **common)
     return StyleALAE(startf=model_cfg.startf, maxf=model_cfg.maxf,
-                     layer_count=model_cfg.layer_count, **common)
+                     layer_count=model_cfg.layer_count,
+                     style_injection=model_cfg.style_injection, **common)
 
 
 def _count(prefix: str, keys) -> int:
