@@ -375,6 +375,20 @@ def test_style_alae_modconv_state_dict_round_trip():
     assert ema.decoder.style_injection == "modconv"
 
 
+def test_official_checkpoints_load_only_as_adain(tmp_path):
+    from alae_fast.checkpoints import CheckpointError, load_official
+
+    m = StyleALAE(startf=4, maxf=8, layer_count=2, latent_size=8, mapping_layers=2, channels=1)
+    models_ = {official: getattr(m, attr).state_dict() for official, attr in
+               (("generator", "decoder"), ("discriminator", "encoder"),
+                ("mapping_fl", "mapping_f"), ("mapping_tl", "mapping_d"),
+                ("dlatent_avg", "dlatent_avg"))}
+    torch.save({"models": models_}, tmp_path / "official.pth")
+    assert load_official(tmp_path / "official.pth").decoder.style_injection == "adain"
+    with pytest.raises(CheckpointError, match="style_injection='modconv'"):
+        load_official(tmp_path / "official.pth", style_injection="modconv")
+
+
 def test_fast_model_keeps_the_reference_signature_and_refuses_modconv_for_now():
     import inspect
     assert (inspect.signature(models.StyleALAE.__init__)
