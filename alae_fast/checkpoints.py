@@ -93,7 +93,8 @@ def build_model(model_cfg, *, truncation: bool = True) -> ALAEBase:
     if model_cfg.kind == "mlp":
         return MLPALAE(layer_count=model_cfg.layer_count, **common)
     return StyleALAE(startf=model_cfg.startf, maxf=model_cfg.maxf,
-                     layer_count=model_cfg.layer_count, **common)
+                     layer_count=model_cfg.layer_count,
+                     style_injection=model_cfg.style_injection, **common)
 
 
 def _count(prefix: str, keys) -> int:
@@ -135,10 +136,14 @@ def load_official(path: str | os.PathLike, *, ema: bool = False, map_location="c
         ema: load the EMA weights (``*_s``; the official code samples with those).
         map_location: passed to ``torch.load``.
         **options: model options not stored in checkpoints (``dlatent_avg_beta``,
-            ``truncation_psi``, ``truncation_cutoff``, ``style_mixing_prob``).
+            ``truncation_psi``, ``truncation_cutoff``, ``style_mixing_prob``). Official
+            generators are AdaIN generators: a ``style_injection`` other than "adain" is refused.
 
     Returns: a :class:`StyleALAE` or :class:`MLPALAE` in eval mode.
     """
+    if options.get("style_injection", "adain") != "adain":
+        raise CheckpointError(f"official checkpoints hold AdaIN generators; "
+                              f"style_injection={options['style_injection']!r} cannot load them")
     ckpt = _torch_load(path, map_location)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("models"), dict):
         raise CheckpointError(f"{path} is not an official ALAE checkpoint (no 'models' dict)")

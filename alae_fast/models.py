@@ -12,7 +12,21 @@ from __future__ import annotations
 from .nn import optimize
 from .reference import model as _reference
 
-__all__ = ["StyleALAE", "MLPALAE"]
+__all__ = ["StyleALAE", "MLPALAE", "FAST_STYLE_INJECTIONS"]
+
+#: The generator style injections the fast modules of :mod:`alae_fast.nn` implement. A
+#: "modconv" generator runs only as the reference model for now (``train.impl=ref``); its fast
+#: DecodeBlock forward is to come, and then "modconv" belongs here.
+FAST_STYLE_INJECTIONS = ("adain",)
+
+
+def check_fast_style_injection(style_injection: str) -> None:
+    """Raise ``NotImplementedError`` if the fast modules cannot run ``style_injection``."""
+    if style_injection not in FAST_STYLE_INJECTIONS:
+        raise NotImplementedError(
+            f"style_injection={style_injection!r} has no fast implementation yet (fast: "
+            f"{list(FAST_STYLE_INJECTIONS)}); use the reference model "
+            f"alae_fast.reference.StyleALAE (train.impl=ref)")
 
 
 class StyleALAE(_reference.StyleALAE):
@@ -21,9 +35,12 @@ class StyleALAE(_reference.StyleALAE):
     def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
                  latent_size: int = 128, mapping_layers: int = 5, channels: int = 3,
                  dlatent_avg_beta: float | None = None, truncation_psi: float | None = None,
-                 truncation_cutoff: int | None = None, style_mixing_prob: float | None = None):
+                 truncation_cutoff: int | None = None, style_mixing_prob: float | None = None,
+                 style_injection: str = "adain"):
+        check_fast_style_injection(style_injection)
         super().__init__(startf, maxf, layer_count, latent_size, mapping_layers, channels,
-                         dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob)
+                         dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob,
+                         style_injection)
         optimize(self)
 
 

@@ -1,5 +1,6 @@
 """Building layers of the reference ALAE: equalized-learning-rate linear and convolution, blur,
-pixel norm, AdaIN style modulation, noise injection and resampling.
+pixel norm, AdaIN style modulation, noise injection and resampling, and the StyleGAN2-style
+modulated convolution of the optional ``style_injection="modconv"`` generator.
 
 Equalized learning rate is *implicit*, as in the official ALAE code: the stored weight already
 carries the He scale (it is initialised with std ``gain / sqrt(fan_in)``) and the optimizer
@@ -24,6 +25,7 @@ __all__ = [
     "Blur",
     "pixel_norm",
     "style_mod",
+    "modulated_conv2d",
     "instance_norm",
     "instance_stats",
     "add_noise",
@@ -256,6 +258,64 @@ def style_mod(x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """
     s = style.view(style.shape[0], 2, x.shape[1], 1, 1)
     return torch.addcmul(s[:, 1], x, s[:, 0] + 1.0)
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
+                     demodulate: bool = True, up: bool = False, eps: float = 1e-8) -> torch.Tensor:
+    """StyleGAN2 weight modulation (and demodulation) with a per-sample convolution.
+
+    Each sample ``n`` gets its own kernel ``w'_n = weight * styles[n]`` (scaled along the input
+    channels); with ``demodulate`` each output filter of ``w'_n`` is then rescaled to unit L2
+    norm: ``w'_n[o] *= rsqrt(sum over (Cin, kh, kw) of w'_n[o]**2 + eps)``. The whole batch runs
+    as ONE grouped convolution (the batch folded into the channels, ``groups=N``).
+
+    Args:
+        x: input [N, Cin, H, W].
+        weight: the stored equalized conv weight [Cout, Cin, kh, kw] in the ordinary
+            (``conv2d``) layout, used as is (it already carries the He scale). Odd kernel sizes
+            keep the spatial size (padding ``kh // 2``, ``kw // 2``).
+        styles: per-sample input-channel scales [N, Cin].
+        demodulate: normalise every output filter of the modulated kernel (see above).
+        up: nearest-neighbour 2x up-sampling before the convolution (3x3 kernels only). It is
+            done as one stride-2 transposed convolution with the 4x4 kernel of
+            :func:`_fused_kernel` (the four 1-pixel shifts of the flipped 3x3 kernel), which
+            equals ``conv2d(upscale2d(x), w'_n, padding=1)`` per sample without materialising
+            the up-sampled input.
+        eps: added to the sum of squares before the reciprocal square root.
+
+    Returns:
+        [N, Cout, H, W], or [N, Cout, 2H, 2W] when ``up``; the dtype of ``x``.
+    """
+    if x.dim() != 4 or weight.dim() != 4 or styles.dim() != 2:
+        raise ValueError(f"expected x [N, Cin, H, W], weight [Cout, Cin, kh, kw] and styles "
+                         f"[N, Cin], got {list(x.shape)}, {list(weight.shape)}, "
+                         f"{list(styles.shape)}")
+    n, cin, h, w_ = x.shape
+    cout, _, kh, kw = weight.shape
+    if weight.shape[1] != cin or styles.shape != (n, cin):
+        raise ValueError(f"channel/batch mismatch: x {list(x.shape)}, weight "
+                         f"{list(weight.shape)}, styles {list(styles.shape)}")
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"the kernel size must be odd, got {kh}x{kw}")
+    if up and (kh, kw) != (3, 3):
+        raise ValueError(f"up=True needs a 3x3 kernel, got {kh}x{kw}")
+
+    # [N, Cout, Cin, kh, kw]: the kernel of every sample.
+    w = weight.to(x.dtype).unsqueeze(0) * styles.to(x.dtype).view(n, 1, cin, 1, 1)
+    if demodulate:
+        w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + eps)
+    out_hw = (2 * h, 2 * w_) if up else (h, w_)
+    if n == 0:  # groups=0 is not a convolution; the (empty) result still tracks gradients
+        return (x.sum() * 0 + w.sum() * 0).expand(0, cout, *out_hw)
+    xg = x.reshape(1, n * cin, h, w_)
+    if up:
+        # Transposed layout [N*Cin, Cout, 3, 3] of the flipped kernel, then the 4x4 transform:
+        # conv_transpose2d(x, fused(flip(w)^T), stride 2, padding 1) == conv2d(upscale2d(x), w).
+        wt = w.flip(3, 4).transpose(1, 2).reshape(n * cin, cout, kh, kw)
+        y = F.conv_transpose2d(xg, _fused_kernel(wt), stride=2, padding=1, groups=n)
+    else:
+        y = F.conv2d(xg, w.reshape(n * cout, cin, kh, kw), padding=(kh // 2, kw // 2), groups=n)
+    return y.view(n, cout, *out_hw)
 
 
 def add_noise(x: torch.Tensor, weight: torch.Tensor, noise, layer: int) -> torch.Tensor:

@@ -40,11 +40,13 @@ class ALAEBase(nn.Module):
 
     Subclasses pass the classes of D, G and E; the module tree and its order follow the
     official ``Model``: ``mapping_d``, ``mapping_f``, ``decoder``, ``encoder``, ``dlatent_avg``.
+    ``network_args`` go to both G and E, ``decoder_args`` to G only.
     """
 
     def __init__(self, mapping_d_cls, decoder_cls, encoder_cls, *, latent_size: int,
                  layer_count: int, mapping_layers: int, channels: int, network_args: dict,
-                 dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob):
+                 dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob,
+                 decoder_args: dict | None = None):
         super().__init__()
         self.latent_size = latent_size
         self.layer_count = layer_count
@@ -60,7 +62,7 @@ class ALAEBase(nn.Module):
         self.mapping_f = MappingF(num_layers=2 * layer_count, mapping_layers=mapping_layers,
                                   latent_size=latent_size, dlatent_size=latent_size,
                                   mapping_fmaps=latent_size)
-        self.decoder = decoder_cls(**net)
+        self.decoder = decoder_cls(**net, **(decoder_args or {}))
         self.encoder = encoder_cls(**net)
         self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
         # Which implementation the three losses use: "ref" (the plain-PyTorch functions of
@@ -225,7 +227,8 @@ class ALAEBase(nn.Module):
 
 
 class StyleALAE(ALAEBase):
-    """StyleALAE: StyleGAN-like generator with AdaIN, instance-norm-statistics encoder.
+    """StyleALAE: StyleGAN-like generator with AdaIN (or, optionally, StyleGAN2 modulated
+    convolutions), instance-norm-statistics encoder.
 
     Args (as the official ``Model``):
         startf, maxf: channels at the highest resolution, and the cap.
@@ -235,17 +238,25 @@ class StyleALAE(ALAEBase):
         channels: image channels.
         dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob: see
             :meth:`ALAEBase.generate`.
+        style_injection (not an official option): how G injects the styles. "adain" (the
+            default, the official generator; official checkpoints need it) or "modconv"
+            (StyleGAN2 weight modulation/demodulation, no instance norm, for models trained
+            from scratch; its style layers have other shapes, see
+            :class:`~alae_fast.reference.networks.DecodeBlock`). The encoder is the same.
     """
 
     def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
                  latent_size: int = 128, mapping_layers: int = 5, channels: int = 3,
                  dlatent_avg_beta: float | None = None, truncation_psi: float | None = None,
-                 truncation_cutoff: int | None = None, style_mixing_prob: float | None = None):
+                 truncation_cutoff: int | None = None, style_mixing_prob: float | None = None,
+                 style_injection: str = "adain"):
         super().__init__(MappingD, Generator, Encoder, latent_size=latent_size,
                          layer_count=layer_count, mapping_layers=mapping_layers, channels=channels,
                          network_args=dict(startf=startf, maxf=maxf),
                          dlatent_avg_beta=dlatent_avg_beta, truncation_psi=truncation_psi,
-                         truncation_cutoff=truncation_cutoff, style_mixing_prob=style_mixing_prob)
+                         truncation_cutoff=truncation_cutoff, style_mixing_prob=style_mixing_prob,
+                         decoder_args=dict(style_injection=style_injection))
+        self.style_injection = style_injection
 
 
 class MLPALAE(ALAEBase):

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .layers import (Blur, Conv2d, ConvTranspose2d, Linear, add_noise, downscale2d, instance_norm,
-                     instance_stats, pixel_norm, style_mod, upscale2d)
+                     instance_stats, modulated_conv2d, pixel_norm, style_mod, upscale2d)
 
 __all__ = [
     "EncodeBlock",
@@ -34,6 +34,9 @@ __all__ = [
 LRELU_SLOPE = 0.2
 ENCODER_NORM_EPS = 1e-5  # nn.InstanceNorm2d's default, used by the official EncodeBlock
 DECODER_NORM_EPS = 1e-8  # the official DecodeBlock passes eps=1e-8
+#: Generator style injections: "adain" (official StyleALAE, the default) or "modconv"
+#: (StyleGAN2 weight modulation/demodulation; an alternative for training from scratch).
+STYLE_INJECTIONS = ("adain", "modconv")
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -45,6 +48,12 @@ def _check_lod(lod: int, blend: float, layer_count: int) -> None:
         raise ValueError(f"lod must be in [0, {layer_count - 1}], got {lod}")
     if blend != 1 and lod == 0:
         raise ValueError("blend < 1 needs lod >= 1 (there is no lower level to fade from)")
+
+
+def _check_style_injection(style_injection: str) -> None:
+    if style_injection not in STYLE_INJECTIONS:
+        raise ValueError(f"style_injection must be one of {list(STYLE_INJECTIONS)}, "
+                         f"got {style_injection!r}")
 
 
 def _channels(startf: int, maxf: int, mul: int) -> int:
@@ -108,25 +117,41 @@ class DecodeBlock(nn.Module):
     """One generator level: (up-sampling conv + blur), noise, bias, leaky ReLU, instance norm,
     AdaIN with style 1; conv, noise, bias, leaky ReLU, instance norm, AdaIN with style 2.
 
+    With ``style_injection="modconv"`` the styles modulate (and demodulate) the convolution
+    weights instead, as in StyleGAN2 (:func:`~alae_fast.reference.layers.modulated_conv2d`):
+    (modulated up-sampling conv with style 1 + blur), noise, bias, leaky ReLU; modulated conv
+    with style 2, noise, bias, leaky ReLU. There is no instance norm and no AdaIN. The first
+    block (no first conv) starts from the learned constant, broadcast to the batch; it has no
+    ``style_1`` and ignores ``s1``.
+
     Args:
         inputs, outputs: channel counts.
         latent_size: size of w; each AdaIN style is an equalized linear layer (gain 1) to 2C.
+            In "modconv" mode each style is an equalized linear layer (gain 1, bias initialised
+            to 1 so the initial modulation is about 1) to the input channels of its conv:
+            ``style_1`` to ``inputs``, ``style_2`` to ``outputs``.
         has_first_conv: False for the 4x4 block, which starts from the learned constant.
         fused_scale: transposed stride-2 conv with the transformed kernel (resolution >= 128)
-            instead of nearest up-sampling + 3x3 conv.
+            instead of nearest up-sampling + 3x3 conv. Both compute the same function of the
+            weight, so "modconv" runs both as a modulated up-sampling conv (the fused weight is
+            stored in the transposed layout [inputs, outputs, 3, 3]).
         layer: index of the block (used by the deterministic no-noise stand-in).
+        style_injection: "adain" (official, default) or "modconv".
 
     ``forward(x [N or 1, inputs, H, W], s1 [N, latent], s2 [N, latent], noise)``
     ``-> [N, outputs, 2H, 2W]`` (same size for the first block).
     """
 
     def __init__(self, inputs: int, outputs: int, latent_size: int, has_first_conv: bool = True,
-                 fused_scale: bool = True, layer: int = 0):
+                 fused_scale: bool = True, layer: int = 0, style_injection: str = "adain"):
         super().__init__()
+        _check_style_injection(style_injection)
         self.inputs = inputs
         self.has_first_conv = has_first_conv
         self.fused_scale = fused_scale
         self.layer = layer
+        self.style_injection = style_injection
+        modconv = style_injection == "modconv"
         if has_first_conv:
             if fused_scale:
                 self.conv_1 = ConvTranspose2d(inputs, outputs, 3, 2, 1, bias=False,
@@ -136,13 +161,43 @@ class DecodeBlock(nn.Module):
         self.blur = Blur(outputs)
         self.noise_weight_1 = nn.Parameter(torch.zeros(1, outputs, 1, 1))
         self.bias_1 = nn.Parameter(torch.zeros(1, outputs, 1, 1))
-        self.style_1 = Linear(latent_size, 2 * outputs, gain=1.0)
+        if not modconv:
+            self.style_1 = Linear(latent_size, 2 * outputs, gain=1.0)
+        elif has_first_conv:
+            self.style_1 = Linear(latent_size, inputs, gain=1.0)
         self.conv_2 = Conv2d(outputs, outputs, 3, 1, 1, bias=False)
         self.noise_weight_2 = nn.Parameter(torch.zeros(1, outputs, 1, 1))
         self.bias_2 = nn.Parameter(torch.zeros(1, outputs, 1, 1))
-        self.style_2 = Linear(latent_size, 2 * outputs, gain=1.0)
+        self.style_2 = Linear(latent_size, outputs if modconv else 2 * outputs, gain=1.0)
+        if modconv:
+            with torch.no_grad():
+                for name in ("style_1", "style_2"):
+                    if hasattr(self, name):
+                        getattr(self, name).bias.fill_(1.0)
+
+    def _conv_1_weight(self) -> torch.Tensor:
+        """conv_1's weight in the ordinary [outputs, inputs, 3, 3] layout of an up-sampling conv:
+        the fused transposed conv equals nearest up-sampling + a 3x3 conv with the flipped,
+        transposed weight."""
+        w = self.conv_1.weight
+        return w.transpose(0, 1).flip(2, 3) if self.fused_scale else w
+
+    def _forward_modconv(self, x: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor,
+                         noise) -> torch.Tensor:
+        if self.has_first_conv:
+            x = self.blur(modulated_conv2d(x, self._conv_1_weight(), self.style_1(s1), up=True))
+        else:
+            x = x.expand(s2.shape[0], -1, -1, -1)  # the learned constant, one copy per sample
+        x = add_noise(x, self.noise_weight_1, noise, self.layer)
+        x = _lrelu(x + self.bias_1)
+
+        x = modulated_conv2d(x, self.conv_2.weight, self.style_2(s2))
+        x = add_noise(x, self.noise_weight_2, noise, self.layer)
+        return _lrelu(x + self.bias_2)
 
     def forward(self, x: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, noise) -> torch.Tensor:
+        if self.style_injection == "modconv":
+            return self._forward_modconv(x, s1, s2, noise)
         if self.has_first_conv:
             if not self.fused_scale:
                 x = upscale2d(x)
@@ -189,11 +244,17 @@ class Generator(nn.Module):
     ``forward(styles [N, 2 * layer_count, latent], lod, blend, noise) -> [N, channels, R, R]``
     with ``R = 4 * 2**lod``. ``blend < 1`` fades in level ``lod`` over the nearest-upsampled
     output of level ``lod - 1``: ``lerp(prev, cur, blend)``.
+
+    ``style_injection`` ("adain", the official generator and the default, or "modconv") is
+    passed to every :class:`DecodeBlock`. With "modconv" the style slot 0 (``s1`` of the first
+    block) is unused: that block starts from the constant and has only one (modulated) conv.
     """
 
     def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
-                 latent_size: int = 128, channels: int = 3):
+                 latent_size: int = 128, channels: int = 3, style_injection: str = "adain"):
         super().__init__()
+        _check_style_injection(style_injection)
+        self.style_injection = style_injection
         self.startf = startf
         self.maxf = maxf
         self.layer_count = layer_count
@@ -210,7 +271,8 @@ class Generator(nn.Module):
             outputs = _channels(startf, maxf, mul)
             fused_scale = self.layer_to_resolution[i] >= 128
             self.decode_block.append(DecodeBlock(inputs, outputs, latent_size, has_first_conv=i != 0,
-                                                 fused_scale=fused_scale, layer=i))
+                                                 fused_scale=fused_scale, layer=i,
+                                                 style_injection=style_injection))
             self.to_rgb.append(ToRGB(outputs, channels))
             inputs = outputs
             mul //= 2

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 MODEL_KINDS = ("mlp", "style")
+STYLE_INJECTIONS = ("adain", "modconv")  # alae_fast.reference.networks.STYLE_INJECTIONS
 DATASETS = ("mnist", "image_folder")
 IMPLS = ("ref", "fast", "triton", "cuda", "cpu")
 
@@ -65,6 +66,10 @@ class ModelConfig:
     The ``None``-able fields switch a feature off: no running average of the
     dlatent (``dlatent_avg_beta``), no truncation trick (``truncation_psi``)
     or no style mixing regularisation (``style_mixing_prob``).
+    ``style_injection`` is how the StyleALAE generator applies the styles:
+    ``"adain"`` (the official generator, the default) or ``"modconv"``
+    (StyleGAN2 weight modulation/demodulation, for training from scratch);
+    the MLP model has no styles and takes only ``"adain"``.
     """
 
     kind: str = "style"
@@ -78,6 +83,7 @@ class ModelConfig:
     truncation_psi: float | None = 0.7
     truncation_cutoff: int | None = 8
     style_mixing_prob: float | None = 0.9
+    style_injection: str = "adain"
 
 
 @dataclass
@@ -300,6 +306,12 @@ def _check_values(cfg: Config) -> None:
     if m.style_mixing_prob is not None:
         _require(0.0 <= m.style_mixing_prob <= 1.0, "model.style_mixing_prob",
                  "must be in [0, 1] or null", m.style_mixing_prob)
+    _require(m.style_injection in STYLE_INJECTIONS, "model.style_injection",
+             f"must be one of {list(STYLE_INJECTIONS)}", m.style_injection)
+    if m.kind == "mlp":
+        _require(m.style_injection == "adain", "model.style_injection",
+                 "must be 'adain' for model.kind 'mlp' (the MLP generator has no styles)",
+                 m.style_injection)
 
     _require(d.dataset in DATASETS, "data.dataset", f"must be one of {list(DATASETS)}", d.dataset)
     if d.dataset == "image_folder":

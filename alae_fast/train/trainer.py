@@ -31,6 +31,7 @@ from ..checkpoints import CHECKPOINT_FORMAT, atomic_save, build_model, load_chec
 from ..data import ImageFolderDataset, uint8_to_float
 from ..data.mnist import load_mnist
 from ..data.transforms import pad_to
+from ..models import FAST_STYLE_INJECTIONS
 from ..nn import optimize
 from ..optim import LREQAdam as FusedLREQAdam
 from ..reference.optim import LREQAdam
@@ -187,7 +188,12 @@ class Trainer:
         self.out = Path(cfg.train.output_dir)
         seed_everything(cfg.train.seed)
 
+        if cfg.train.impl != "ref" and cfg.model.style_injection not in FAST_STYLE_INJECTIONS:
+            raise ConfigError(f"model.style_injection={cfg.model.style_injection!r} has no fast "
+                              f"implementation yet: train it with train.impl=ref "
+                              f"(got train.impl={cfg.train.impl!r})")
         self.data = _Images(cfg, data)
+        # The model of the config (architecture and style injection), then the fast modules.
         self.model = build_model(cfg.model, truncation=False).to(self.device).train()
         self.ops_summary = describe_ops(cfg.train.impl, self.device, cfg.model.kind)
         # Every impl but "ref" runs the fast modules, losses and optimizer step.
