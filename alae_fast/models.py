@@ -14,10 +14,9 @@ from .reference import model as _reference
 
 __all__ = ["StyleALAE", "MLPALAE", "FAST_STYLE_INJECTIONS"]
 
-#: The generator style injections the fast modules of :mod:`alae_fast.nn` implement. A
-#: "modconv" generator runs only as the reference model for now (``train.impl=ref``); its fast
-#: DecodeBlock forward is to come, and then "modconv" belongs here.
-FAST_STYLE_INJECTIONS = ("adain",)
+#: The generator style injections the fast modules of :mod:`alae_fast.nn` implement (all of
+#: them: a "modconv" DecodeBlock's grouped convolution is the same call in both).
+FAST_STYLE_INJECTIONS = ("adain", "modconv")
 
 
 def check_fast_style_injection(style_injection: str) -> None:

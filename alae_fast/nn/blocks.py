@@ -124,10 +124,14 @@ class DecodeBlock(ref.DecodeBlock):
     def fuses_conv_1(self, device: torch.device, size: int) -> bool:
         """Whether conv_1 reads the previous block's AdaIN output (``size`` x ``size``)
         deferred."""
-        return self.has_first_conv and use_fused_adain_conv(
+        return self.has_first_conv and self.style_injection == "adain" and use_fused_adain_conv(
             device, self.inputs, self.conv_2.weight.shape[0], size, True, self.impl)
 
     def forward(self, x: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, noise) -> torch.Tensor:
+        if self.style_injection == "modconv":
+            # Modulation and demodulation fold into the weights and the convolution is one
+            # grouped library conv: the reference forward is already that kernel.
+            return super().forward(x, s1, s2, noise)
         return self.forward_chain(x, s1, s2, noise, defer=False)
 
     def forward_chain(self, x, s1: torch.Tensor, s2: torch.Tensor, noise, defer: bool):
@@ -167,10 +171,11 @@ class Generator(ref.Generator):
             block = self.decode_block[i]
             # The last block's output feeds ToRGB (and a fade-in), which need the tensor.
             nxt = self.decode_block[i + 1] if i + 1 < count else None
-            defer = (isinstance(block, DecodeBlock) and isinstance(nxt, DecodeBlock)
+            defer = (isinstance(block, DecodeBlock) and block.style_injection == "adain"
+                     and isinstance(nxt, DecodeBlock)
                      and nxt.fuses_conv_1(styles.device, self.layer_to_resolution[i]))
             s1, s2 = styles[:, 2 * i], styles[:, 2 * i + 1]
-            if isinstance(block, DecodeBlock):
+            if isinstance(block, DecodeBlock) and block.style_injection == "adain":
                 x = block.forward_chain(x, s1, s2, noise, defer)
             else:
                 x = block(x, s1, s2, noise)

@@ -389,14 +389,31 @@ def test_official_checkpoints_load_only_as_adain(tmp_path):
         load_official(tmp_path / "official.pth", style_injection="modconv")
 
 
-def test_fast_model_keeps_the_reference_signature_and_refuses_modconv_for_now():
+def test_fast_model_keeps_the_reference_signature_and_runs_modconv():
+    import copy
     import inspect
+
+    import alae_fast
     assert (inspect.signature(models.StyleALAE.__init__)
             == inspect.signature(StyleALAE.__init__))
     assert inspect.signature(StyleALAE.__init__).parameters["style_injection"].default == "adain"
-    with pytest.raises(NotImplementedError, match="modconv"):
-        models.StyleALAE(startf=4, maxf=8, layer_count=2, latent_size=8, mapping_layers=2,
-                         style_injection="modconv")
+    fast = models.StyleALAE(startf=4, maxf=8, layer_count=3, latent_size=8, mapping_layers=2,
+                            style_injection="modconv")
+    assert fast.decoder.style_injection == "modconv"
+    # The fast generator (fast blur, the same grouped convolution) against the reference.
+    torch.manual_seed(0)
+    ref = Generator(startf=4, maxf=8, layer_count=3, latent_size=8, style_injection="modconv")
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if "bias" in name or "noise_weight" in name:
+                p.add_(0.2 * torch.randn_like(p))
+    quick = alae_fast.optimize(copy.deepcopy(ref))
+    styles = torch.randn(2, 6, 8)
+    outs = []
+    for m in (quick, ref):
+        torch.manual_seed(1)
+        outs.append(m(styles, 2, 0.5, noise=True))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,9 +484,12 @@ def test_trainer_smoke_run_with_modconv(tmp_path, mnist_dir):
     assert (tmp_path / "samples_final.png").is_file()
 
 
-def test_trainer_refuses_modconv_on_the_fast_modules(tmp_path):
-    # Refused before any data is read.
+def test_trainer_runs_modconv_on_the_fast_modules(tmp_path, mnist_dir):
+    from alae_fast.nn import DecodeBlock as FastDecodeBlock
     from alae_fast.train.trainer import Trainer
 
-    with pytest.raises(ConfigError, match=r"model.style_injection='modconv'.*train.impl=ref"):
-        Trainer(_style_cfg(tmp_path, "train.impl=fast"), progress=False, log=lambda m: None)
+    t = Trainer(_style_cfg(tmp_path, "train.impl=fast", "train.max_steps=2"), progress=False,
+                log=lambda m: None)
+    assert isinstance(t.model.decoder.decode_block[1], FastDecodeBlock)
+    t.run()
+    assert (tmp_path / "checkpoint.pt").is_file()
