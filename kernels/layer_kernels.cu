@@ -12,6 +12,7 @@
 
 #include "layer_kernels.h"
 #include "dtype_dispatch.cuh"
+#include "kernel_common.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -23,12 +24,11 @@ namespace alae_fast {
 namespace kernels {
 namespace {
 
+using namespace detail;  // kernel_common.cuh
+
 // ---------------------------------------------------------------------------------------------
 // Launch configuration
 // ---------------------------------------------------------------------------------------------
-
-constexpr int kWarpSize = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 
 // Element-wise kernels (bias_act forward, blur): 256 threads, grid-stride loops.
 constexpr int kElemThreads = 256;
@@ -36,19 +36,6 @@ constexpr int kElemThreads = 256;
 constexpr int kElemItemsPerThread = 4;
 // Cap on element-wise blocks (plenty to fill a GPU; the grid-stride loop does the rest).
 constexpr int64_t kElemMaxBlocks = 8192;
-
-// Row kernels: a group of kGroup threads owns one row. Blocks have at least this many threads
-// (a block of warp-sized groups holds 256 / 32 = 8 rows).
-constexpr int kRowBlockThreads = 256;
-// Rows up to this length get a warp each, up to kBlockRowMax a 256-thread block, longer rows a
-// 512-thread block.
-constexpr int64_t kWarpRowMax = 1024;
-constexpr int64_t kBlockRowMax = 16384;
-// Elements each thread loads before using them (independent loads in flight). A power of two,
-// so that the mean of a full tile is an exact scaling.
-constexpr int kRowItems = 4;
-// Cap on row-kernel blocks along x (a loop over rows covers the rest).
-constexpr int64_t kMaxRowBlocks = int64_t{1} << 20;
 
 // Column sums: 8 warps; each thread adds a strided set of rows of one column of a chunk.
 constexpr int kColThreads = 256;
@@ -60,9 +47,6 @@ constexpr int64_t kColMaxChunks = 512;
 // Rows each thread loads before adding them (independent loads in flight), into as many sums.
 constexpr int kColUnroll = 4;
 
-// gridDim.y may not exceed 65535 (a loop covers larger counts).
-constexpr int64_t kMaxGridY = 65535;
-
 // lreq_adam_step_: each block updates one chunk of one tensor.
 constexpr int kAdamThreads = 512;
 constexpr int64_t kAdamChunk = 65536;
@@ -71,52 +55,8 @@ constexpr int kAdamMaxTensors = 36;
 constexpr int kAdamMaxBlocks = 320;
 
 static_assert(kElemThreads % kWarpSize == 0, "block sizes must be whole warps");
-static_assert(kRowBlockThreads % kWarpSize == 0, "block sizes must be whole warps");
 static_assert(kColThreads % kWarpSize == 0, "block sizes must be whole warps");
 static_assert(kAdamThreads % kWarpSize == 0, "block sizes must be whole warps");
-static_assert((kRowItems & (kRowItems - 1)) == 0, "kRowItems must be a power of two");
-
-__host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
-// ---------------------------------------------------------------------------------------------
-// Types and conversions
-// ---------------------------------------------------------------------------------------------
-
-template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccType<T>::type;
-
-__device__ __forceinline__ float to_acc(float x) { return x; }
-__device__ __forceinline__ double to_acc(double x) { return x; }
-__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_acc(acc_t<T> x);
-template <>
-__device__ __forceinline__ float from_acc<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ double from_acc<double>(double x) { return x; }
-template <>
-__device__ __forceinline__ __half from_acc<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-
-template <typename Acc>
-__device__ __forceinline__ Acc lrelu(Acc t, Acc alpha) {
-  return t > Acc(0) ? t : alpha * t;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Index division
@@ -177,148 +117,6 @@ cudaError_t with_index_type(int64_t numel, F&& f) {
 unsigned elem_num_blocks(int64_t numel) {
   const int64_t blocks = ceil_div(numel, int64_t{kElemThreads} * kElemItemsPerThread);
   return static_cast<unsigned>(min64(blocks < 1 ? 1 : blocks, kElemMaxBlocks));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reduction values and group reductions
-// ---------------------------------------------------------------------------------------------
-
-// Several sums reduced together.
-template <typename Acc, int kCount>
-struct Sums {
-  Acc v[kCount];
-};
-
-// Count, mean and sum of squared deviations of a set of values (combined with Chan et al.'s
-// pairwise update, which stays accurate where E[x^2] - E[x]^2 would cancel).
-template <typename Acc>
-struct MeanM2 {
-  Acc mean;
-  Acc m2;
-  int64_t count;
-};
-
-__device__ __forceinline__ float combine(float a, float b) { return a + b; }
-__device__ __forceinline__ double combine(double a, double b) { return a + b; }
-template <typename Acc, int kCount>
-__device__ __forceinline__ Sums<Acc, kCount> combine(const Sums<Acc, kCount>& a,
-                                                     const Sums<Acc, kCount>& b) {
-  Sums<Acc, kCount> r;
-#pragma unroll
-  for (int i = 0; i < kCount; ++i) r.v[i] = a.v[i] + b.v[i];
-  return r;
-}
-template <typename Acc>
-__device__ __forceinline__ MeanM2<Acc> combine(const MeanM2<Acc>& a, const MeanM2<Acc>& b) {
-  if (b.count == 0) return a;
-  if (a.count == 0) return b;
-  const int64_t count = a.count + b.count;
-  const Acc delta = b.mean - a.mean;
-  const Acc b_share = Acc(b.count) / Acc(count);
-  return {a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * Acc(a.count) * b_share, count};
-}
-
-__device__ __forceinline__ float shfl_down(float v, int offset) {
-  return __shfl_down_sync(kFullMask, v, offset);
-}
-__device__ __forceinline__ double shfl_down(double v, int offset) {
-  return __shfl_down_sync(kFullMask, v, offset);
-}
-template <typename Acc, int kCount>
-__device__ __forceinline__ Sums<Acc, kCount> shfl_down(const Sums<Acc, kCount>& v, int offset) {
-  Sums<Acc, kCount> r;
-#pragma unroll
-  for (int i = 0; i < kCount; ++i) r.v[i] = shfl_down(v.v[i], offset);
-  return r;
-}
-template <typename Acc>
-__device__ __forceinline__ MeanM2<Acc> shfl_down(const MeanM2<Acc>& v, int offset) {
-  const long long count = __shfl_down_sync(kFullMask, static_cast<long long>(v.count), offset);
-  return {shfl_down(v.mean, offset), shfl_down(v.m2, offset), static_cast<int64_t>(count)};
-}
-
-__device__ __forceinline__ float shfl_lane0(float v) { return __shfl_sync(kFullMask, v, 0); }
-__device__ __forceinline__ double shfl_lane0(double v) { return __shfl_sync(kFullMask, v, 0); }
-template <typename Acc, int kCount>
-__device__ __forceinline__ Sums<Acc, kCount> shfl_lane0(const Sums<Acc, kCount>& v) {
-  Sums<Acc, kCount> r;
-#pragma unroll
-  for (int i = 0; i < kCount; ++i) r.v[i] = shfl_lane0(v.v[i]);
-  return r;
-}
-template <typename Acc>
-__device__ __forceinline__ MeanM2<Acc> shfl_lane0(const MeanM2<Acc>& v) {
-  const long long count = __shfl_sync(kFullMask, static_cast<long long>(v.count), 0);
-  return {shfl_lane0(v.mean), shfl_lane0(v.m2), static_cast<int64_t>(count)};
-}
-
-// Combination of v over the warp in a fixed tree; the result is valid in lane 0 only. All 32
-// lanes must call it.
-template <typename V>
-__device__ __forceinline__ V warp_reduce(V v) {
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) v = combine(v, shfl_down(v, offset));
-  return v;
-}
-
-// Combination of v over a group of kGroup threads (a warp, or a whole block of kGroup
-// threads), returned to every thread of the group. Every thread of the group must call it; for
-// a block-sized group it has two barriers, and its shared arrays may be reused by the next call
-// (a write to them happens only after a barrier that every reader of the last result passed).
-template <int kGroup, typename V>
-__device__ __forceinline__ V group_reduce(V v) {
-  static_assert(kGroup % kWarpSize == 0 && kGroup <= 1024, "kGroup: whole warps, <= 1024");
-  v = warp_reduce(v);
-  if constexpr (kGroup == kWarpSize) {
-    return shfl_lane0(v);
-  } else {
-    constexpr int kWarps = kGroup / kWarpSize;
-    __shared__ V warp_totals[kWarps];
-    __shared__ V total;
-    const int lane = threadIdx.x % kWarpSize;
-    const int warp = threadIdx.x / kWarpSize;
-    if (lane == 0) warp_totals[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-      V w = lane < kWarps ? warp_totals[lane] : V{};
-      w = warp_reduce(w);
-      if (lane == 0) total = w;
-    }
-    __syncthreads();
-    return total;
-  }
-}
-
-// Threads per block of the row kernels with kGroup threads per row.
-template <int kGroup>
-struct RowBlock {
-  static constexpr int kThreads = kGroup < kRowBlockThreads ? kRowBlockThreads : kGroup;
-  static constexpr int kRows = kThreads / kGroup;
-  static_assert(kThreads % kGroup == 0, "a block holds whole groups");
-};
-
-// Calls f(std::integral_constant<int, kGroup>) with the group size for rows of row_len elements.
-template <typename F>
-cudaError_t with_row_group(int64_t row_len, F&& f) {
-  if (row_len <= kWarpRowMax) return f(std::integral_constant<int, kWarpSize>{});
-  if (row_len <= kBlockRowMax) return f(std::integral_constant<int, 256>{});
-  return f(std::integral_constant<int, 512>{});
-}
-
-template <int kGroup>
-unsigned row_num_blocks(int64_t rows) {
-  return static_cast<unsigned>(min64(ceil_div(rows, RowBlock<kGroup>::kRows), kMaxRowBlocks));
-}
-
-// The rows of a row kernel's thread: row = first, first + step, ... (uniform across its group,
-// so the group reductions inside the loop are reached by all of the group's threads).
-template <int kGroup>
-__device__ __forceinline__ int64_t first_row() {
-  return int64_t{blockIdx.x} * RowBlock<kGroup>::kRows + threadIdx.x / kGroup;
-}
-template <int kGroup>
-__device__ __forceinline__ int64_t row_step() {
-  return int64_t{gridDim.x} * RowBlock<kGroup>::kRows;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -617,20 +415,6 @@ struct NormArgs {
   acc_t<T>* noise_sums;   // adain backward with noise: per-row sums of grad_t * noise
 };
 
-// Pre-activation of one row: t(j) = x[j] + noise_weight * noise[j] + bias.
-template <typename T>
-struct RowPreact {
-  const T* __restrict__ x;
-  const T* __restrict__ noise;  // nullptr: no noise term
-  acc_t<T> noise_weight;
-  acc_t<T> bias;
-  __device__ __forceinline__ acc_t<T> operator()(int64_t j) const {
-    acc_t<T> t = to_acc(x[j]);
-    if (noise != nullptr) t += noise_weight * to_acc(noise[j]);
-    return t + bias;
-  }
-};
-
 template <typename T>
 __device__ __forceinline__ RowPreact<T> row_preact(const NormArgs<T>& args, int64_t row,
                                                    int64_t n, int64_t c) {
@@ -641,46 +425,6 @@ __device__ __forceinline__ RowPreact<T> row_preact(const NormArgs<T>& args, int6
   pre.noise_weight = args.noise != nullptr ? to_acc(args.noise_weight[c]) : Acc(0);
   pre.bias = args.bias != nullptr ? to_acc(args.bias[c]) : Acc(0);
   return pre;
-}
-
-// Mean and sum of squared deviations of a = lrelu(t) over a row, returned to the whole group.
-// Each thread takes tiles of kRowItems elements (j = tile + lane + k * kGroup), computes the
-// tile's exact two-pass mean and M2 in registers and merges it into its running MeanM2; the
-// group then merges the threads' states in a fixed tree.
-template <int kGroup, typename T>
-__device__ __forceinline__ MeanM2<acc_t<T>> row_mean_m2(const RowPreact<T>& pre, int64_t row_len,
-                                                        acc_t<T> alpha, int lane) {
-  using Acc = acc_t<T>;
-  constexpr int64_t kTile = int64_t{kGroup} * kRowItems;
-  MeanM2<Acc> state{Acc(0), Acc(0), 0};
-  for (int64_t tile = 0; tile < row_len; tile += kTile) {
-    Acc a[kRowItems];
-    int count = 0;
-#pragma unroll
-    for (int k = 0; k < kRowItems; ++k) {
-      const int64_t j = tile + lane + int64_t{k} * kGroup;
-      a[k] = Acc(0);
-      if (j < row_len) {
-        a[k] = lrelu(pre(j), alpha);
-        ++count;
-      }
-    }
-    if (count > 0) {
-      // The valid items are a[0 .. count) (j grows with k); the others are 0.
-      Acc sum = Acc(0);
-#pragma unroll
-      for (int k = 0; k < kRowItems; ++k) sum += a[k];
-      const Acc mean = count == kRowItems ? sum * Acc(1.0 / kRowItems) : sum / Acc(count);
-      Acc m2 = Acc(0);
-#pragma unroll
-      for (int k = 0; k < kRowItems; ++k) {
-        const Acc d = a[k] - mean;
-        if (k < count) m2 += d * d;
-      }
-      state = combine(state, MeanM2<Acc>{mean, m2, count});
-    }
-  }
-  return group_reduce<kGroup>(state);
 }
 
 // Forward of encode_norm (kAdain false) and adain (kAdain true), one group per row:
@@ -1024,7 +768,6 @@ cudaError_t launch_adam_table(const AdamTable& table, int blocks, const AdamScal
   lreq_adam_kernel<T, kRounding><<<blocks, kAdamThreads, 0, stream>>>(table, scalars);
   return cudaGetLastError();
 }
-
 
 // Workspace of a backward whose per-row sums ([rows_sums_count] accumulators, `sum_arrays` of
 // them) are then summed per channel over N rows of C: the row-sum arrays, then the column-sum

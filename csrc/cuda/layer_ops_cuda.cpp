@@ -1,10 +1,10 @@
 // CUDA implementations of the StyleALAE layer ops of alae_fast._C (schemas in csrc/ops.cpp):
-// bias_act, blur, encode_norm, adain and lreq_adam_step_ (linear_act has no CUDA kernel; its
-// GPU path is Triton).
+// bias_act, blur, encode_norm, adain, adain_conv2d, adain_stats and lreq_adam_step_
+// (linear_act has no CUDA kernel; its GPU path is Triton).
 //
 // Thin host glue: argument checks naming the argument, output and workspace allocation, and a
-// call of the torch-free launchers of kernels/layer_kernels.h on the current stream. Nothing
-// here synchronises with the device.
+// call of the torch-free launchers of kernels/layer_kernels.h and kernels/adain_conv_kernels.h
+// on the current stream. Nothing here synchronises with the device.
 
 #include <cstdint>
 #include <limits>
@@ -19,6 +19,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "kernels/adain_conv_kernels.h"
 #include "kernels/layer_kernels.h"
 
 namespace alae_fast {
@@ -313,13 +314,13 @@ struct AdainOptionals {
 AdainOptionals adain_optionals(const std::optional<at::Tensor>& noise,
                                const std::optional<at::Tensor>& noise_weight,
                                const std::optional<at::Tensor>& bias, const at::Tensor& x,
-                               const Nchw& s, const char* op) {
+                               const Nchw& s, const char* op, const char* bias_name = "bias") {
   TORCH_CHECK(has_tensor(noise) == has_tensor(noise_weight), op,
               " (CUDA): noise and noise_weight must be given together (got ",
               has_tensor(noise) ? "noise" : "noise_weight", " only)");
   return {optional_input(noise, op, "noise", {s.n, 1, s.h, s.w}, x, "x"),
           optional_input(noise_weight, op, "noise_weight", {s.c}, x, "x"),
-          optional_input(bias, op, "bias", {s.c}, x, "x")};
+          optional_input(bias, op, bias_name, {s.c}, x, "x")};
 }
 
 std::tuple<at::Tensor, at::Tensor> adain_fwd_cuda(const at::Tensor& x, const at::Tensor& style,
@@ -385,6 +386,160 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> adain_bwd_cuda(
 }
 
 // ---------------------------------------------------------------------------------------------
+// adain_conv2d and adain_stats
+// ---------------------------------------------------------------------------------------------
+
+kernels::Strides4 strides4(const at::Tensor& t) {
+  return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+at::MemoryFormat memory_format(Layout layout) {
+  return layout == Layout::kChannelsLast ? at::MemoryFormat::ChannelsLast
+                                         : at::MemoryFormat::Contiguous;
+}
+
+// The checked inputs of adain_conv2d's forward and backward.
+struct AdainConvInputs {
+  Nchw s;
+  int64_t out_channels;
+  int64_t out_h;
+  int64_t out_w;
+  Layout layout;  // of x (and of out and grad_x)
+  AdainOptionals opt;  // noise, noise_weight, act_bias
+};
+
+// x: [N, C, H, W], contiguous or channels_last; scale, shift: contiguous [N, C]; weight:
+// contiguous [Cout, C, 3, 3]; noise [N, 1, H, W] and noise_weight [C] together; act_bias [C].
+// All on x's device with x's dtype.
+AdainConvInputs check_adain_conv(const char* op, const at::Tensor& x, const at::Tensor& scale,
+                                 const at::Tensor& shift, const at::Tensor& weight,
+                                 const std::optional<at::Tensor>& noise,
+                                 const std::optional<at::Tensor>& noise_weight,
+                                 const std::optional<at::Tensor>& act_bias, bool up) {
+  check_float_cuda(x, op, "x");
+  AdainConvInputs in{};
+  in.s = nchw_sizes(x, op, "x");
+  in.layout = dense_layout(x, op, "x");
+  check_contiguous_like(scale, op, "scale", {in.s.n, in.s.c}, x, "x");
+  check_contiguous_like(shift, op, "shift", {in.s.n, in.s.c}, x, "x");
+  check_contiguous_input(weight, op, "weight");
+  check_like(weight, op, "weight", x, "x");
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == in.s.c && weight.size(2) == 3 &&
+                  weight.size(3) == 3,
+              op, " (CUDA): weight must have shape [Cout, ", in.s.c, ", 3, 3], got ",
+              weight.sizes());
+  in.out_channels = weight.size(0);
+  in.out_h = up ? 2 * in.s.h : in.s.h;
+  in.out_w = up ? 2 * in.s.w : in.s.w;
+  in.opt = adain_optionals(noise, noise_weight, act_bias, x, in.s, op, "act_bias");
+  return in;
+}
+
+at::Tensor adain_conv2d_fwd_cuda(const at::Tensor& x, const at::Tensor& scale,
+                                 const at::Tensor& shift, const at::Tensor& weight,
+                                 const std::optional<at::Tensor>& bias,
+                                 const std::optional<at::Tensor>& noise,
+                                 const std::optional<at::Tensor>& noise_weight,
+                                 const std::optional<at::Tensor>& act_bias, double alpha,
+                                 bool up) {
+  constexpr const char* op = "adain_conv2d_fwd";
+  const AdainConvInputs in =
+      check_adain_conv(op, x, scale, shift, weight, noise, noise_weight, act_bias, up);
+  const void* bias_ptr = optional_input(bias, op, "bias", {in.out_channels}, x, "x");
+  const DType dtype = kernel_dtype(x, op, "x");
+  const c10::cuda::CUDAGuard device_guard(x.device());
+
+  // out has x's memory format.
+  at::Tensor out = at::empty({in.s.n, in.out_channels, in.out_h, in.out_w},
+                             x.options().memory_format(memory_format(in.layout)));
+  if (out.numel() == 0) return out;
+  at::Tensor workspace;
+  void* ws = workspace_ptr(
+      kernels::adain_conv2d_forward_workspace_bytes(dtype, in.s.c, in.out_channels), x,
+      workspace);
+  C10_CUDA_CHECK(kernels::adain_conv2d_forward(
+      dtype, x.const_data_ptr(), strides4(x), scale.const_data_ptr(), shift.const_data_ptr(),
+      weight.const_data_ptr(), bias_ptr, in.opt.noise, in.opt.noise_weight, in.opt.bias, in.s.n,
+      in.s.c, in.s.h, in.s.w, in.out_channels, alpha, up, out.mutable_data_ptr(), strides4(out),
+      ws, current_stream()));
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+adain_conv2d_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& scale,
+                      const at::Tensor& shift, const at::Tensor& weight,
+                      const std::optional<at::Tensor>& noise,
+                      const std::optional<at::Tensor>& noise_weight,
+                      const std::optional<at::Tensor>& act_bias, double alpha, bool up) {
+  constexpr const char* op = "adain_conv2d_bwd";
+  const AdainConvInputs in =
+      check_adain_conv(op, x, scale, shift, weight, noise, noise_weight, act_bias, up);
+  check_float_cuda(grad_out, op, "grad_out");
+  check_like(grad_out, op, "grad_out", x, "x");
+  check_sizes(grad_out, op, "grad_out", {in.s.n, in.out_channels, in.out_h, in.out_w});
+  // Either layout, independently of x's (the kernels read it through its strides).
+  dense_layout(grad_out, op, "grad_out");
+  const DType dtype = kernel_dtype(x, op, "x");
+  const bool has_noise = has_tensor(noise_weight);
+  const c10::cuda::CUDAGuard device_guard(x.device());
+
+  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(memory_format(in.layout)));
+  at::Tensor grad_scale = at::empty({in.s.n, in.s.c}, scale.options());
+  at::Tensor grad_shift = at::empty({in.s.n, in.s.c}, shift.options());
+  at::Tensor grad_weight = at::empty(weight.sizes(), weight.options());
+  at::Tensor grad_bias = at::empty({in.out_channels}, x.options());
+  // Without noise its weight gets no gradient: zeros, as the spec asks.
+  at::Tensor grad_noise_weight =
+      has_noise ? at::empty({in.s.c}, x.options()) : at::zeros({in.s.c}, x.options());
+  at::Tensor grad_act_bias = at::empty({in.s.c}, x.options());
+  // Every output is written by the launcher for any sizes (empty sums are zeros).
+  at::Tensor workspace;
+  void* ws = workspace_ptr(
+      kernels::adain_conv2d_backward_workspace_bytes(dtype, in.s.n, in.s.c, in.s.h, in.s.w,
+                                                     in.out_channels, up),
+      x, workspace);
+  C10_CUDA_CHECK(kernels::adain_conv2d_backward(
+      dtype, grad_out.const_data_ptr(), strides4(grad_out), x.const_data_ptr(), strides4(x),
+      scale.const_data_ptr(), shift.const_data_ptr(), weight.const_data_ptr(), in.opt.noise,
+      in.opt.noise_weight, in.opt.bias, in.s.n, in.s.c, in.s.h, in.s.w, in.out_channels, alpha,
+      up, grad_x.mutable_data_ptr(), strides4(grad_x), grad_scale.mutable_data_ptr(),
+      grad_shift.mutable_data_ptr(), grad_weight.mutable_data_ptr(),
+      grad_bias.mutable_data_ptr(), has_noise ? grad_noise_weight.mutable_data_ptr() : nullptr,
+      grad_act_bias.mutable_data_ptr(), ws, current_stream()));
+  return {grad_x, grad_scale, grad_shift, grad_weight, grad_bias, grad_noise_weight,
+          grad_act_bias};
+}
+
+at::Tensor adain_stats_fwd_cuda(const at::Tensor& x, const std::optional<at::Tensor>& noise,
+                                const std::optional<at::Tensor>& noise_weight,
+                                const std::optional<at::Tensor>& act_bias, double alpha,
+                                double eps) {
+  constexpr const char* op = "adain_stats_fwd";
+  check_float_cuda(x, op, "x");
+  const Nchw s = nchw_sizes(x, op, "x");
+  const Layout layout = dense_layout(x, op, "x");
+  const AdainOptionals opt = adain_optionals(noise, noise_weight, act_bias, x, s, op, "act_bias");
+  const DType dtype = kernel_dtype(x, op, "x");
+  const bool channels_last = layout == Layout::kChannelsLast;
+  const c10::cuda::CUDAGuard device_guard(x.device());
+
+  at::Tensor stats = at::empty({s.n, 2 * s.c}, x.options().dtype(acc_scalar_type(x)));
+  if (s.n == 0 || s.c == 0) return stats;
+  if (s.h * s.w == 0) {
+    fill_nan(stats);
+    return stats;
+  }
+  at::Tensor workspace;
+  void* ws = workspace_ptr(kernels::adain_stats_forward_workspace_bytes(dtype, s.n, s.c, s.h,
+                                                                        s.w, channels_last),
+                           x, workspace);
+  C10_CUDA_CHECK(kernels::adain_stats_forward(
+      dtype, x.const_data_ptr(), opt.noise, opt.noise_weight, opt.bias, s.n, s.c, s.h, s.w,
+      channels_last, alpha, eps, stats.mutable_data_ptr(), ws, current_stream()));
+  return stats;
+}
+
+// ---------------------------------------------------------------------------------------------
 // lreq_adam_step_
 // ---------------------------------------------------------------------------------------------
 
@@ -442,5 +597,8 @@ TORCH_LIBRARY_IMPL(alae_fast_C, CUDA, m) {
   m.impl("encode_norm_bwd", &alae_fast::encode_norm_bwd_cuda);
   m.impl("adain_fwd", &alae_fast::adain_fwd_cuda);
   m.impl("adain_bwd", &alae_fast::adain_bwd_cuda);
+  m.impl("adain_conv2d_fwd", &alae_fast::adain_conv2d_fwd_cuda);
+  m.impl("adain_conv2d_bwd", &alae_fast::adain_conv2d_bwd_cuda);
+  m.impl("adain_stats_fwd", &alae_fast::adain_stats_fwd_cuda);
   m.impl("lreq_adam_step_", &alae_fast::lreq_adam_step_cuda);
 }
