@@ -29,8 +29,13 @@ __all__ = ["ENV_VAR", "MODES", "use_fused_adain_conv"]
 ENV_VAR = "ALAE_FAST_ADAIN_CONV"
 MODES = ("auto", "fused", "separate")
 
-# CPU rule, measured (see the module docstring and RESULTS.md): filled in from the benchmark.
-CPU_MAX_CHANNELS = 0
+# CPU rule, measured (benchmarks/test_adain_conv2d.py, 2-core AMD EPYC, torch 2.13, batch 1,
+# 2026-11-24, machine shared with other jobs): the fused C++ path (prologue-applied im2col
+# tiles + MKL GEMM) lost to oneDNN's convolution + the adain op at every layer shape of the
+# 256 and 1024 configs: forward 0.46-0.86x, forward+backward 0.29-0.97x, the whole 256x256
+# generator forward+backward 4.17 s against 3.24 s. oneDNN's direct convolution is worth more
+# than the one activation pass the fusion saves, so on CPU the separate path is always taken.
+CPU_FUSED = False
 
 
 def _mode() -> str:
@@ -57,7 +62,7 @@ def use_fused_adain_conv(device: torch.device, c_in: int, c_out: int, size: int,
     if resolve_impl("adain_conv2d", impl, device.type) == "ref":
         return False  # the reference twin is the separate path written out: nothing to gain
     if device.type == "cpu":
-        return c_in <= CPU_MAX_CHANNELS
+        return CPU_FUSED
     # CUDA: the fused kernels have not been measured on a GPU yet (no GPU was available when
     # they were written); cuDNN stays the default until benchmarks/test_adain_conv2d.py has
     # been run on one and this rule rewritten from its table.
