@@ -10,6 +10,7 @@
 
 #include "loss_kernels.h"
 #include "dtype_dispatch.cuh"
+#include "kernel_common.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -18,11 +19,11 @@ namespace alae_fast {
 namespace kernels {
 namespace {
 
+using namespace detail;  // acc types, conversions, min64/ceil_div, kWarpSize, grid caps
+
 // ---------------------------------------------------------------------------------------------
 // Launch configuration
 // ---------------------------------------------------------------------------------------------
-
-constexpr int kWarpSize = 32;
 
 // Mean reductions, stage 1: 256 threads (8 warps) is enough to hide load latency per SM slot.
 constexpr int kMeanThreads = 256;
@@ -48,49 +49,11 @@ constexpr int kElemItemsPerThread = 4;
 // Cap on blocks along x for the grid-stride loops (plenty to fill a GPU; the loop does the rest).
 constexpr int64_t kElemMaxBlocks = 8192;
 
-// gridDim.y may not exceed 65535: larger row counts are covered by a loop over rows.
-constexpr int64_t kMaxGridY = 65535;
-// Cap on one-block-per-row grids along x (gridDim.x allows 2^31 - 1; a loop covers the rest).
-constexpr int64_t kMaxRowBlocks = int64_t{1} << 20;
-
 static_assert(kMeanThreads % kWarpSize == 0, "block sizes must be whole warps");
 static_assert(kMeanFinalThreads % kWarpSize == 0, "block sizes must be whole warps");
 static_assert(kR1Threads % kWarpSize == 0, "block sizes must be whole warps");
 static_assert(kR1FinalThreads % kWarpSize == 0, "block sizes must be whole warps");
 static_assert(kElemThreads % kWarpSize == 0, "block sizes must be whole warps");
-
-// ---------------------------------------------------------------------------------------------
-// Types and conversions
-// ---------------------------------------------------------------------------------------------
-
-template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccType<T>::type;
-
-__device__ __forceinline__ float to_acc(float x) { return x; }
-__device__ __forceinline__ double to_acc(double x) { return x; }
-__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_acc(acc_t<T> x);
-template <>
-__device__ __forceinline__ float from_acc<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ double from_acc<double>(double x) { return x; }
-template <>
-__device__ __forceinline__ __half from_acc<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Numerics
@@ -241,10 +204,6 @@ __global__ void __launch_bounds__(kMeanFinalThreads)
   sum = block_sum<kMeanFinalThreads>(sum);
   if (threadIdx.x == 0) out[0] = from_acc<T>(sum * inv_n);
 }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // Stage-1 grid of a mean over n >= 1 elements: a function of n only.
 int mean_num_blocks(int64_t n) {
