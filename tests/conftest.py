@@ -4,10 +4,36 @@ from pathlib import Path
 import pytest
 import torch
 
-# Without a GPU the Triton kernels run in Triton's interpreter; it must be switched on before
-# any kernel module is imported (the ops import them lazily, on first use).
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+# Triton decides when a kernel is jitted whether it is interpreted, so interpreted Triton (on
+# CPU tensors) and compiled Triton (on CUDA) cannot share a process. The suite therefore runs
+# twice: a plain process runs everything but the interpreted-Triton cases (the Triton-on-CUDA
+# cases included, where CUDA exists), and a process started with TRITON_INTERPRET=1 runs only
+# those cases. A case is an interpreted-Triton case when it is parametrised with impl "triton"
+# and CPU tensors (a device parameter of "cpu", or none), or marked triton_interpreted.
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "triton_interpreted: runs Triton kernels on CPU tensors (only in a "
+                   "process started with TRITON_INTERPRET=1)")
+
+
+def runs_interpreted_triton(item) -> bool:
+    if item.get_closest_marker("triton_interpreted") is not None:
+        return True
+    params = getattr(item, "callspec", None)
+    params = params.params if params is not None else {}
+    return params.get("impl") == "triton" and params.get("device", "cpu") == "cpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    keep, drop = [], []
+    for item in items:
+        (keep if runs_interpreted_triton(item) == INTERPRETED else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

@@ -66,3 +66,93 @@ def image(shape, layout, device, dtype=torch.float32, seed=0) -> torch.Tensor:
         x = x.contiguous(memory_format=CL)
         assert not x.is_contiguous() and x.is_contiguous(memory_format=CL)
     return x
+
+
+# ---- float32 reorder bounds for whole networks -------------------------------------------------
+# Two float32 evaluations of the same network on different CPUs (AVX2 vs AVX-512, another
+# oneDNN/MKL kernel, another thread count) sum in different orders. Rounding-error model
+# (Higham & Mary, "A new approach to probabilistic rounding error analysis", 2019): a sum of K
+# terms carries an error of about sqrt(K) * u * sum|terms|, u = 2**-24, since the K roundings
+# are independent and add in quadrature (K * u is the worst case, never approached by the
+# vectorised sums of BLAS/oneDNN). In these networks every reduction is followed by an
+# equalized-learning-rate layer or a normalisation that keeps activations of the output's
+# order, so each reduction stage contributes at most about sqrt(K) * u * max|output| and the
+# stages add up (linearly: a worst case over their signs). One evaluation's error is then
+# below u * max|y| * S with S = sum over stages of sqrt(K); two evaluations differ by at most
+# twice that. The stages are counted by hooks while the network runs (see ReductionBudget).
+FP32_UNIT_ROUNDOFF = 2.0 ** -24
+
+
+class ReductionBudget:
+    """Counts S = sum of sqrt(K) over the reductions a network makes while it runs.
+
+    Forward: each equalized Linear/Conv2d sums K = fan-in terms; each DecodeBlock/EncodeBlock
+    takes two instance-norm statistics over H*W pixels; Blur sums 9 terms; pixel norm sums the
+    latent. Each of ``backward`` backward passes (1 for a loss's gradients, 2 for the R1 path:
+    the penalty's input gradient, then the gradient through it) adds, per layer, the input
+    gradient's reduction (K = fan-out) and the weight gradient's (K = batch * output pixels),
+    and per norm or blur its forward count again. Use as a context manager around the forward.
+    """
+
+    def __init__(self, module: torch.nn.Module, backward: int = 0):
+        from alae_fast.reference import layers, networks
+        self.total = 0.0
+        self._handles = []
+        kinds = {layers.Linear: self._dense, layers.Conv2d: self._dense,
+                 networks.DecodeBlock: self._norms, networks.EncodeBlock: self._norms,
+                 layers.Blur: self._blur, networks.MappingF: self._pixel_norm}
+        self.backward = backward
+        for m in module.modules():
+            for kind, count in kinds.items():
+                if isinstance(m, kind):
+                    self._handles.append(m.register_forward_hook(self._hook(count)))
+                    break
+
+    def _hook(self, count):
+        def hook(m, inputs, output):
+            self.total += count(m, inputs, output)
+        return hook
+
+    def _dense(self, m, inputs, output):
+        w = m.weight
+        fan_in = w[0].numel() if w.dim() > 1 else 1
+        s = fan_in ** 0.5
+        fan_out = w.shape[0] * (w[0, 0].numel() if w.dim() > 2 else 1)
+        pixels = output.numel() / output.shape[1]  # batch * output pixels of one channel
+        return s + self.backward * (fan_out ** 0.5 + pixels ** 0.5)
+
+    def _norms(self, m, inputs, output):
+        x = inputs[0] if m.__class__.__name__.startswith("Encode") else output
+        x = x[0] if isinstance(x, tuple) else x
+        hw = x.shape[-1] * x.shape[-2] if x.dim() == 4 else 1
+        return 2 * hw ** 0.5 * (1 + self.backward)
+
+    def _blur(self, m, inputs, output):
+        return 3.0 * (1 + self.backward)
+
+    def _pixel_norm(self, m, inputs, output):
+        return m.latent_size ** 0.5 * (1 + self.backward)
+
+    def bound(self, scale: float) -> float:
+        """Largest expected |a - b| of two float32 evaluations whose reductions sum terms of
+        magnitude up to ``scale`` (see the model above)."""
+        return 2 * FP32_UNIT_ROUNDOFF * self.total * scale
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+
+
+def assert_reorder_close(actual, expected, budget: ReductionBudget, what: str = "",
+                         scale: float | None = None) -> None:
+    """|actual - expected| within two float32 evaluations' reorder bound. ``scale`` is the
+    magnitude of the terms summed, by default the tensor's largest value (the bound is one of
+    whole-network rounding, not per element). A result that cancels (a bias followed by a
+    normalisation has a gradient near 0 made of large terms) needs the terms' scale given."""
+    tol = budget.bound(expected.abs().max().item() if scale is None else scale)
+    err = (actual.double() - expected.double()).abs().max().item()
+    assert err <= tol, (f"{what}: max |diff| {err:.3g} exceeds the float32 reorder bound "
+                        f"{tol:.3g} (S = {budget.total:.0f})")

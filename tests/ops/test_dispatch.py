@@ -34,6 +34,7 @@ def test_automatic_choice_on_cpu_follows_the_measured_order(monkeypatch):
     assert _dispatch.auto_order("d_adv_loss", "cuda") == ("cuda", "triton", "ref")
 
 
+@pytest.mark.triton_interpreted
 def test_environment_variable_overrides_the_default_but_not_the_argument(monkeypatch):
     monkeypatch.setenv("ALAE_FAST_IMPL", "triton")
     assert resolve_impl("d_adv_loss", None, "cpu") == "triton"
@@ -90,5 +91,8 @@ def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
         ops.d_adv_loss(torch.randn(3), torch.randn(3), impl="triton")
 
 
-def test_available_impls_on_cpu():
+def test_available_impls_on_cpu(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert ops.available_impls("cpu") == ["ref", "triton", "cpu"]
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert ops.available_impls("cpu") == ["ref", "cpu"]
