@@ -125,3 +125,17 @@ def test_unreadable_xml_is_named(tmp_path):
     bad.write_text("<testsuites>")
     with pytest.raises(SystemExit, match=r"cannot read the JUnit XML .*junit.xml"):
         record_verified.main(["--junit", str(bad), *H100])
+
+
+def test_gpu_check_script_parses_and_rejects_unknown_options(tmp_path):
+    import subprocess
+
+    script = SCRIPT.with_name("gpu_check.sh")
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")}
+    bad = subprocess.run(["bash", str(script), "--fast"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown option '--fast'" in bad.stderr
+    assert not (tmp_path / "out").exists()
+    usage = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True,
+                           env=env)
+    assert usage.returncode == 0 and "--quick" in usage.stdout and "--dry-run" in usage.stdout
