@@ -21,7 +21,7 @@ for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check: unknown option '$arg' (use --quick, --dry-run)" >&2; exit 2 ;;
   esac
 done
