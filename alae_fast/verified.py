@@ -110,7 +110,7 @@ def find_record(op: str, impl: str, capability: tuple[int, int],
                 path: str | Path | None = None) -> dict | None:
     """The latest record that verifies ``impl`` of ``op`` on a GPU of ``capability`` (same
     major compute capability), or None."""
-    key = (op, impl, capability[0], None if path is None else str(path))
+    key = (op, impl, capability[0], str(RECORD_PATH if path is None else path))
     if key not in _found:
         found = [r for r in load_records(path) if r["op"] == op and r["impl"] == impl
                  and _parse_capability(r["capability"])[0] == capability[0]]

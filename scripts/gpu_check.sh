@@ -5,9 +5,11 @@
 # benchmarks. Everything it writes goes to ${OUT:-gpu_check_out}/ (at most 7 files):
 #   log.txt  build.log  doctor.json  junit.xml  verified_kernels.json  RESULTS.md  <gpu>.json
 #
-# Usage: scripts/gpu_check.sh [--quick] [--dry-run]    (exit 1 when a stage failed)
-#   --quick    only the CUDA test cases (-k cuda), no benchmarks: well under 4 minutes
-#   --dry-run  CPU rehearsal: no build, doctor on cpu, one test file, record into OUT only
+# Usage: scripts/gpu_check.sh [--quick] [--all-tests] [--dry-run]  (exit 1: a stage failed)
+#   (default)    the GPU cases (-k cuda) of tests/ops, tests/nn, tests/test_models.py, benchmarks
+#   --quick      the GPU cases of tests/ops only, no benchmarks: well under 4 minutes
+#   --all-tests  every case of those paths (the CPU ones too), time permitting
+#   --dry-run    CPU rehearsal: no build, doctor on cpu, one test file, record into OUT only
 # Environment: GPU_CHECK_BUDGET (seconds, default 540, --quick 200), MAX_JOBS (16),
 #   TORCH_CUDA_ARCH_LIST (default: this GPU's capability only), ALAE_FAST_BENCH_COMPILE (0).
 # Wheels for a machine without pytest/pytest-benchmark/ninja: put them in .whl/ (installed
@@ -17,12 +19,14 @@ cd "$(dirname "$0")/.."
 
 QUICK=0
 DRY=0
+ALL_TESTS=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "gpu_check: unknown option '$arg' (use --quick, --dry-run)" >&2; exit 2 ;;
+    --all-tests) ALL_TESTS=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_check: unknown option '$arg' (--quick, --dry-run, --all-tests)" >&2; exit 2 ;;
   esac
 done
 
@@ -58,7 +62,9 @@ stage_end() {
   echo "=== $STAGE_NAME: $1 ($t s)"
 }
 # has MODULE: installed (found without importing it)
-has() { "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('$1') is None)" 2>/dev/null; }
+has() {
+  "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('$1') is None)" 2>/dev/null
+}
 FAILED=()
 
 echo "gpu_check: $(date -u +%FT%TZ) quick=$QUICK dry_run=$DRY budget=${BUDGET}s out=$OUTDIR"
@@ -88,7 +94,8 @@ if [ "$DRY" = 0 ] && [ -z "$CAP" ]; then
 fi
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   echo "installing the carried wheels: $(ls .whl/*.whl | xargs -n1 basename | tr '\n' ' ')"
-  "$PY" -m pip install --no-index --no-deps --quiet .whl/*.whl || echo "gpu_check: wheel install failed"
+  "$PY" -m pip install --no-index --no-deps --quiet .whl/*.whl \
+    || echo "gpu_check: wheel install failed"
 fi
 for mod in pytest pytest_benchmark ninja; do
   if has "$mod"; then echo "$mod: present"; else echo "$mod: MISSING"; fi
@@ -108,8 +115,8 @@ else
   export ALAE_FAST_CUDA=1 MAX_JOBS=${MAX_JOBS:-16}
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$CAP}
   T=$(budget 300 "$([ "$QUICK" = 1 ] && echo 60 || echo 200)")
-  echo "pip install --no-build-isolation --no-deps -e . (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST," \
-    "MAX_JOBS=$MAX_JOBS, timeout ${T}s; output in build.log)"
+  echo "pip install --no-build-isolation --no-deps -e ." \
+    "(TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST, MAX_JOBS=$MAX_JOBS, timeout ${T}s; build.log)"
   if timeout "$T" "$PY" -m pip install --no-build-isolation --no-deps -e . \
        >"$OUTDIR/build.log" 2>&1; then
     BUILD="pip install -e . ok"
@@ -148,9 +155,11 @@ if has pytest; then
     TARGETS=(tests/ops/test_blur.py)
     SELECT=(-k "cpu-cpu")
   else
+    # The GPU cases (ids ...-cuda-cuda, ...-triton-cuda); the CPU cases run in every CI run.
     TARGETS=(tests/ops tests/nn tests/test_models.py)
-    SELECT=()
-    [ "$QUICK" = 1 ] && SELECT=(-k cuda)
+    SELECT=(-k cuda)
+    [ "$QUICK" = 1 ] && TARGETS=(tests/ops)
+    [ "$ALL_TESTS" = 1 ] && SELECT=()
   fi
   T=$(budget 330 "$([ "$QUICK" = 1 ] && echo 15 || echo 120)")
   echo "pytest ${TARGETS[*]} ${SELECT[*]} (timeout ${T}s)"

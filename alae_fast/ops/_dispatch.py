@@ -116,9 +116,16 @@ def _requested(impl: str | None) -> tuple[str | None, str]:
     return env, f"{ENV_VAR}="
 
 
+_capabilities: dict[int, tuple[int, int]] = {}
+
+
 def gpu_capability() -> tuple[int, int]:
-    """Compute capability (major, minor) of the current CUDA device."""
-    return torch.cuda.get_device_capability()
+    """Compute capability (major, minor) of the current CUDA device (cached per device: the
+    automatic choice asks on every op call)."""
+    index = torch.cuda.current_device()
+    if index not in _capabilities:
+        _capabilities[index] = torch.cuda.get_device_capability(index)
+    return _capabilities[index]
 
 
 def verification(op: str, impl: str, device_type: str) -> tuple[bool, str]:
