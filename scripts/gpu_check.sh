@@ -188,9 +188,13 @@ if [ -f "$OUTDIR/junit.xml" ]; then
   fi
   timeout 60 "$PY" scripts/record_verified.py "${ARGS[@]}"
   RC=$?
-  [ "$DRY" = 0 ] && cp alae_fast/verified_kernels.json "$OUTDIR/verified_kernels.json"
+  if [ "$DRY" = 0 ]; then
+    [ "$RC" = 0 ] || FAILED+=("record")
+    cp alae_fast/verified_kernels.json "$OUTDIR/verified_kernels.json"
+  fi
   stage_end "exit $RC (0 written, 1 no CUDA case)"
 else
+  [ "$DRY" = 0 ] && FAILED+=("record (no junit.xml)")
   stage_end "SKIPPED: no junit.xml"
 fi
 
