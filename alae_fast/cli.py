@@ -1,4 +1,4 @@
-"""Command line: ``alae-fast train`` and ``alae-fast eval-mnist``."""
+"""Command line: ``alae-fast train``, ``alae-fast eval-mnist``, ``alae-fast doctor``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
                                               "(quick check; the protocol uses all)")
 
     sub.add_parser("configs", help="list the built-in configs")
+
+    d = sub.add_parser("doctor", help="versions, the implementation each op runs and why, and "
+                                      "a quick parity check of every kernel against the "
+                                      "reference (exit 1 on a mismatch)")
+    d.add_argument("--device", choices=("cpu", "cuda"),
+                   help="device to check (default: cuda when available, else cpu)")
+    d.add_argument("--json", help="also write the results as JSON to this file")
     return p
 
 
@@ -79,6 +86,16 @@ def _eval(args) -> int:
     return 0
 
 
+def _doctor(args) -> int:
+    from .doctor import DoctorUsageError, run_doctor
+
+    try:
+        return run_doctor(args.device, args.json)
+    except DoctorUsageError as exc:
+        print(f"alae-fast doctor: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None) -> int:
     from .checkpoints import CheckpointError
     from .data import MNISTDataError
@@ -90,6 +107,8 @@ def main(argv=None) -> int:
             return _train(args)
         if args.command == "eval-mnist":
             return _eval(args)
+        if args.command == "doctor":
+            return _doctor(args)
         print("\n".join(builtin_configs()))
         return 0
     except (ConfigError, MNISTDataError, CheckpointError, FileNotFoundError, ValueError) as exc:

@@ -56,3 +56,15 @@ def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "alae_fast.cli", "configs"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.split() == ["mnist-mlp", "mnist-style"]
+
+
+def test_doctor_subcommand_is_listed_with_its_options(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0 and "doctor" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["doctor", "--help"])
+    out = capsys.readouterr().out
+    assert "--device {cpu,cuda}" in out and "--json" in out

@@ -12,6 +12,12 @@ The fused path saves one write and one read of the activation; the library convo
 the better GEMM. Which wins depends on the layer's shape and the device: the rule below is
 derived from ``benchmarks/test_adain_conv2d.py`` (numbers in ``benchmarks/RESULTS.md``).
 
+On CUDA the fused path is taken only when both ``adain_conv2d`` and ``adain_stats`` are
+verified for the chosen implementation (a GPU parity record in
+``alae_fast/verified_kernels.json``, see :mod:`alae_fast.verified`; this holds for an explicit
+``impl`` too: an explicitly chosen but unverified kernel still runs, but in the separate path's
+``adain`` op) **and** the measured CUDA rule below says fused wins.
+
 ``$ALAE_FAST_ADAIN_CONV`` (``auto``, ``fused`` or ``separate``) overrides the rule for every
 layer, e.g. to measure both paths on new hardware.
 """
@@ -22,6 +28,7 @@ import os
 
 import torch
 
+from ..ops import _dispatch
 from ..ops._dispatch import resolve_impl
 
 __all__ = ["ENV_VAR", "MODES", "use_fused_adain_conv"]
@@ -36,6 +43,16 @@ MODES = ("auto", "fused", "separate")
 # generator forward+backward 4.17 s against 3.24 s. oneDNN's direct convolution is worth more
 # than the one activation pass the fusion saves, so on CPU the separate path is always taken.
 CPU_FUSED = False
+
+
+def cuda_fused_wins(c_in: int, c_out: int, size: int, up: bool) -> bool:
+    """The measured CUDA rule: whether the fused path beats cuDNN + adain at this layer.
+
+    Not measured yet: the fused kernels have not run on a GPU (none was available when they
+    were written), so cuDNN stays the default until benchmarks/test_adain_conv2d.py has been
+    run on one (scripts/gpu_check.sh) and this rule rewritten from its table.
+    """
+    return False
 
 
 def _mode() -> str:
@@ -59,11 +76,13 @@ def use_fused_adain_conv(device: torch.device, c_in: int, c_out: int, size: int,
     mode = _mode()
     if mode != "auto":
         return mode == "fused"
-    if resolve_impl("adain_conv2d", impl, device.type) == "ref":
+    chosen = resolve_impl("adain_conv2d", impl, device.type)
+    if chosen == "ref":
         return False  # the reference twin is the separate path written out: nothing to gain
     if device.type == "cpu":
         return CPU_FUSED
-    # CUDA: the fused kernels have not been measured on a GPU yet (no GPU was available when
-    # they were written); cuDNN stays the default until benchmarks/test_adain_conv2d.py has
-    # been run on one and this rule rewritten from its table.
-    return False
+    # CUDA: both fused ops must have passed their GPU parity tests for this implementation.
+    if not all(_dispatch.verification(op, chosen, device.type)[0]
+               for op in ("adain_conv2d", "adain_stats")):
+        return False
+    return cuda_fused_wins(c_in, c_out, size, up)

@@ -15,6 +15,15 @@ autograd and SLEEF log1p cost more than the passes the fusion saves), so the aut
 keeps the reference there. The Triton interpreter is a test vehicle only, never an automatic
 choice. On CUDA the fused CUDA kernels come first and Triton second (not yet measured on a GPU).
 
+On CUDA the automatic choice takes a CUDA or Triton kernel only when it is *verified*: its GPU
+parity tests passed on a GPU of this generation, as recorded in
+``alae_fast/verified_kernels.json`` (written by ``scripts/gpu_check.sh``; what a record covers
+is explained in :mod:`alae_fast.verified`). An unverified kernel is skipped; when that leaves
+the reference, one warning per process says how to verify (``scripts/gpu_check.sh``,
+``alae-fast doctor --device cuda``) and how to opt in (``impl=...``,
+``ALAE_FAST_IMPL=cuda|triton``). Explicit requests are not gated: they run the kernel (or raise
+when it cannot run). The CPU choice is not gated (its kernels are tested on every CI run).
+
 The layer ops (``bias_act``, ``blur``, ``encode_norm``, ``adain``, ``linear_act``,
 ``lreq_adam_step_``) take their C++ kernels on CPU. Alone, at the small model's shapes,
 ``bias_act`` (forward+backward 0.5-0.9x) and ``linear_act`` (0.5-0.9x) lose to PyTorch by their
@@ -34,7 +43,8 @@ import torch
 from . import _extension
 
 __all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "auto_order",
-           "available_impls", "resolve_impl", "unavailable_reason"]
+           "available_impls", "resolve_impl", "unavailable_reason", "auto_choice",
+           "gpu_capability", "verification"]
 
 IMPLS = ("ref", "triton", "cuda", "cpu")
 ENV_VAR = "ALAE_FAST_IMPL"
@@ -42,7 +52,11 @@ AUTO_ORDER = {"cpu": ("cpu", "ref"), "cuda": ("cuda", "triton", "ref")}
 # Per-op exceptions to AUTO_ORDER, from the measurements above.
 AUTO_ORDER_BY_OP = {("d_adv_loss", "cpu"): ("ref",), ("g_adv_loss", "cpu"): ("ref",)}
 
+# Implementations the automatic choice takes only with a GPU parity record (see above).
+GATED = {"cuda": ("cuda", "triton")}
+
 _warned: set[str] = set()
+_UNVERIFIED_WARNING = "unverified GPU kernels"
 
 
 class ImplUnavailableError(RuntimeError):
@@ -102,6 +116,70 @@ def _requested(impl: str | None) -> tuple[str | None, str]:
     return env, f"{ENV_VAR}="
 
 
+_capabilities: dict[int, tuple[int, int]] = {}
+
+
+def gpu_capability() -> tuple[int, int]:
+    """Compute capability (major, minor) of the current CUDA device (cached per device: the
+    automatic choice asks on every op call)."""
+    index = torch.cuda.current_device()
+    if index not in _capabilities:
+        _capabilities[index] = torch.cuda.get_device_capability(index)
+    return _capabilities[index]
+
+
+def verification(op: str, impl: str, device_type: str) -> tuple[bool, str]:
+    """(verified, why) for the automatic choice of ``impl`` for ``op`` on ``device_type``."""
+    if impl not in GATED.get(device_type, ()):
+        return True, "not gated"
+    from .. import verified  # the record is read on the first automatic CUDA choice
+
+    cap = gpu_capability()
+    record = verified.find_record(op, impl, cap)
+    if record is None:
+        return False, (f"no passing GPU parity record for compute capability {cap[0]}.x in "
+                       f"{verified.RECORD_PATH.name}")
+    return True, (f"verified on {record['device']} ({record['capability']}, torch "
+                  f"{record['torch']}, {record['date']})")
+
+
+def auto_choice(op: str, device_type: str, supported: tuple[str, ...] = IMPLS
+                ) -> tuple[str, list[tuple[str, str, str]]]:
+    """The automatic choice for ``op`` and the implementations it skipped before it, as
+    ``(impl, "unverified" | "unavailable", reason)``, best first."""
+    skipped = []
+    for name in (n for n in auto_order(op, device_type) if n in supported):
+        ok, why = verification(op, name, device_type)
+        if not ok:
+            skipped.append((name, "unverified", why))
+            continue
+        reason = unavailable_reason(name, device_type)
+        if reason is None:
+            return name, skipped
+        skipped.append((name, "unavailable", reason))
+    return "ref", skipped
+
+
+def _warn_skipped(op: str, chosen: str, skipped: list[tuple[str, str, str]]) -> None:
+    for missing, kind, why in skipped:
+        if kind == "unavailable" and why not in _warned:
+            _warned.add(why)
+            warnings.warn(f"alae_fast: the '{missing}' kernels are unavailable ({why}); "
+                          f"ops fall back to '{chosen}'", RuntimeWarning, stacklevel=4)
+    unverified = [name for name, kind, _ in skipped if kind == "unverified"]
+    if unverified and chosen == "ref" and _UNVERIFIED_WARNING not in _warned:
+        _warned.add(_UNVERIFIED_WARNING)
+        names = " and ".join(repr(n) for n in unverified)
+        warnings.warn(
+            f"alae_fast: the {names} kernels of alae_fast.ops.{op} (and of any other op "
+            f"without a record) have not passed their parity tests on this GPU generation "
+            f"(alae_fast/verified_kernels.json), so the automatic choice runs the reference "
+            f"PyTorch ops. Verify them with `scripts/gpu_check.sh` (source checkout; writes the "
+            f"record) or check them with `alae-fast doctor --device cuda`; to run them anyway, "
+            f"pass impl='cuda' or impl='triton' (ops, alae_fast.optimize, train --impl) or set "
+            f"ALAE_FAST_IMPL=cuda|triton.", RuntimeWarning, stacklevel=4)
+
+
 @torch._dynamo.assume_constant_result
 def resolve_impl(op: str, impl: str | None, device_type: str,
                  supported: tuple[str, ...] = IMPLS) -> str:
@@ -122,16 +200,7 @@ def resolve_impl(op: str, impl: str | None, device_type: str,
                 f"alae_fast.ops.{op}: {source}{requested!r} was requested but is unavailable: "
                 f"{reason}")
         return requested
-    order = [name for name in auto_order(op, device_type) if name in supported]
-    skipped = []
-    for name in order:
-        reason = unavailable_reason(name, device_type)
-        if reason is None:
-            for missing, why in skipped:
-                if why not in _warned:
-                    _warned.add(why)
-                    warnings.warn(f"alae_fast: the '{missing}' kernels are unavailable ({why}); "
-                                  f"ops fall back to '{name}'", RuntimeWarning, stacklevel=3)
-            return name
-        skipped.append((name, reason))
-    return "ref"
+    chosen, skipped = auto_choice(op, device_type, supported)
+    if skipped:
+        _warn_skipped(op, chosen, skipped)
+    return chosen

@@ -113,3 +113,48 @@ def test_generator_is_swapped_and_keeps_its_state():
     fast, ref = _generators("cpu", "cpu", **SMALL)
     assert type(fast) is blocks.Generator and isinstance(fast, reference.Generator)
     assert fast.state_dict().keys() == ref.state_dict().keys()
+
+
+def test_cuda_rule_needs_both_fused_ops_verified_for_the_chosen_impl(monkeypatch, tmp_path):
+    import json
+    import warnings
+    from alae_fast import verified
+    from alae_fast.ops import _dispatch, _extension
+
+    cuda = torch.device("cuda")
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, "auto")
+    monkeypatch.delenv("ALAE_FAST_IMPL", raising=False)
+    monkeypatch.setattr(_dispatch, "gpu_capability", lambda: (9, 0))
+    monkeypatch.setattr(_extension, "has_cuda_kernels", lambda: True)  # a pretended GPU build
+    monkeypatch.setattr(_dispatch, "_warned", {_dispatch._UNVERIFIED_WARNING})
+    path = tmp_path / "verified_kernels.json"
+    monkeypatch.setattr(verified, "RECORD_PATH", path)
+
+    def write(*pairs):
+        records = [dict(op=op, impl=impl, device="NVIDIA H100", capability="9.0", torch="2.11",
+                        triton="3.6", cuda="13.0", date="2026-12-01") for op, impl in pairs]
+        path.write_text(json.dumps(dict(format=1, records=records)))
+        verified.clear_cache()
+
+    def fused(impl):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return conv_dispatch.use_fused_adain_conv(cuda, 64, 64, 32, False, impl)
+
+    try:
+        # No GPU measurement yet: the separate path even with both ops verified.
+        write(("adain_conv2d", "cuda"), ("adain_stats", "cuda"))
+        assert not fused(None) and not fused("cuda")
+        # Pretend the measured rule says fused wins: now only the verification decides.
+        monkeypatch.setattr(conv_dispatch, "cuda_fused_wins", lambda *shape: True)
+        assert fused(None) and fused("cuda")
+        assert not fused("triton")  # explicit, runs, but Triton's fused ops are unverified
+        write(("adain_conv2d", "cuda"))  # adain_stats unverified
+        assert not fused("cuda")
+        assert not fused(None)  # automatic: adain_conv2d's CUDA kernel is chosen, stats aren't
+        write(("adain_conv2d", "triton"), ("adain_stats", "triton"))
+        assert fused(None) and fused("triton") and not fused("cuda")
+        write()
+        assert not fused(None)  # unverified: the automatic choice is the reference
+    finally:
+        verified.clear_cache()
