@@ -61,6 +61,17 @@ def _linear_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, B, OUT, alpha: tl.float64,
              mask=m_mask[:, None] & n_mask[None, :])
 
 
+def tiles(batch: int, out_features: int, in_features: int, float64: bool):
+    """(BM, BN, BK, num_warps) of the launch."""
+    if not float64:
+        # tl.dot needs every tile dimension >= 16.
+        return (max(16, pow2_block(batch, 64)), max(16, pow2_block(out_features, 64)),
+                max(16, pow2_block(in_features, 32)), 4)
+    # The [BM, BK, BN] product lives in registers: keep it at 4096 doubles.
+    bm, bn = pow2_block(batch, 32), pow2_block(out_features, 32)
+    return bm, bn, pow2_block(in_features, 4096 // (bm * bn)), 4
+
+
 def input_precision(dtype: torch.dtype) -> str:
     """tl.dot input precision of float32 operands: "tf32" exactly when torch allows TF32 for
     cuBLAS matmuls, else "ieee" (other dtypes ignore it). Read through the fp32_precision API
@@ -85,16 +96,7 @@ def linear_act_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     if y.numel() == 0:
         return y
     use_dot = x.dtype != torch.float64
-    if use_dot:
-        # tl.dot needs every tile dimension >= 16.
-        bm, bn, bk = (max(16, pow2_block(batch, 64)), max(16, pow2_block(out_features, 64)),
-                      max(16, pow2_block(in_features, 32)))
-        num_warps = 4
-    else:
-        # The [BM, BK, BN] product lives in registers: keep it at 4096 doubles.
-        bm, bn = pow2_block(batch, 32), pow2_block(out_features, 32)
-        bk = pow2_block(in_features, 4096 // (bm * bn))
-        num_warps = 4
+    bm, bn, bk, num_warps = tiles(batch, out_features, in_features, not use_dot)
     grid = (triton.cdiv(batch, bm) * triton.cdiv(out_features, bn),)
     with device_of(x):
         _linear_act_kernel[grid](
