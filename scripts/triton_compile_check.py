@@ -318,8 +318,9 @@ def _conv_cases(cases, dtypes, quick):
                       BM=bm), ["ROWS", "BM"], {"stats_ptr": acc_name, "part_ptr": acc_name})
 
 
-def build_cases(dtypes=DTYPES, quick=False):
-    """Every case, in a fixed order; with ``quick`` one config per kernel and dtype."""
+def build_cases(dtypes=DTYPES, quick=False, kernels=None):
+    """Every case, in a fixed order; with ``quick`` one config per kernel and dtype; only
+    kernels whose name starts with one of ``kernels`` when given."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise SystemExit("triton_compile_check: unset TRITON_INTERPRET (the kernel modules "
                          "choose interpreter tiles when it is set)")
@@ -330,6 +331,8 @@ def build_cases(dtypes=DTYPES, quick=False):
     _linear_cases(cases, dtypes)
     _lreq_adam_cases(cases, dtypes)
     _conv_cases(cases, dtypes, quick)
+    if kernels:
+        cases = [c for c in cases if c.kernel.startswith(tuple(kernels))]
     if quick:
         seen, kept = set(), []
         for case in cases:
@@ -390,12 +393,12 @@ def compile_case(case: Case, arch: int) -> Result:
 _WORKER_CASES = None
 
 
-def _init_worker(quick, dtypes, cache_dir):
+def _init_worker(quick, dtypes, kernels, cache_dir):
     global _WORKER_CASES
     os.environ["TRITON_CACHE_DIR"] = cache_dir
     import warnings
     warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
-    _WORKER_CASES = build_cases(dtypes, quick)
+    _WORKER_CASES = build_cases(dtypes, quick, kernels)
 
 
 def _run_one(job):
@@ -403,15 +406,15 @@ def _run_one(job):
     return compile_case(_WORKER_CASES[index], arch)
 
 
-def run(archs, quick=False, dtypes=DTYPES, jobs=None):
-    cases = build_cases(dtypes, quick)
+def run(archs, quick=False, dtypes=DTYPES, jobs=None, kernels=None):
+    cases = build_cases(dtypes, quick, kernels)
     work = [(i, arch) for i in range(len(cases)) for arch in archs]
     # The big convolution cases first, so the pool does not end on one long compile.
     work.sort(key=lambda w: not cases[w[0]].kernel.startswith("adain_conv2d."))
     jobs = jobs or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as cache_dir:
         with concurrent.futures.ProcessPoolExecutor(
-                jobs, initializer=_init_worker, initargs=(quick, dtypes, cache_dir)) as pool:
+                jobs, initializer=_init_worker, initargs=(quick, dtypes, kernels, cache_dir)) as pool:
             results = list(pool.map(_run_one, work))
     order = {(c.kernel, c.dtype, c.config): i for i, c in enumerate(cases)}
     return sorted(results, key=lambda r: (order[(r.kernel, r.dtype, r.config)], r.arch))
@@ -463,6 +466,8 @@ def main(argv=None) -> int:
     parser.add_argument("--write-results", action="store_true",
                         help="replace the section of benchmarks/RESULTS.md")
     parser.add_argument("--dtypes", default=",".join(DTYPES))
+    parser.add_argument("--kernels", default=None,
+                        help="comma-separated kernel name prefixes (default: all)")
     parser.add_argument("--jobs", type=int, default=None, help="processes (default: cores)")
     args = parser.parse_args(argv)
     archs = [int(a) for a in args.arch.split(",")]
@@ -472,7 +477,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     import triton
     start = time.time()
-    results = run(archs, args.quick, tuple(args.dtypes.split(",")), args.jobs)
+    kernels = args.kernels.split(",") if args.kernels else None
+    results = run(archs, args.quick, tuple(args.dtypes.split(",")), args.jobs, kernels)
     wall = time.time() - start
     table = markdown(results, wall, triton.__version__, archs, args.quick)
     print(table)
