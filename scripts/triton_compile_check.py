@@ -414,7 +414,8 @@ def run(archs, quick=False, dtypes=DTYPES, jobs=None, kernels=None):
     jobs = jobs or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as cache_dir:
         with concurrent.futures.ProcessPoolExecutor(
-                jobs, initializer=_init_worker, initargs=(quick, dtypes, kernels, cache_dir)) as pool:
+                jobs, initializer=_init_worker,
+                initargs=(quick, dtypes, kernels, cache_dir)) as pool:
             results = list(pool.map(_run_one, work))
     order = {(c.kernel, c.dtype, c.config): i for i, c in enumerate(cases)}
     return sorted(results, key=lambda r: (order[(r.kernel, r.dtype, r.config)], r.arch))
