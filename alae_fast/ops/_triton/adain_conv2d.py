@@ -404,7 +404,7 @@ _HALF_GRAD_W = [
 _FLOAT_FWD = [
     _cfg(8, 3, BM=128, BN=128, BK=32), _cfg(8, 3, BM=128, BN=64, BK=32),
     _cfg(4, 3, BM=64, BN=128, BK=32), _cfg(4, 3, BM=64, BN=64, BK=32),
-    _cfg(4, 3, BM=64, BN=64, BK=64), _cfg(4, 4, BM=128, BN=32, BK=32),
+    _cfg(4, 3, BM=64, BN=64, BK=64), _cfg(4, 3, BM=128, BN=32, BK=32),
     _cfg(4, 3, BM=32, BN=64, BK=64), _cfg(4, 4, BM=64, BN=32, BK=16),
     _cfg(4, 3, BM=16, BN=64, BK=64), _cfg(2, 4, BM=16, BN=16, BK=16),
 ]
