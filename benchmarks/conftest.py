@@ -85,7 +85,10 @@ def write_markdown() -> None:
              "differentiate a compiled graph twice, so its D step (R1) runs eager.", ""]
     for result in results:
         lines += _table(result)
-    RESULTS_MD.write_text("\n".join(lines))
+    # Keep the section scripts/triton_compile_check.py --write-results writes.
+    old = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+    kept = old[old.index("## Triton compile check"):] if "## Triton compile check" in old else ""
+    RESULTS_MD.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
 
 
 def pytest_sessionfinish(session, exitstatus):

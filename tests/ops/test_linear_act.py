@@ -249,3 +249,49 @@ def test_there_is_no_cuda_kernel():
     with pytest.raises(ImplUnavailableError, match=r"linear_act: impl='cuda' was requested, but "
                                                    r"this op has only \('ref', 'triton', 'cpu'\)"):
         linear_act(torch.zeros(2, 4), torch.zeros(3, 4), impl="cuda")
+
+
+def _set_tf32_new_matmul():
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+
+
+def _set_tf32_new_global():
+    torch.backends.fp32_precision = "tf32"
+
+
+def _set_tf32_legacy():
+    torch.backends.cuda.matmul.allow_tf32 = True
+
+
+def _set_ieee_matmul_over_tf32_global():
+    torch.backends.fp32_precision = "tf32"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+
+
+def _set_high_matmul_precision():
+    torch.set_float32_matmul_precision("high")
+
+
+# (how TF32 is set, the float32 tl.dot precision torch's cuBLAS setting implies)
+TF32_SETTINGS = [(_set_tf32_new_matmul, "tf32"), (_set_tf32_new_global, "tf32"),
+                 (_set_tf32_legacy, "tf32"), (_set_high_matmul_precision, "tf32"),
+                 (_set_ieee_matmul_over_tf32_global, "ieee"), (lambda: None, "ieee")]
+
+
+@pytest.mark.parametrize("setting,expected", TF32_SETTINGS,
+                         ids=["new-matmul", "new-global", "legacy", "matmul-precision-high",
+                              "new-matmul-ieee-over-global-tf32", "default"])
+def test_input_precision_follows_either_tf32_api(setting, expected):
+    # Reading torch.backends.cuda.matmul.allow_tf32 raises once the new API set TF32: the
+    # helper must read a setting made through either API (CPU: only the flag is read).
+    from alae_fast.ops._triton.linear_act import input_precision
+    matmul = torch.backends.cuda.matmul
+    saved = (torch.backends.fp32_precision, matmul.fp32_precision)
+    try:
+        matmul.fp32_precision = "none"
+        setting()
+        assert input_precision(torch.float32) == expected
+        for dtype in (torch.float16, torch.bfloat16, torch.float64):
+            assert input_precision(dtype) == "ieee"
+    finally:
+        torch.backends.fp32_precision, matmul.fp32_precision = saved

@@ -328,3 +328,112 @@ def test_bad_inputs_raise_clear_errors(impl):
         lreq_adam_step_(p, g, v, [0.1, 0.1], weight_decay=torch.tensor(0.1), **kw)
     # Nothing was touched by the refused calls.
     assert all((t == 0).all() for t in p + v)
+
+
+# ---- The CUDA rounding sequence (fused multiply-adds) and the cached device tables.
+
+def _round_exact(value, dtype):
+    """The exact rational ``value`` rounded to nearest even in numpy ``dtype`` (float32 or
+    float64): float() of a Fraction is correctly rounded to float64; a float32 result is
+    then picked among the float32 neighbours by exact distance (no double rounding)."""
+    import numpy as np
+    from fractions import Fraction
+    x = np.float64(float(value))
+    if dtype == np.float64:
+        return x
+    r = np.float32(x)
+    best = None
+    for c in (r, np.nextafter(r, np.float32(np.inf)), np.nextafter(r, np.float32(-np.inf))):
+        d = abs(Fraction(float(c)) - value)
+        even = int(c.view(np.uint32)) % 2 == 0
+        if best is None or d < best[0] or (d == best[0] and even):
+            best = (d, c)
+    return best[1]
+
+
+def _adam_emulated(p, g, v, neg_step, beta2, one_minus_beta2, eps, weight_decay, fused):
+    """One element's update, every operation exactly rounded in p's numpy dtype: PyTorch
+    CUDA's sequence (fused: fma(wd, p, g), fma(1 - b2, g * g, v), fma(-s, g / d, p)) or its
+    CPU one (each multiply and add rounded apart)."""
+    import numpy as np
+    from fractions import Fraction
+
+    def F(x):  # noqa: N802 - the exact value of a numpy float (or an exact rational)
+        return x if isinstance(x, Fraction) else Fraction(float(x))
+    dt = type(p)
+    r = lambda value: _round_exact(value, dt)  # noqa: E731
+    if weight_decay != 0:
+        g = r(F(weight_decay) * F(p) + F(g)) if fused else r(F(g) + F(r(F(weight_decay) * F(p))))
+    v = r(F(v) * F(beta2))
+    gg = F(r(F(g) * F(g))) if fused else None
+    v = r(F(one_minus_beta2) * gg + F(v)) if fused else \
+        r(F(v) + F(r(F(r(F(one_minus_beta2) * F(g))) * F(g))))
+    denom = r(F(dt(np.sqrt(v))) + F(eps))  # numpy's sqrt is correctly rounded
+    if fused:
+        p = r(F(neg_step) * F(r(F(g) / F(denom))) + F(p))
+    else:
+        p = r(F(p) + F(r(F(r(F(neg_step) * F(g))) / F(denom))))
+    return p, v
+
+
+@pytest.mark.triton_interpreted
+@pytest.mark.parametrize("impl", ["triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_cuda_rounding_sequence_is_exact_fma(impl, dtype, weight_decay):
+    # fused=True is the sequence taken on CUDA tensors; the interpreter's tl.fma rounds once
+    # (numpy emulation of fma), so the kernel must equal the exact emulation bit for bit.
+    require(impl, "cpu")
+    import numpy as np
+    from alae_fast.ops._triton import lreq_adam as kernel
+    shapes = [(257,), (3, 41)]
+    params = [_randn(s, dtype, "cpu", 10 + i) for i, s in enumerate(shapes)]
+    grads = [_randn(s, dtype, "cpu", 20 + i) * 0.1 for i, s in enumerate(shapes)]
+    sqs = [_randn(s, dtype, "cpu", 30 + i).square() * 0.01 for i, s in enumerate(shapes)]
+    steps = [1e-3, 3.7e-3]
+    eps = 1e-8
+    expected, unfused = [], []
+    nd = np.float32 if dtype == torch.float32 else np.float64
+    scal = [nd(s) for s in (BETA2, 1.0 - BETA2, eps, weight_decay)]
+    for p, g, v, s in zip(params, grads, sqs, steps):
+        args = [(nd(a), nd(b), nd(c)) for a, b, c in
+                zip(p.flatten().tolist(), g.flatten().tolist(), v.flatten().tolist())]
+        for fused, out in ((True, expected), (False, unfused)):
+            out.append([_adam_emulated(a, b, c, nd(-s), *scal, fused) for a, b, c in args])
+    kernel.lreq_adam_step_(params, grads, sqs, steps, BETA2, eps, weight_decay, fused=True)
+    differs = 0
+    for p, v, exp, sep in zip(params, sqs, expected, unfused):
+        exp_p = torch.tensor([float(e[0]) for e in exp], dtype=dtype).view(p.shape)
+        exp_v = torch.tensor([float(e[1]) for e in exp], dtype=dtype).view(p.shape)
+        assert torch.equal(p, exp_p)
+        assert torch.equal(v, exp_v)
+        differs += sum(a[0] != b[0] for a, b in zip(exp, sep))
+    # The two sequences differ on some elements, so this test tells them apart.
+    assert differs > 0
+
+
+@pytest.mark.triton_interpreted
+@pytest.mark.parametrize("impl", ["triton"])
+def test_device_tables_are_cached_and_rebuilt_when_a_tensor_moves(impl):
+    require(impl, "cpu")
+    from alae_fast.ops._triton import lreq_adam as kernel
+    kernel._table_cache.clear()
+    shapes = [(300,), (5, 7)]
+    params = [_randn(s, torch.float32, "cpu", i) for i, s in enumerate(shapes)]
+    grads = [_randn(s, torch.float32, "cpu", 5 + i) for i, s in enumerate(shapes)]
+    sqs = [torch.zeros(s) for s in shapes]
+    kernel.lreq_adam_step_(params, grads, sqs, [1e-3, 1e-3], BETA2, 1e-8, 0.0)
+    assert len(kernel._table_cache) == 1
+    first = next(iter(kernel._table_cache.values()))
+    kernel.lreq_adam_step_(params, grads, sqs, [1e-3, 1e-3], BETA2, 1e-8, 0.0)
+    assert len(kernel._table_cache) == 1 and next(iter(kernel._table_cache.values())) is first
+    # A new gradient tensor (another address) must be read, not the cached old one: the same
+    # step on copies with freshly built tables gives the expected values.
+    new_grads = [grads[0], _randn(shapes[1], torch.float32, "cpu", 99)]
+    copies = [[t.clone() for t in ts] for ts in (params, sqs)]
+    kernel.lreq_adam_step_(params, new_grads, sqs, [1e-3, 1e-3], BETA2, 1e-8, 0.0)
+    assert len(kernel._table_cache) == 2
+    kernel._table_cache.clear()
+    kernel.lreq_adam_step_(copies[0], new_grads, copies[1], [1e-3, 1e-3], BETA2, 1e-8, 0.0)
+    for ours, expected in zip(params + sqs, copies[0] + copies[1]):
+        assert torch.equal(ours, expected)

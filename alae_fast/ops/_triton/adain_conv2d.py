@@ -377,7 +377,10 @@ def _cfg(num_warps, num_stages, **tiles):
     return triton.Config(tiles, num_warps=num_warps, num_stages=num_stages)
 
 
-_FWD_CONFIGS = [
+# Per dtype: fp16 / bf16 tiles take half the shared memory of float32 ones. Every config fits
+# sm_80's 163 KB and sm_90's 227 KB of shared memory per block (checked without a GPU by
+# scripts/triton_compile_check.py, which compiles each of them for both).
+_HALF_FWD = [
     _cfg(8, 3, BM=128, BN=128, BK=32), _cfg(8, 3, BM=128, BN=128, BK=64),
     _cfg(4, 4, BM=128, BN=64, BK=32), _cfg(4, 4, BM=64, BN=128, BK=32),
     _cfg(4, 4, BM=64, BN=64, BK=32), _cfg(4, 3, BM=64, BN=64, BK=64),
@@ -385,17 +388,44 @@ _FWD_CONFIGS = [
     _cfg(4, 4, BM=64, BN=32, BK=16), _cfg(4, 3, BM=16, BN=64, BK=64),
     _cfg(2, 4, BM=16, BN=16, BK=16),
 ]
-_GRAD_A_CONFIGS = [
+_HALF_GRAD_A = [
     _cfg(8, 3, BN=128, BK=32), _cfg(8, 3, BN=128, BK=64), _cfg(4, 4, BN=64, BK=32),
     _cfg(4, 3, BN=64, BK=64), _cfg(4, 4, BN=32, BK=64), _cfg(4, 4, BN=32, BK=32),
     _cfg(2, 4, BN=16, BK=16),
 ]
-_GRAD_W_CONFIGS = [
+_HALF_GRAD_W = [
     _cfg(8, 3, BCO=128, BC=128, BK=32), _cfg(8, 3, BCO=128, BC=64, BK=64),
     _cfg(8, 3, BCO=64, BC=128, BK=64), _cfg(4, 4, BCO=64, BC=64, BK=64),
     _cfg(4, 4, BCO=64, BC=64, BK=32), _cfg(4, 3, BCO=32, BC=32, BK=128),
     _cfg(4, 4, BCO=32, BC=64, BK=64), _cfg(2, 4, BCO=16, BC=16, BK=128),
 ]
+# float32: K tiles of 32 at most with the 128-wide tiles and fewer stages (the operands are
+# twice as large), so that the largest fits sm_80.
+_FLOAT_FWD = [
+    _cfg(8, 3, BM=128, BN=128, BK=32), _cfg(8, 3, BM=128, BN=64, BK=32),
+    _cfg(4, 3, BM=64, BN=128, BK=32), _cfg(4, 3, BM=64, BN=64, BK=32),
+    _cfg(4, 3, BM=64, BN=64, BK=64), _cfg(4, 3, BM=128, BN=32, BK=32),
+    _cfg(4, 3, BM=32, BN=64, BK=64), _cfg(4, 4, BM=64, BN=32, BK=16),
+    _cfg(4, 3, BM=16, BN=64, BK=64), _cfg(2, 4, BM=16, BN=16, BK=16),
+]
+_FLOAT_GRAD_A = [
+    _cfg(8, 3, BN=128, BK=32), _cfg(4, 3, BN=64, BK=32), _cfg(4, 3, BN=64, BK=64),
+    _cfg(4, 4, BN=32, BK=64), _cfg(4, 4, BN=32, BK=32), _cfg(2, 4, BN=16, BK=16),
+]
+_FLOAT_GRAD_W = [
+    _cfg(8, 3, BCO=128, BC=128, BK=32), _cfg(8, 3, BCO=128, BC=64, BK=32),
+    _cfg(8, 3, BCO=64, BC=128, BK=32), _cfg(4, 3, BCO=64, BC=64, BK=64),
+    _cfg(4, 4, BCO=64, BC=64, BK=32), _cfg(4, 3, BCO=32, BC=32, BK=128),
+    _cfg(4, 3, BCO=32, BC=64, BK=64), _cfg(2, 4, BCO=16, BC=16, BK=128),
+]
+TUNED_DTYPES = ("float32", "float16", "bfloat16")
+FWD_CONFIGS = {torch.float32: _FLOAT_FWD, torch.float16: _HALF_FWD, torch.bfloat16: _HALF_FWD}
+GRAD_A_CONFIGS = {torch.float32: _FLOAT_GRAD_A, torch.float16: _HALF_GRAD_A,
+                  torch.bfloat16: _HALF_GRAD_A}
+GRAD_W_CONFIGS = {torch.float32: _FLOAT_GRAD_W, torch.float16: _HALF_GRAD_W,
+                  torch.bfloat16: _HALF_GRAD_W}
+# Pixels per grad_weight split of the float64 (fixed-tile) path.
+FLOAT64_KPIX = 4096
 
 
 def _prune_fwd(configs, named_args, **kwargs):
@@ -412,14 +442,17 @@ def _prune_grad_w(configs, named_args, **kwargs):
                 {"BCO": kwargs["COUT"], "BC": kwargs["C"]})
 
 
-_fwd_tuned = triton.autotune(_FWD_CONFIGS, key=["C", "COUT", "HW_BUCKET", "UP"],
-                             prune_configs_by={"early_config_prune": _prune_fwd})(_fwd_kernel)
-_grad_a_tuned = triton.autotune(_GRAD_A_CONFIGS, key=["C", "COUT", "HW_BUCKET", "STRIDE", "BM"],
-                                prune_configs_by={"early_config_prune": _prune_grad_a})(
-    _grad_a_kernel)
-_grad_w_tuned = triton.autotune(_GRAD_W_CONFIGS, key=["C", "COUT", "KPIX", "UP"],
-                                prune_configs_by={"early_config_prune": _prune_grad_w})(
-    _grad_w_kernel)
+def _autotuned(configs, kernel, key, prune):
+    """One autotuner per dtype, each with its own config list."""
+    return {dt: triton.autotune(cfgs, key=key, prune_configs_by={"early_config_prune": prune})(
+        kernel) for dt, cfgs in configs.items()}
+
+
+_fwd_tuned = _autotuned(FWD_CONFIGS, _fwd_kernel, ["C", "COUT", "HW_BUCKET", "UP"], _prune_fwd)
+_grad_a_tuned = _autotuned(GRAD_A_CONFIGS, _grad_a_kernel,
+                           ["C", "COUT", "HW_BUCKET", "STRIDE", "BM"], _prune_grad_a)
+_grad_w_tuned = _autotuned(GRAD_W_CONFIGS, _grad_w_kernel, ["C", "COUT", "KPIX", "UP"],
+                           _prune_grad_w)
 
 
 def _tuned(x: torch.Tensor) -> bool:
@@ -442,9 +475,23 @@ def _hw_bucket(hw: int) -> int:
     return pow2_block(hw, 1 << 14)
 
 
-def _precision(x: torch.Tensor) -> str:
-    # float32 in full IEEE precision: TF32 would miss the 1e-5 parity of the op's contract.
+def input_precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision: "ieee" for float32. TF32 would miss the op's 1e-5 float32
+    parity; "tf32x3" (3 TF32 products, about fp32 accuracy, tensor cores) might hold it but
+    cannot be verified here: the interpreter computes every tl.dot in numpy float32 whatever
+    the precision, so only a GPU run can show its error (kept "ieee" until one does)."""
     return "ieee"
+
+
+def _precision(x: torch.Tensor) -> str:
+    return input_precision(x.dtype)
+
+
+def grad_a_bm(hw: int, use_dot: bool) -> int:
+    """Pixels per _grad_a tile (chosen at launch: the partial-sum buffer depends on it)."""
+    if use_dot:
+        return max(16, pow2_block(hw, 256 if _INTERPRET else 128))
+    return pow2_block(hw, 32)
 
 
 def _opt(t, x):
@@ -530,7 +577,7 @@ def adain_conv2d_fwd(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
         if _tuned(x):
             grid = lambda meta_: (triton.cdiv(m, meta_["BM"]) * triton.cdiv(cout, meta_["BN"]),  # noqa: E731
                                   phases)
-            _fwd_tuned[grid](*args, **meta)
+            _fwd_tuned[x.dtype][grid](*args, **meta)
         else:
             bm, bn, bk = _dot_tiles(m, cout, c, 256, 64, 64, use_dot)
             grid = (triton.cdiv(m, bm) * triton.cdiv(cout, bn), phases)
@@ -546,8 +593,7 @@ def _grad_a(grad_out, x, scale, weight, noise, noise_weight, act_bias, alpha, up
     wg = _grad_a_weight(weight, up)
     grad_x = torch.empty_like(x, memory_format=_memory_format(x))
     # BM is chosen here, not tuned: the partial-sum buffer depends on it.
-    bm = (max(16, pow2_block(h * w, 256 if _INTERPRET else 128)) if use_dot
-          else pow2_block(h * w, 32))
+    bm = grad_a_bm(h * w, use_dot)
     blocks = triton.cdiv(h * w, bm)
     part = torch.empty(4, n, blocks, c, dtype=acc_torch_dtype(x), device=x.device)
     args = (grad_out, wg, x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), scale,
@@ -559,7 +605,7 @@ def _grad_a(grad_out, x, scale, weight, noise, noise_weight, act_bias, alpha, up
     with device_of(x):
         if _tuned(x):
             grid = lambda meta_: (blocks * triton.cdiv(c, meta_["BN"]), n)  # noqa: E731
-            _grad_a_tuned[grid](*args, **meta)
+            _grad_a_tuned[x.dtype][grid](*args, **meta)
         else:
             _, bn, bk = _dot_tiles(bm, c, cout, bm, 64, 64, use_dot)
             _grad_a_kernel[(blocks * triton.cdiv(c, bn), n)](*args, **meta, BN=bn, BK=bk,
@@ -574,7 +620,7 @@ def _grad_w_kpix(m: int, c: int, cout: int, taps: int, x: torch.Tensor) -> int:
     if _INTERPRET:
         return max(16, pow2_block(m, 512))
     if x.dtype == torch.float64:
-        return 4096
+        return FLOAT64_KPIX
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     tiles = taps * triton.cdiv(cout, 64) * triton.cdiv(c, 64)
     per_split = triton.cdiv(m, max(1, triton.cdiv(4 * sms, tiles)))
@@ -600,7 +646,7 @@ def _grad_w(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, al
         if _tuned(x):
             grid = lambda meta_: (triton.cdiv(cout, meta_["BCO"]) * triton.cdiv(c, meta_["BC"]),  # noqa: E731
                                   taps, splits)
-            _grad_w_tuned[grid](*args, **meta)
+            _grad_w_tuned[x.dtype][grid](*args, **meta)
         else:
             bco, bc, bk = _dot_tiles(cout, c, kpix, 64, 64, 256, use_dot)
             grid = (triton.cdiv(cout, bco) * triton.cdiv(c, bc), taps, splits)

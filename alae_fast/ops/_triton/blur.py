@@ -46,13 +46,9 @@ def _blur_kernel(x_ptr, y_ptr, C, H, W, stride_n, stride_c, stride_h, stride_w, 
              mask=mask)
 
 
-def blur_fwd(x: torch.Tensor) -> torch.Tensor:
-    """Blurred x [N, C, H, W] (row-major or channels_last), same shape, dtype, memory format."""
-    y = torch.empty_like(x)
-    if x.numel() == 0:
-        return y
-    n, channels, height, width = x.shape
-    assert y.stride() == x.stride()
+def tiles(x: torch.Tensor):
+    """(BC, BH, BW) of about TILE elements, the fastest memory dimension's block first."""
+    _, channels, height, width = x.shape
     if is_channels_last_4d(x):
         bc = pow2_block(channels, TILE)
         bw = pow2_block(width, TILE // bc)
@@ -61,6 +57,17 @@ def blur_fwd(x: torch.Tensor) -> torch.Tensor:
         bw = pow2_block(width, TILE)
         bh = pow2_block(height, TILE // bw)
         bc = pow2_block(channels, TILE // (bw * bh))
+    return bc, bh, bw
+
+
+def blur_fwd(x: torch.Tensor) -> torch.Tensor:
+    """Blurred x [N, C, H, W] (row-major or channels_last), same shape, dtype, memory format."""
+    y = torch.empty_like(x)
+    if x.numel() == 0:
+        return y
+    n, channels, height, width = x.shape
+    assert y.stride() == x.stride()
+    bc, bh, bw = tiles(x)
     c_blocks = triton.cdiv(channels, bc)
     h_blocks = triton.cdiv(height, bh)
     w_blocks = triton.cdiv(width, bw)

@@ -61,6 +61,32 @@ def _linear_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, B, OUT, alpha: tl.float64,
              mask=m_mask[:, None] & n_mask[None, :])
 
 
+def tiles(batch: int, out_features: int, in_features: int, float64: bool):
+    """(BM, BN, BK, num_warps) of the launch."""
+    if not float64:
+        # tl.dot needs every tile dimension >= 16.
+        return (max(16, pow2_block(batch, 64)), max(16, pow2_block(out_features, 64)),
+                max(16, pow2_block(in_features, 32)), 4)
+    # The [BM, BK, BN] product lives in registers: keep it at 4096 doubles.
+    bm, bn = pow2_block(batch, 32), pow2_block(out_features, 32)
+    return bm, bn, pow2_block(in_features, 4096 // (bm * bn)), 4
+
+
+def input_precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision of float32 operands: "tf32" exactly when torch allows TF32 for
+    cuBLAS matmuls, else "ieee" (other dtypes ignore it). Read through the fp32_precision API
+    (torch >= 2.9), which resolves the global setting and reflects the legacy flag; reading
+    ``allow_tf32`` raises once TF32 was set through the new API."""
+    if dtype != torch.float32:
+        return "ieee"
+    matmul = torch.backends.cuda.matmul
+    try:
+        precision = matmul.fp32_precision
+    except AttributeError:  # torch < 2.9 has the legacy flag only
+        return "tf32" if matmul.allow_tf32 else "ieee"
+    return "tf32" if precision == "tf32" else "ieee"
+
+
 def linear_act_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                    alpha: float, gain: float) -> torch.Tensor:
     """lrelu(x @ weight.T + bias) * gain for contiguous x [B, IN], weight [OUT, IN]."""
@@ -70,22 +96,12 @@ def linear_act_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     if y.numel() == 0:
         return y
     use_dot = x.dtype != torch.float64
-    if use_dot:
-        # tl.dot needs every tile dimension >= 16.
-        bm, bn, bk = (max(16, pow2_block(batch, 64)), max(16, pow2_block(out_features, 64)),
-                      max(16, pow2_block(in_features, 32)))
-        num_warps = 4
-    else:
-        # The [BM, BK, BN] product lives in registers: keep it at 4096 doubles.
-        bm, bn = pow2_block(batch, 32), pow2_block(out_features, 32)
-        bk = pow2_block(in_features, 4096 // (bm * bn))
-        num_warps = 4
-    allow_tf32 = x.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+    bm, bn, bk, num_warps = tiles(batch, out_features, in_features, not use_dot)
     grid = (triton.cdiv(batch, bm) * triton.cdiv(out_features, bn),)
     with device_of(x):
         _linear_act_kernel[grid](
             x, weight, bias if bias is not None else x, y, batch, out_features, float(alpha),
             float(gain), IN=in_features, HAS_BIAS=bias is not None, ACC=acc_dtype(x),
-            USE_DOT=use_dot, PRECISION="tf32" if allow_tf32 else "ieee", BM=bm, BN=bn, BK=bk,
+            USE_DOT=use_dot, PRECISION=input_precision(x.dtype), BM=bm, BN=bn, BK=bk,
             GROUP=GROUP_M, num_warps=num_warps)
     return y

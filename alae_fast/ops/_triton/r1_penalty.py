@@ -19,7 +19,7 @@ def _r1_fwd_kernel(grads_ptr, partial_ptr, row_len, chunks, ACC: tl.constexpr,
     row = tl.program_id(1).to(tl.int64)
     acc = tl.zeros([BLOCK], dtype=ACC)
     start = chunk.to(tl.int64) * (BLOCK * ITERS)
-    for it in tl.static_range(ITERS):
+    for it in range(ITERS):  # rolled: unrolled, ITERS x BLOCK lanes spilled (fp16, sm_90)
         cols = start + it * BLOCK + tl.arange(0, BLOCK)
         mask = cols < row_len
         g = tl.load(grads_ptr + row * row_len + cols, mask=mask, other=0.0).to(ACC)
