@@ -181,3 +181,44 @@ def test_fast_model_class_matches_optimized_reference():
     fast = models.StyleALAE(**SMALL)
     for (name, p), (_, q) in zip(fast.state_dict().items(), ref.state_dict().items()):
         assert torch.equal(p, q), name
+
+
+# At the official initialisation (constant of ones, zero biases and noise weights) every channel
+# of the first AdaIN is constant; the reference gets x - mean == 0 exactly there and so must the
+# fast kernels. Elsewhere both are the same float32 arithmetic up to summation order (unit
+# roundoff 6e-8 times a few dozen terms per output, through conv, norm and blur layers), which
+# stays well inside 1e-6 of the output's largest value; a mean residue of one float32 ulp times
+# 1 / sqrt(1e-8) = 1e4 is 1e-3 relative.
+FRESH_RTOL = 1e-6
+
+
+def _fresh_models(impl, device):
+    """(fast, reference) at the constructor's own initialisation, nothing perturbed."""
+    torch.manual_seed(0)
+    ref = reference.StyleALAE(**SMALL).to(device)
+    assert torch.equal(ref.decoder.const, torch.ones_like(ref.decoder.const))
+    fast = alae_fast.optimize(copy.deepcopy(ref), impl)
+    return fast, ref
+
+
+def _max_rel_diff(ours, ref):
+    return ((ours - ref).abs().max() / ref.abs().max()).item()
+
+
+@impl_device
+@pytest.mark.parametrize("lod,blend", LODS, ids=[_lod_id(c) for c in LODS])
+def test_fresh_model_matches_reference_tightly(impl, device, lod, blend):
+    require(impl, device)
+    fast, ref = _fresh_models(impl, device)
+    g = torch.Generator().manual_seed(3)
+    styles = torch.randn((BATCH, 8, SMALL["latent_size"]), generator=g).to(device)
+    outs = []
+    with torch.no_grad():
+        for m in (fast, ref):
+            torch.manual_seed(11)
+            outs.append(m.decoder(styles, lod, blend, noise=True))
+        diff = _max_rel_diff(*outs)
+        assert diff <= FRESH_RTOL, f"generator output: {diff:.3g} relative to its max"
+        x = _images(lod, device)
+        diff = _max_rel_diff(fast.encode_w(x, lod, blend), ref.encode_w(x, lod, blend))
+        assert diff <= FRESH_RTOL, f"encoder w: {diff:.3g} relative to its max"
