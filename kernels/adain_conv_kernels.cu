@@ -892,6 +892,29 @@ __global__ void __launch_bounds__(RowBlock<kGroup>::kThreads)
   }
 }
 
+// Pre-activation t(j) of channel c of sample n at pixel j of a channels_last x.
+template <typename T>
+struct ClPreact {
+  const T* __restrict__ x;      // sample n, channel c
+  const T* __restrict__ noise;  // sample n, or nullptr
+  acc_t<T> noise_weight;
+  acc_t<T> act_bias;
+  int64_t channels;
+  __device__ __forceinline__ ClPreact(const StatsArgs<T>& args, int64_t n, int64_t c) {
+    const int64_t M = args.row_len;
+    x = args.x + n * M * args.channels + c;
+    noise = args.noise != nullptr ? args.noise + n * M : nullptr;
+    noise_weight = noise != nullptr ? to_acc(args.noise_weight[c]) : acc_t<T>(0);
+    act_bias = args.act_bias != nullptr ? to_acc(args.act_bias[c]) : acc_t<T>(0);
+    channels = args.channels;
+  }
+  __device__ __forceinline__ acc_t<T> operator()(int64_t j) const {
+    acc_t<T> pre = to_acc(x[j * channels]);
+    if (noise != nullptr) pre += noise_weight * to_acc(noise[j]);
+    return pre + act_bias;
+  }
+};
+
 // channels_last x: block (bx, by) covers sample n = bx / channel_tiles, channels
 // (bx % channel_tiles) * 32 + lane and the pixels of chunk by. Warp w takes pixels
 // tile + w + 8 k (k < kRowItems) of each pass, computes their exact two-pass mean and M2 and
@@ -914,10 +937,9 @@ __global__ void __launch_bounds__(kStatsThreads)
 
   MeanM2<Acc> state{Acc(0), Acc(0), 0};
   if (c < C) {
-    const T* __restrict__ x = args.x + n * M * C + c;
-    const T* __restrict__ noise = args.noise != nullptr ? args.noise + n * M : nullptr;
-    const Acc noise_weight = noise != nullptr ? to_acc(args.noise_weight[c]) : Acc(0);
-    const Acc act_bias = args.act_bias != nullptr ? to_acc(args.act_bias[c]) : Acc(0);
+    const ClPreact<T> pre(args, n, c);
+    // Shifted by the (n, c) row's first value, as row_mean_m2 (the merge kernel adds it back).
+    const Acc shift = lrelu(pre(0), args.alpha);
     for (int64_t tile = j_begin; tile < j_end; tile += kStatsPass) {
       Acc a[kRowItems];
       int count = 0;
@@ -926,26 +948,12 @@ __global__ void __launch_bounds__(kStatsThreads)
         const int64_t j = tile + warp + int64_t{k} * kStatsWarps;
         a[k] = Acc(0);
         if (j < j_end) {
-          Acc pre = to_acc(x[j * C]);
-          if (noise != nullptr) pre += noise_weight * to_acc(noise[j]);
-          a[k] = lrelu(pre + act_bias, args.alpha);
+          a[k] = lrelu(pre(j), args.alpha) - shift;
           ++count;
         }
       }
-      if (count > 0) {
-        // The valid items are a[0 .. count) (j grows with k); the others are 0.
-        Acc sum = Acc(0);
-#pragma unroll
-        for (int k = 0; k < kRowItems; ++k) sum += a[k];
-        const Acc mean = count == kRowItems ? sum * Acc(1.0 / kRowItems) : sum / Acc(count);
-        Acc m2 = Acc(0);
-#pragma unroll
-        for (int k = 0; k < kRowItems; ++k) {
-          const Acc d = a[k] - mean;
-          if (k < count) m2 += d * d;
-        }
-        state = combine(state, MeanM2<Acc>{mean, m2, count});
-      }
+      // The valid items are a[0 .. count) (j grows with k); the others are 0.
+      if (count > 0) state = combine(state, tile_mean_m2(a, count));
     }
   }
   warp_states[warp][lane] = state;
@@ -970,7 +978,9 @@ __global__ void __launch_bounds__(kSmallThreads)
     const int64_t c = i - n * C;
     MeanM2<Acc> total = args.partials[i];
     for (int64_t k = 1; k < chunks; ++k) total = combine(total, args.partials[k * count + i]);
-    args.stats[n * 2 * C + c] = total.mean;
+    // The partials are shifted by the row's first value (exactly: a constant row's are 0).
+    const Acc shift = lrelu(ClPreact<T>(args, n, c)(0), args.alpha);
+    args.stats[n * 2 * C + c] = shift + total.mean;
     args.stats[n * 2 * C + C + c] = Acc(1) / sqrt(total.m2 / Acc(args.row_len) + args.eps);
   }
 }

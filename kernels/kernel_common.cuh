@@ -247,15 +247,36 @@ struct RowPreact {
   }
 };
 
+// Exact two-pass mean and M2 of a thread's tile a[0 .. count) (the items from count on are 0).
+template <typename Acc>
+__device__ __forceinline__ MeanM2<Acc> tile_mean_m2(const Acc (&a)[kRowItems], int count) {
+  Acc sum = Acc(0);
+#pragma unroll
+  for (int k = 0; k < kRowItems; ++k) sum += a[k];
+  const Acc mean = count == kRowItems ? sum * Acc(1.0 / kRowItems) : sum / Acc(count);
+  Acc m2 = Acc(0);
+#pragma unroll
+  for (int k = 0; k < kRowItems; ++k) {
+    const Acc d = a[k] - mean;
+    if (k < count) m2 += d * d;
+  }
+  return {mean, m2, count};
+}
+
 // Mean and sum of squared deviations of a = lrelu(t) over a row, returned to the whole group.
 // Each thread takes tiles of kRowItems elements (j = tile + lane + k * kGroup), computes the
 // tile's exact two-pass mean and M2 in registers and merges it into its running MeanM2; the
-// group then merges the threads' states in a fixed tree.
+// group then merges the threads' states in a fixed tree. Shifted accumulation: the states are
+// of a - s with s = a(0), the row's first value (every thread computes it by the same
+// expression), and the returned mean is s + their mean. A constant row then merges exact
+// zeros: its mean is exactly its value and every a - mean exactly 0 (a plain mean would leave
+// a rounding residue, which instance norm multiplies by 1 / sqrt(eps)).
 template <int kGroup, typename T>
 __device__ __forceinline__ MeanM2<acc_t<T>> row_mean_m2(const RowPreact<T>& pre, int64_t row_len,
                                                         acc_t<T> alpha, int lane) {
   using Acc = acc_t<T>;
   constexpr int64_t kTile = int64_t{kGroup} * kRowItems;
+  const Acc shift = lrelu(pre(0), alpha);
   MeanM2<Acc> state{Acc(0), Acc(0), 0};
   for (int64_t tile = 0; tile < row_len; tile += kTile) {
     Acc a[kRowItems];
@@ -265,26 +286,16 @@ __device__ __forceinline__ MeanM2<acc_t<T>> row_mean_m2(const RowPreact<T>& pre,
       const int64_t j = tile + lane + int64_t{k} * kGroup;
       a[k] = Acc(0);
       if (j < row_len) {
-        a[k] = lrelu(pre(j), alpha);
+        a[k] = lrelu(pre(j), alpha) - shift;
         ++count;
       }
     }
-    if (count > 0) {
-      // The valid items are a[0 .. count) (j grows with k); the others are 0.
-      Acc sum = Acc(0);
-#pragma unroll
-      for (int k = 0; k < kRowItems; ++k) sum += a[k];
-      const Acc mean = count == kRowItems ? sum * Acc(1.0 / kRowItems) : sum / Acc(count);
-      Acc m2 = Acc(0);
-#pragma unroll
-      for (int k = 0; k < kRowItems; ++k) {
-        const Acc d = a[k] - mean;
-        if (k < count) m2 += d * d;
-      }
-      state = combine(state, MeanM2<Acc>{mean, m2, count});
-    }
+    // The valid items are a[0 .. count) (j grows with k); the others are 0.
+    if (count > 0) state = combine(state, tile_mean_m2(a, count));
   }
-  return group_reduce<kGroup>(state);
+  MeanM2<Acc> total = group_reduce<kGroup>(state);
+  total.mean += shift;
+  return total;
 }
 
 }  // namespace detail

@@ -830,6 +830,8 @@ constexpr int64_t kStatsChunk = 256;
 constexpr int64_t kStatsChannels = 64;
 
 // Welford/Chan merge of a chunk (count nb, mean mb, squared deviations qb) into (na, ma, qa).
+// Chunks of a constant row all have mean exactly its value c (row_moments): the first merge
+// gives c * nb / nb == c (c * nb is exact in double), the others delta == 0, so ma == c, qa == 0.
 inline void chan_merge(double na, double& ma, double& qa, double nb, double mb, double qb) {
   const double total = na + nb;
   const double delta = mb - ma;
@@ -842,9 +844,9 @@ inline void chan_merge(double na, double& ma, double& qa, double nb, double mb, 
 template <int kBytes, typename T>
 ALAE_INLINE std::pair<double, double> row_moments(const T* x, const T* noise, T w, T b, T alpha,
                                                   T* t, int64_t m) {
-  const double sum = noise ? norm_cpu::act_row<true, kBytes>(x, noise, w, b, alpha, t, m)
-                           : norm_cpu::act_row<false, kBytes>(x, noise, w, b, alpha, t, m);
-  const double mean = sum / static_cast<double>(m);
+  // Shifted accumulation: exactly the value of a constant row (then q == 0 exactly).
+  const double mean = noise ? norm_cpu::act_row_mean<true, kBytes>(x, noise, w, b, alpha, t, m)
+                            : norm_cpu::act_row_mean<false, kBytes>(x, noise, w, b, alpha, t, m);
   const T mu = static_cast<T>(mean);
   // Deviations from the rounded mean, corrected to the exact one.
   const double d = mean - static_cast<double>(mu);

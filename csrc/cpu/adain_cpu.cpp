@@ -45,16 +45,17 @@ ALAE_NORM_INLINE void fwd_rows(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r
     const acc_t* x = buffers.load(0, p.x + r * m);
     acc_t* a = buffers.out(1, p.y + r * m);
     const acc_t b = p.bias ? static_cast<acc_t>(p.bias[c]) : acc_t(0);
-    double sum;
+    double mean;
     if (p.noise) {
       const acc_t* noise = buffers.load(2, p.noise + n * m);
       const acc_t w = static_cast<acc_t>(p.noise_weight[c]);
-      sum = act_row<true, kBytes>(x, noise, w, b, p.alpha, a, m);
+      mean = act_row_mean<true, kBytes>(x, noise, w, b, p.alpha, a, m);
     } else {
       const acc_t* no_noise = nullptr;
-      sum = act_row<false, kBytes>(x, no_noise, acc_t(0), b, p.alpha, a, m);
+      mean = act_row_mean<false, kBytes>(x, no_noise, acc_t(0), b, p.alpha, a, m);
     }
-    const acc_t mu = static_cast<acc_t>(sum / static_cast<double>(m));
+    // Exactly the row's value for a constant row: then a - mu == 0 and y == shift exactly.
+    const acc_t mu = static_cast<acc_t>(mean);
     const double var = sq_dev_row<kBytes>(a, mu, m) / static_cast<double>(m);
     const double rstd = 1.0 / std::sqrt(var + p.eps);
     const double scale = 1.0 + static_cast<double>(p.style[n * 2 * C + c]);

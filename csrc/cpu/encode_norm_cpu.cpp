@@ -42,8 +42,9 @@ ALAE_NORM_INLINE void fwd_rows(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r
     acc_t* a = buffers.out(1, p.y + r * m);
     const acc_t b = static_cast<acc_t>(p.bias[c]);
     const acc_t* no_noise = nullptr;
-    const double sum = act_row<false, kBytes>(x, no_noise, acc_t(0), b, p.alpha, a, m);
-    const acc_t mu = static_cast<acc_t>(sum / static_cast<double>(m));
+    // Exactly the row's value for a constant row: then a - mu == 0, var == 0 and y == 0.
+    const acc_t mu = static_cast<acc_t>(
+        act_row_mean<false, kBytes>(x, no_noise, acc_t(0), b, p.alpha, a, m));
     const double var = sq_dev_row<kBytes>(a, mu, m) / static_cast<double>(m);
     const double rstd = 1.0 / std::sqrt(var + p.eps);
     normalize_row(a, mu, static_cast<acc_t>(rstd), acc_t(0), m);

@@ -210,17 +210,24 @@ struct PreAct {
   }
 };
 
-// a[j] = lrelu(t[j]) for the row; returns sum(a).
+// a[j] = lrelu(t[j]) for the row; returns its mean by shifted accumulation: with the shift
+// s = a[0], mean = s + sum(a - s) / m. A constant row sums exact zeros, so its mean is exactly
+// its value and every a - mean is exactly 0 (a plain sum would leave a rounding residue that
+// instance norm multiplies by 1 / sqrt(eps)); other rows sum smaller terms.
 template <bool kNoise, int kBytes, typename T>
-ALAE_NORM_INLINE double act_row(const T* x, const T* noise, T w, T b, T alpha,
-                                T* __restrict a, int64_t m) {
-  return row_sums<1, kBytes, T>(m, [&](int64_t j, auto* acc) {
+ALAE_NORM_INLINE double act_row_mean(const T* x, const T* noise, T w, T b, T alpha,
+                                     T* __restrict a, int64_t m) {
+  // The same expression as the loop's (scalar and vector code contract to FMA alike).
+  const PreAct<kNoise, T, T> pre0{x, noise, w, b, alpha};
+  const T s = pre0.act(pre0.t(0));
+  const double sum = row_sums<1, kBytes, T>(m, [&](int64_t j, auto* acc) {
     using U = Elem<decltype(acc)>;
     const PreAct<kNoise, U, T> pre{x, noise, w, b, alpha};
     const U v = pre.act(pre.t(j));
     store(a + j, v);
-    acc[0] += v;
+    acc[0] += v - bcast<U>(s);
   })[0];
+  return static_cast<double>(s) + sum / static_cast<double>(m);
 }
 
 // sum((a[j] - mu)^2) over the row.

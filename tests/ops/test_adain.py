@@ -3,6 +3,8 @@ import torch
 
 from alae_fast.ops import adain, adain_ref
 
+import constant_rows
+
 from support import (
     FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
     shape_id as _ids)
@@ -268,3 +270,27 @@ def test_bad_inputs_raise_clear_errors(impl):
         adain(x, [[0.0] * 6] * 2, impl=impl)
     with pytest.raises(TypeError, match=r"adain: bias must be a torch.Tensor, got tuple"):
         adain(x, style, bias=(0.0, 0.0, 0.0), impl=impl)
+
+
+def _double(kwargs):
+    return {k: v.double() for k, v in kwargs.items()}
+
+
+@impl_device
+@pytest.mark.parametrize("shape", constant_rows.SHAPES, ids=_ids)
+@pytest.mark.parametrize("variant", ["noise+bias", "bias"])
+def test_constant_rows_give_exactly_the_style_shift(impl, device, shape, variant):
+    require(impl, device)
+    # A constant row has x - mean == 0 exactly, so AdaIN's output is the style shift itself
+    # (any residue in the mean would come out multiplied by 1 / sqrt(eps) = 1e4).
+    x, kwargs, rows = constant_rows.constant_row_inputs(shape, device, noise="noise" in variant)
+    n, c = shape[:2]
+    style = 0.5 * _randn((n, 2 * c), device, seed=1)
+    ours = adain(x, style, alpha=0.2, eps=1e-8, impl=impl, **kwargs)
+    for i, j in rows:
+        expected = style[i, c + j].expand(shape[2:])
+        diff = (ours[i, j] - expected).abs().max().item()
+        assert torch.equal(ours[i, j], expected), f"row ({i}, {j}) is off by {diff:.3g}"
+    ref = adain_ref(x.double(), style.double(), alpha=0.2, eps=1e-8, **_double(kwargs))
+    other = constant_rows.other_rows_mask(shape, rows, device)
+    torch.testing.assert_close(ours[other].double(), ref[other], **FP32_OUT)

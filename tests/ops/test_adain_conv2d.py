@@ -4,7 +4,10 @@ from torch.nn import functional as F
 
 from alae_fast.ops import (adain_conv2d, adain_conv2d_ref, adain_ref, adain_scale_shift,
                            adain_stats, adain_stats_ref, transposed_to_conv_weight)
+
 from alae_fast.reference.layers import ConvTranspose2d
+
+import constant_rows
 
 from support import (
     CL, FP32_GRAD, assert_low_precision_close, impl_device, require, randn as _randn,
@@ -322,3 +325,32 @@ def test_stats_bad_arguments():
         adain_stats(x, eps=-1.0)
     with pytest.raises(ValueError, match=r"act_bias must have shape \[C\] = \[3\]"):
         adain_stats(x, act_bias=torch.zeros(2))
+
+
+@impl_device
+@pytest.mark.parametrize("shape", constant_rows.SHAPES, ids=_ids)
+@pytest.mark.parametrize("variant", ["full", "affine"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_stats_of_constant_rows_are_exact(impl, device, shape, variant, layout):
+    require(impl, device)
+    # A constant row: mean exactly its value, var exactly 0, so rsqrt(var + eps) at eps = 0 is
+    # exactly inf (a residue var of any size would give a finite rstd).
+    x, kwargs, rows = constant_rows.constant_row_inputs(shape, device, noise=variant == "full",
+                                                        bias=variant == "full")
+    if "bias" in kwargs:
+        kwargs["act_bias"] = kwargs.pop("bias")
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL)
+    stats = adain_stats(x, alpha=0.2, eps=0.0, impl=impl, **kwargs)
+    c = shape[1]
+    named = {("bias" if k == "act_bias" else k): v for k, v in kwargs.items()}
+    for i, j in rows:
+        a = constant_rows.activation(x, named, 0.2, i, j).item()
+        assert stats[i, j].item() == a, f"row ({i}, {j}): mean {stats[i, j].item()!r} != {a!r}"
+        rstd = stats[i, c + j].item()
+        assert rstd == float("inf"), f"row ({i}, {j}): var is not 0 (rstd {rstd:.6g})"
+    ref = adain_stats_ref(x.double(), alpha=0.2, eps=0.0,
+                          **{k: v.double() for k, v in kwargs.items()})
+    other = constant_rows.other_rows_mask(shape, rows, device)
+    other = torch.cat((other, other), dim=1)
+    _close(stats[other].double(), ref[other], 1e-5)

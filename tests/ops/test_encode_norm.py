@@ -6,6 +6,8 @@ from torch.nn import functional as F
 
 from alae_fast.ops import encode_norm, encode_norm_ref
 
+import constant_rows
+
 from support import (
     FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
     shape_id as _ids, image as _image)
@@ -297,3 +299,26 @@ def test_third_order_raises_instead_of_wrong_numbers(impl, device):
     assert torch.isfinite(gb).all() and gb.abs().max() > 0
     with pytest.raises(RuntimeError, match="second-order"):
         torch.autograd.grad(g.pow(2).sum(), bias, create_graph=True)
+
+
+@impl_device
+@pytest.mark.parametrize("shape", constant_rows.SHAPES, ids=_ids)
+def test_constant_rows_normalise_to_exactly_zero(impl, device, shape):
+    require(impl, device)
+    # A constant row has x - mean == 0 and var == 0 exactly: normalised output 0, style std 0
+    # and style mean the row's value (a residue in the mean would come out times 1/sqrt(eps)).
+    x, kwargs, rows = constant_rows.constant_row_inputs(shape, device, noise=False)
+    bias = kwargs["bias"]
+    c = shape[1]
+    y, style = encode_norm(x, bias, alpha=0.2, eps=1e-5, impl=impl)
+    for i, j in rows:
+        a = constant_rows.activation(x, kwargs, 0.2, i, j)
+        off = y[i, j].abs().max().item()
+        assert torch.equal(y[i, j], torch.zeros_like(y[i, j])), f"row ({i}, {j}): y {off:.3g}"
+        assert style[i, c + j].item() == 0.0, f"row ({i}, {j}): std {style[i, c + j].item()}"
+        assert style[i, j].item() == a.item(), f"row ({i}, {j}): mean {style[i, j].item()}"
+    ref_y, ref_style = encode_norm_ref(x.double(), bias.double(), alpha=0.2, eps=1e-5)
+    other = constant_rows.other_rows_mask(shape, rows, device)
+    torch.testing.assert_close(y[other].double(), ref_y[other], **FP32_OUT)
+    other_style = torch.cat((other, other), dim=1)
+    torch.testing.assert_close(style[other_style].double(), ref_style[other_style], **FP32_OUT)

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .common import (acc_dtype, acc_scalar, acc_torch_dtype, cast_to, device_of, div_rn, lrelu,
-                     merge_chunk_moments, row_tile, sqrt_rn)
+                     merge_chunk_moments, row_mean, row_tile, sqrt_rn)
 
 
 @triton.jit
@@ -55,7 +55,12 @@ def _adain_fwd_kernel(x_ptr, style_ptr, noise_ptr, noise_weight_ptr, bias_ptr, y
                                ACC, ROWS)
     rows_base = r * M
     noise_base = n * M
-    # Pass 1: the row's mean and sum of squared deviations.
+    # Pass 1: the row's mean and sum of squared deviations, accumulated shifted by the row's
+    # first activation (the loop's expression on column 0: the same rounding).
+    t0 = tl.load(x_ptr + rows_base, mask=row_mask, other=0.0).to(ACC)
+    if HAS_NOISE:
+        t0 += weight * tl.load(noise_ptr + noise_base, mask=row_mask, other=0.0).to(ACC)
+    shift0 = lrelu(t0 + bias, alpha_acc)
     mean = tl.zeros([ROWS], dtype=ACC)
     m2 = tl.zeros([ROWS], dtype=ACC)
     start = 0
@@ -65,8 +70,10 @@ def _adain_fwd_kernel(x_ptr, style_ptr, noise_ptr, noise_weight_ptr, bias_ptr, y
         t, _ = _pre_activation(x_ptr, noise_ptr, rows_base[:, None] + cols[None, :],
                                noise_base[:, None] + cols[None, :], mask, weight, bias,
                                HAS_NOISE, ACC)
-        mean, m2 = merge_chunk_moments(mean, m2, lrelu(t, alpha_acc), mask, start, M, BM)
+        mean, m2 = merge_chunk_moments(mean, m2, lrelu(t, alpha_acc), shift0, mask, start, M,
+                                       BM)
         start += BM
+    mean = row_mean(shift0, mean)
     rstd = div_rn(tl.full([ROWS], 1.0, ACC), sqrt_rn(m2 / M + acc_scalar(eps, ACC)))
     scale = 1.0 + tl.load(style_ptr + r + n * C, mask=row_mask, other=0.0).to(ACC)
     shift = tl.load(style_ptr + r + n * C + C, mask=row_mask, other=0.0).to(ACC)

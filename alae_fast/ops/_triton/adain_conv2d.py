@@ -49,7 +49,7 @@ import triton.language as tl
 
 from .common import (INTERPRETED, acc_dtype, acc_scalar, acc_torch_dtype, cast_to, device_of,
                      div_rn, is_channels_last_4d, lrelu, merge_chunk_moments, pow2_block,
-                     sqrt_rn)
+                     row_mean, sqrt_rn)
 
 _INTERPRET = bool(INTERPRETED.value)
 
@@ -318,8 +318,9 @@ def _stats_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, stats_ptr, part_ptr, rows, C
                   HAS_NOISE: tl.constexpr, HAS_AB: tl.constexpr, FINAL: tl.constexpr,
                   ACC: tl.constexpr, ROWS: tl.constexpr, BM: tl.constexpr):
     # Program (pid, seg): ROWS rows (n, c) by the pixels [seg * SEG, seg * SEG + SEG) of the
-    # M = H * W, walked in BM chunks merged with Chan's formula. FINAL (one segment): the
-    # stats themselves; otherwise the segment's (mean, m2), merged on the host.
+    # M = H * W, walked in BM chunks merged with Chan's formula, shifted by the row's first
+    # value (see merge_chunk_moments). FINAL (one segment): the stats themselves; otherwise the
+    # segment's (shifted mean, m2, shift), merged on the host.
     r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     seg = tl.program_id(1)
     row_ok = r < rows
@@ -335,6 +336,12 @@ def _stats_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, stats_ptr, part_ptr, rows, C
     row_base = n * sxn + c * sxc
     start = seg * SEG
     seg_len = tl.minimum(M - start, SEG)
+    # The row's first value, by the loop's expression (the same rounding); every segment of
+    # the row takes the same shift.
+    pre0 = tl.load(x_ptr + row_base, mask=row_ok, other=0.0).to(ACC)
+    if HAS_NOISE:
+        pre0 += nw * tl.load(noise_ptr + n * M, mask=row_ok, other=0.0).to(ACC)
+    shift0 = lrelu(pre0 + ab, alpha_acc)
     mean = tl.zeros([ROWS], dtype=ACC)
     m2 = tl.zeros([ROWS], dtype=ACC)
     k = 0
@@ -350,15 +357,17 @@ def _stats_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, stats_ptr, part_ptr, rows, C
             z = tl.load(noise_ptr + n[:, None] * M + p[None, :], mask=mask, other=0.0)
             pre += nw[:, None] * z.to(ACC)
         t = lrelu(pre + ab[:, None], alpha_acc)
-        mean, m2 = merge_chunk_moments(mean, m2, t, mask, k, seg_len, BM)
+        mean, m2 = merge_chunk_moments(mean, m2, t, shift0, mask, k, seg_len, BM)
         k += BM
     if FINAL:
         rstd = div_rn(tl.full([ROWS], 1.0, ACC), sqrt_rn(m2 / M + acc_scalar(eps, ACC)))
-        tl.store(stats_ptr + r + n * C, mean, mask=row_ok)
+        tl.store(stats_ptr + r + n * C, row_mean(shift0, mean), mask=row_ok)
         tl.store(stats_ptr + r + n * C + C, rstd, mask=row_ok)
     else:
+        splits = tl.num_programs(1)
         tl.store(part_ptr + seg * rows + r, mean, mask=row_ok)
-        tl.store(part_ptr + (tl.num_programs(1) + seg) * rows + r, m2, mask=row_ok)
+        tl.store(part_ptr + (splits + seg) * rows + r, m2, mask=row_ok)
+        tl.store(part_ptr + (2 * splits + seg) * rows + r, shift0, mask=row_ok)
 
 
 # --------------------------------------------------------------------------------------------
@@ -720,7 +729,7 @@ def adain_stats_fwd(x: torch.Tensor, noise: torch.Tensor | None,
         return stats.fill_(float("nan"))
     block_rows, bm, seg = _stats_tiles(x, rows, row_len)
     splits = triton.cdiv(row_len, seg)
-    part = torch.empty(2, splits, n, c, dtype=acc, device=x.device) if splits > 1 else stats
+    part = torch.empty(3, splits, n, c, dtype=acc, device=x.device) if splits > 1 else stats
     with device_of(x):
         _stats_kernel[(triton.cdiv(rows, block_rows), splits)](
             x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), stats, part, rows, c, w,
@@ -730,12 +739,14 @@ def adain_stats_fwd(x: torch.Tensor, noise: torch.Tensor | None,
     if splits == 1:
         return stats
     # Merge the segments' (mean, m2) exactly as Chan's pairwise formula does, all at once:
-    # deviations of the segment means from the overall mean, never E[t^2] - E[t]^2.
+    # deviations of the segment means from the overall mean, never E[t^2] - E[t]^2. The means
+    # are shifted by the row's first value (part[2], the same in every segment): a constant
+    # row's are exact zeros, so its mean is exactly the shift and its m2 exactly 0.
     counts = torch.full((splits, 1, 1), float(seg), dtype=acc, device=x.device)
     counts[-1] = row_len - seg * (splits - 1)
     seg_mean, seg_m2 = part[0], part[1]
     mean = (counts * seg_mean).sum(0) / row_len
     m2 = seg_m2.sum(0) + (counts * (seg_mean - mean).square()).sum(0)
-    stats[:, :c] = mean
+    stats[:, :c] = part[2, 0] + mean
     stats[:, c:] = (m2 / row_len + eps).rsqrt()
     return stats

@@ -134,15 +134,27 @@ def row_tile(rows: int, row_len: int):
 
 
 @triton.jit
-def merge_chunk_moments(mean, m2, a, mask, start, row_len, BM: tl.constexpr):
+def merge_chunk_moments(mean, m2, a, shift, mask, start, row_len, BM: tl.constexpr):
     """Fold the [ROWS, BM] chunk ``a`` of columns start.. (masked lanes ignored) into the
-    running per-row mean and sum of squared deviations: two-pass inside the chunk, merged
-    with Chan et al.'s pairwise formula (stable, and in a fixed order)."""
+    running per-row mean of ``a - shift`` and sum of squared deviations: two-pass inside the
+    chunk, merged with Chan et al.'s pairwise formula (stable, and in a fixed order).
+
+    Shifted accumulation: with ``shift`` a value of the row (its first, see row_mean), a
+    constant row folds exact zeros, so its shifted mean and m2 stay exactly 0 and
+    ``shift + mean`` is exactly its value."""
     seen = tl.full([], start, mean.dtype)
     count = tl.minimum(row_len - start, BM).to(mean.dtype)
+    a = a - shift[:, None]
     chunk_mean = tl.sum(tl.where(mask, a, 0.0), axis=1) / count
     dev = tl.where(mask, a - chunk_mean[:, None], 0.0)
     chunk_m2 = tl.sum(dev * dev, axis=1)
     total = seen + count
     delta = chunk_mean - mean
     return mean + delta * (count / total), m2 + chunk_m2 + delta * delta * (seen * count / total)
+
+
+@triton.jit
+def row_mean(shift, shifted_mean):
+    """The row's mean from merge_chunk_moments' shifted one: exactly ``shift`` (the row's
+    value) for a constant row, whose centred values a - mean are then exactly 0."""
+    return shift + shifted_mean

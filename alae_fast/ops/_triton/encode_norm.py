@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from .common import (acc_dtype, acc_scalar, acc_torch_dtype, cast_to, device_of, div_rn, lrelu,
-                     merge_chunk_moments, row_tile, sqrt_rn)
+                     merge_chunk_moments, row_mean, row_tile, sqrt_rn)
 
 
 @triton.jit
@@ -29,7 +29,10 @@ def _encode_norm_fwd_kernel(x_ptr, bias_ptr, y_ptr, style_ptr, stats_ptr, rows, 
     alpha_acc = acc_scalar(alpha, ACC)
     bias = tl.load(bias_ptr + c, mask=row_mask, other=0.0).to(ACC)
     rows_base = r * M
-    # Pass 1: the row's mean and sum of squared deviations.
+    # Pass 1: the row's mean and sum of squared deviations, accumulated shifted by the row's
+    # first activation (the loop's expression on column 0: the same rounding).
+    x0 = tl.load(x_ptr + rows_base, mask=row_mask, other=0.0)
+    shift0 = lrelu(x0.to(ACC) + bias, alpha_acc)
     mean = tl.zeros([ROWS], dtype=ACC)
     m2 = tl.zeros([ROWS], dtype=ACC)
     start = 0
@@ -38,8 +41,9 @@ def _encode_norm_fwd_kernel(x_ptr, bias_ptr, y_ptr, style_ptr, stats_ptr, rows, 
         mask = row_mask[:, None] & (cols < M)[None, :]
         x = tl.load(x_ptr + rows_base[:, None] + cols[None, :], mask=mask, other=0.0)
         a = lrelu(x.to(ACC) + bias[:, None], alpha_acc)
-        mean, m2 = merge_chunk_moments(mean, m2, a, mask, start, M, BM)
+        mean, m2 = merge_chunk_moments(mean, m2, a, shift0, mask, start, M, BM)
         start += BM
+    mean = row_mean(shift0, mean)
     var = m2 / M
     std = sqrt_rn(var)
     rstd = div_rn(tl.full([ROWS], 1.0, ACC), sqrt_rn(var + acc_scalar(eps, ACC)))
