@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,18 +293,16 @@ def check_case(case: Case, impl: str, device: torch.device) -> dict:
 def environment(device: torch.device) -> dict:
     from .ops import _extension
 
-    env = dict(python=platform.python_version(), torch=torch.__version__,
-               torch_cuda=torch.version.cuda or "none", triton="not installed",
+    from .utils.versions import software_versions
+
+    versions = software_versions()
+    env = dict(python=versions["python"], torch=versions["torch"],
+               torch_cuda=versions["cuda"], triton=versions["triton"],
                cuda_available=torch.cuda.is_available(), gpu=None, capability=None,
                extension_loads=_extension.load(), extension_error=_extension.error(),
                extension_cuda_kernels=False,
                triton_interpret=os.environ.get("TRITON_INTERPRET") == "1",
                impl_env=os.environ.get("ALAE_FAST_IMPL") or None)
-    try:
-        import triton
-        env["triton"] = triton.__version__
-    except ImportError:
-        pass
     if env["extension_loads"]:
         env["extension_cuda_kernels"] = bool(_extension.has_cuda_kernels())
     if device.type == "cuda":

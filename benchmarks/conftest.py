@@ -39,13 +39,8 @@ def _device_label() -> str:
 
 
 def _versions() -> dict:
-    try:
-        import triton
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = "not installed"
-    return dict(torch=torch.__version__, triton=triton_version,
-                cuda=torch.version.cuda or "none", python=platform.python_version())
+    from alae_fast.utils.versions import software_versions
+    return software_versions()
 
 
 def _table(result: dict) -> list[str]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -131,15 +130,8 @@ def _gpu() -> tuple[str, str]:
 
 
 def _versions() -> dict:
-    import torch
-
-    try:
-        import triton
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = "not installed"
-    return dict(torch=torch.__version__, triton=triton_version,
-                cuda=torch.version.cuda or "none", python=platform.python_version())
+    from alae_fast.utils.versions import software_versions
+    return software_versions()
 
 
 def decide(pairs, blocked, files, doctor_failed, partial):
