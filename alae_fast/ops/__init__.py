@@ -28,5 +28,6 @@ __all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "available_
            "r1_penalty", "r1_penalty_ref", "latent_l2", "latent_l2_ref", "d_loss_r1",
            "d_loss_r1_ref", "bias_act", "bias_act_ref", "blur", "blur_ref", "encode_norm",
            "encode_norm_ref", "adain", "adain_ref", "adain_conv2d", "adain_conv2d_ref", "adain_stats",
-           "adain_stats_ref", "adain_scale_shift", "adain_center_scale_shift", "transposed_to_conv_weight", "linear_act", "linear_act_ref",
+           "adain_stats_ref", "adain_scale_shift", "adain_center_scale_shift",
+           "transposed_to_conv_weight", "linear_act", "linear_act_ref",
            "lreq_adam_step_", "lreq_adam_step_ref"]

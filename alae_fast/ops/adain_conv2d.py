@@ -22,8 +22,8 @@ read of ``x`` (nothing written), and :func:`adain_scale_shift` folds them with a
 the (scale, shift) pair; :func:`adain_center_scale_shift` into (center, scale, shift) with
 ``center = mean``, so that a constant channel gives exactly ``shift`` (``scale * t + shift``
 with ``shift = b - mean * scale`` leaves a rounding residue of ``u * |scale * mean|``, about
-1e-3 with ``rstd = 1 / sqrt(eps) = 1e4``). The generator is not on the R1 path, so both ops have first-order
-gradients only; the backward op refuses a second differentiation.
+1e-3 with ``rstd = 1 / sqrt(eps) = 1e4``). The generator is not on the R1 path, so both ops
+have first-order gradients only; the backward op refuses a second differentiation.
 """
 
 from __future__ import annotations

@@ -500,7 +500,8 @@ ALAE_INLINE void fwd_task(const Prologue<scalar_t>& p, const at::Tensor& wm,
 }
 
 at::Tensor adain_conv2d_fwd(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
-                            const std::optional<at::Tensor>& center, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                            const std::optional<at::Tensor>& center, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias,
                             const std::optional<at::Tensor>& noise,
                             const std::optional<at::Tensor>& noise_weight,
                             const std::optional<at::Tensor>& act_bias, double alpha, bool up) {
@@ -953,7 +954,8 @@ at::Tensor adain_stats_fwd(const at::Tensor& x, const std::optional<at::Tensor>&
   }
   ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kStats, [&] {
     using acc = at::opmath_type<scalar_t>;
-    const PrologueData<scalar_t> data(x, std::nullopt, std::nullopt, std::nullopt, noise, noise_weight, act_bias, alpha, false);
+    const PrologueData<scalar_t> data(x, std::nullopt, std::nullopt, std::nullopt, noise,
+                                      noise_weight, act_bias, alpha, false);
     const Prologue<scalar_t>& p = data.p;
     acc* ps = stats.data_ptr<acc>();
     if (!p.xs.cl) {
