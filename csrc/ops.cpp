@@ -42,12 +42,13 @@ TORCH_LIBRARY(alae_fast_C, m) {
       "adain_bwd(Tensor grad_y, Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, "
       "Tensor? bias, Tensor stats, float alpha, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "adain_conv2d_fwd(Tensor x, Tensor scale, Tensor shift, Tensor weight, Tensor? bias, "
-      "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up) -> Tensor");
+      "adain_conv2d_fwd(Tensor x, Tensor scale, Tensor shift, Tensor? center, Tensor weight, "
+      "Tensor? bias, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, "
+      "bool up) -> Tensor");
   m.def(
-      "adain_conv2d_bwd(Tensor grad_out, Tensor x, Tensor scale, Tensor shift, Tensor weight, "
-      "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up) -> "
-      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "adain_conv2d_bwd(Tensor grad_out, Tensor x, Tensor scale, Tensor shift, Tensor? center, "
+      "Tensor weight, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, "
+      "bool up) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "adain_stats_fwd(Tensor x, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, "
       "float alpha, float eps) -> Tensor");

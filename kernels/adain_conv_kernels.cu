@@ -122,11 +122,17 @@ T* at_offset(void* base, size_t offset_bytes) {
 // The prologue: the AdaIN output the convolution reads
 // ---------------------------------------------------------------------------------------------
 
+// a - b rounded on its own: never contracted with lrelu's alpha * pre into one fma, so that
+// t == center (a constant channel against its exact mean) gives exactly 0.
+__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+
 template <typename T>
 struct Prologue {
   const T* __restrict__ x;             // [N, C, H, W] with strides xs
   const T* __restrict__ scale;         // [N, C]
   const T* __restrict__ shift;         // [N, C]
+  const T* __restrict__ center;        // [N, C] or nullptr (0)
   const T* __restrict__ noise;         // [N, 1, H, W] or nullptr
   const T* __restrict__ noise_weight;  // [C] (with noise)
   const T* __restrict__ act_bias;      // [C] or nullptr
@@ -148,8 +154,8 @@ struct Prologue {
   }
 
   // The convolution's input A[n, c, u, v] on its grid of grid_h x grid_w (H x W, or 2H x 2W with
-  // `up`, where A[u, v] = a[u / 2, v / 2]): scale * lrelu(pre) + shift, and 0 outside the grid
-  // (the zero padding comes after the affine) or for c >= C. Shared by the forward and the
+  // `up`, where A[u, v] = a[u / 2, v / 2]): scale * (lrelu(pre) - center) + shift, 0 outside
+  // the grid (the zero padding comes after the affine) or for c >= C. Shared by the forward and the
   // grad-weight kernels, so that both see the same values.
   __device__ __forceinline__ acc_t<T> conv_input(int64_t n, int64_t c, int64_t u, int64_t v,
                                                  int64_t grid_h, int64_t grid_w) const {
@@ -157,19 +163,26 @@ struct Prologue {
     if (c >= channels || u < 0 || u >= grid_h || v < 0 || v >= grid_w) return Acc(0);
     const int64_t h = up ? (u >> 1) : u;
     const int64_t w = up ? (v >> 1) : v;
-    const Acc t = lrelu(preact(n, c, h, w), alpha);
+    const Acc t = sub_rn(lrelu(preact(n, c, h, w), alpha), center_of(n, c));
     return to_acc(scale[n * channels + c]) * t + to_acc(shift[n * channels + c]);
+  }
+
+  // center[n, c], 0 without a center.
+  __device__ __forceinline__ acc_t<T> center_of(int64_t n, int64_t c) const {
+    return center != nullptr ? to_acc(center[n * channels + c]) : acc_t<T>(0);
   }
 };
 
 template <typename T>
 Prologue<T> make_prologue(const void* x, Strides4 xs, const void* scale, const void* shift,
-                          const void* noise, const void* noise_weight, const void* act_bias,
+                          const void* center, const void* noise, const void* noise_weight,
+                          const void* act_bias,
                           int64_t channels, int64_t height, int64_t width, double alpha, bool up) {
   Prologue<T> p;
   p.x = static_cast<const T*>(x);
   p.scale = static_cast<const T*>(scale);
   p.shift = static_cast<const T*>(shift);
+  p.center = static_cast<const T*>(center);
   p.noise = static_cast<const T*>(noise);
   p.noise_weight = static_cast<const T*>(noise_weight);
   p.act_bias = static_cast<const T*>(act_bias);
@@ -555,7 +568,7 @@ __global__ void __launch_bounds__(kGemmThreads)
         const int64_t ci = ci0 + roles.n_base + kThreadGrid * j;
         if (ci >= C) continue;
         const Acc pre = pro.preact(n, ci, h, w);
-        const Acc t = lrelu(pre, pro.alpha);
+        const Acc t = lrelu(pre, pro.alpha) - pro.center_of(n, ci);  // d a / d scale
         const Acc ga = acc[i][j];
         const Acc gx = ga * to_acc(pro.scale[n * C + ci]) * (pre > Acc(0) ? Acc(1) : pro.alpha);
         args.grad_x[n * args.gxs.n + ci * args.gxs.c + h * args.gxs.h + w * args.gxs.w] =
@@ -1020,8 +1033,9 @@ size_t adain_conv2d_forward_workspace_bytes(DType dtype, int64_t channels, int64
 }
 
 cudaError_t adain_conv2d_forward(DType dtype, const void* x, Strides4 x_strides,
-                                 const void* scale, const void* shift, const void* weight,
-                                 const void* bias, const void* noise, const void* noise_weight,
+                                 const void* scale, const void* shift, const void* center,
+                                 const void* weight, const void* bias, const void* noise,
+                                 const void* noise_weight,
                                  const void* act_bias, int64_t n, int64_t channels,
                                  int64_t height, int64_t width, int64_t out_channels,
                                  double alpha, bool up, void* out, Strides4 out_strides,
@@ -1052,8 +1066,8 @@ cudaError_t adain_conv2d_forward(DType dtype, const void* x, Strides4 x_strides,
       if (err != cudaSuccess) return err;
     }
     ForwardArgs<T> args{};
-    args.pro = make_prologue<T>(x, x_strides, scale, shift, noise, noise_weight, act_bias,
-                                channels, height, width, alpha, up);
+    args.pro = make_prologue<T>(x, x_strides, scale, shift, center, noise, noise_weight,
+                                act_bias, channels, height, width, alpha, up);
     args.wpack = wpack;
     args.bias = static_cast<const T*>(bias);
     args.out = static_cast<T*>(out);
@@ -1079,8 +1093,9 @@ size_t adain_conv2d_backward_workspace_bytes(DType dtype, int64_t n, int64_t cha
 
 cudaError_t adain_conv2d_backward(DType dtype, const void* grad_out, Strides4 grad_out_strides,
                                   const void* x, Strides4 x_strides, const void* scale,
-                                  const void* shift, const void* weight, const void* noise,
-                                  const void* noise_weight, const void* act_bias, int64_t n,
+                                  const void* shift, const void* center, const void* weight,
+                                  const void* noise, const void* noise_weight,
+                                  const void* act_bias, int64_t n,
                                   int64_t channels, int64_t height, int64_t width,
                                   int64_t out_channels, double alpha, bool up, void* grad_x,
                                   Strides4 grad_x_strides, void* grad_scale, void* grad_shift,
@@ -1107,8 +1122,9 @@ cudaError_t adain_conv2d_backward(DType dtype, const void* grad_out, Strides4 gr
     Acc* nc_sums = at_offset<Acc>(workspace, plan.nc_sums_at);
     Acc* weight_partials = at_offset<Acc>(workspace, plan.weight_partials_at);
     Acc* bias_partials = at_offset<Acc>(workspace, plan.bias_partials_at);
-    const Prologue<T> pro = make_prologue<T>(x, x_strides, scale, shift, noise, noise_weight,
-                                             act_bias, channels, height, width, alpha, up);
+    const Prologue<T> pro = make_prologue<T>(x, x_strides, scale, shift, center, noise,
+                                             noise_weight, act_bias, channels, height, width,
+                                             alpha, up);
     cudaError_t err = cudaSuccess;
 
     // grad input and the prologue's gradients.

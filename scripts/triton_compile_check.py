@@ -269,7 +269,8 @@ def _conv_cases(cases, dtypes, quick):
     for dt in dtypes:
         tdt = getattr(torch, dt)
         acc_name = _acc(dt)
-        flags = dict(C=c, COUT=cout, HAS_NOISE=True, HAS_AB=True, ACC=_tl(acc_name),
+        flags = dict(C=c, COUT=cout, HAS_NOISE=True, HAS_AB=True, HAS_CENTER=True,
+                     ACC=_tl(acc_name),
                      USE_DOT=dt != "float64", PRECISION=conv.input_precision(tdt))
         for up in (False, True):
             fwd = dict(flags, UP=up, TAPS=2 if up else 3, HAS_BIAS=True)

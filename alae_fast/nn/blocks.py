@@ -58,8 +58,8 @@ class EncodeBlock(ref.EncodeBlock):
 
 class PendingAdaIN(NamedTuple):
     """An AdaIN output that was not written: the pre-activation ``x`` ([N, C, H, W]) with the
-    noise/bias/leaky-ReLU terms and the (scale, shift) the next convolution applies while
-    loading it (see :func:`alae_fast.ops.adain_conv2d`)."""
+    noise/bias/leaky-ReLU terms and the (center, scale, shift) the next convolution applies
+    while loading it (see :func:`alae_fast.ops.adain_conv2d`)."""
 
     x: torch.Tensor
     noise: torch.Tensor | None
@@ -67,11 +67,12 @@ class PendingAdaIN(NamedTuple):
     act_bias: torch.Tensor
     scale: torch.Tensor
     shift: torch.Tensor
+    center: torch.Tensor
 
     def conv(self, weight: torch.Tensor, up: bool, impl: str | None) -> torch.Tensor:
         return ops.adain_conv2d(self.x, self.scale, self.shift, weight, noise=self.noise,
                                 noise_weight=self.noise_weight, act_bias=self.act_bias,
-                                alpha=LRELU_SLOPE, up=up, impl=impl)
+                                alpha=LRELU_SLOPE, up=up, center=self.center, impl=impl)
 
 
 class DecodeBlock(ref.DecodeBlock):
@@ -113,8 +114,9 @@ class DecodeBlock(ref.DecodeBlock):
         x = x.contiguous() if x.stride(0) == 0 else x  # the expanded constant
         stats = ops.adain_stats(x, noise=z, noise_weight=weight, act_bias=bias.view(-1),
                                 alpha=LRELU_SLOPE, eps=ref.DECODER_NORM_EPS, impl=self.impl)
-        scale, shift = ops.adain_scale_shift(stats, style)
-        return PendingAdaIN(x, z, weight, bias.view(-1), scale, shift)
+        # Centred: a constant channel gives exactly the style bias, as the reference's t - mean.
+        center, scale, shift = ops.adain_center_scale_shift(stats, style)
+        return PendingAdaIN(x, z, weight, bias.view(-1), scale, shift, center)
 
     def _conv_1_weight(self) -> torch.Tensor:
         """conv_1 as a 3x3 convolution of the nearest-up-sampled input (both reference forms)."""

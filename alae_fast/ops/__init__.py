@@ -9,8 +9,9 @@ work on it. Importing this package loads neither the extension nor Triton.
 from ._dispatch import (AUTO_ORDER, ENV_VAR, IMPLS, ImplUnavailableError, available_impls,
                         resolve_impl)
 from .adain import adain, adain_ref
-from .adain_conv2d import (adain_conv2d, adain_conv2d_ref, adain_scale_shift, adain_stats,
-                           adain_stats_ref, transposed_to_conv_weight)
+from .adain_conv2d import (adain_center_scale_shift, adain_conv2d, adain_conv2d_ref,
+                           adain_scale_shift, adain_stats, adain_stats_ref,
+                           transposed_to_conv_weight)
 from .bias_act import bias_act, bias_act_ref
 from .blur import blur, blur_ref
 from .d_adv_loss import d_adv_loss, d_adv_loss_ref
@@ -27,5 +28,6 @@ __all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "available_
            "r1_penalty", "r1_penalty_ref", "latent_l2", "latent_l2_ref", "d_loss_r1",
            "d_loss_r1_ref", "bias_act", "bias_act_ref", "blur", "blur_ref", "encode_norm",
            "encode_norm_ref", "adain", "adain_ref", "adain_conv2d", "adain_conv2d_ref", "adain_stats",
-           "adain_stats_ref", "adain_scale_shift", "transposed_to_conv_weight", "linear_act", "linear_act_ref",
+           "adain_stats_ref", "adain_scale_shift", "adain_center_scale_shift",
+           "transposed_to_conv_weight", "linear_act", "linear_act_ref",
            "lreq_adam_step_", "lreq_adam_step_ref"]

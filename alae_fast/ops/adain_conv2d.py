@@ -8,7 +8,7 @@ applies that whole prologue while loading the convolution's input tile, so neith
 
     pre = x + noise_weight[c] * noise[n, 0] + act_bias[c]      (each term optional)
     t   = leaky_relu(pre, alpha)                               (alpha = 1: identity)
-    a   = scale[n, c] * t + shift[n, c]
+    a   = scale[n, c] * (t - center[n, c]) + shift[n, c]          (center optional, 0)
     A   = nearest 2x up-sampling of a if up else a
     out = conv2d(A, weight, bias, stride 1, zero padding 1)    (padding after the affine)
 
@@ -19,8 +19,11 @@ weight ``w.transpose(0, 1).flip(2, 3)`` (checked in the tests).
 
 ``adain_stats`` is its companion: the per-(n, c) mean and ``rsqrt(var + eps)`` of ``t`` in one
 read of ``x`` (nothing written), and :func:`adain_scale_shift` folds them with a style into
-the (scale, shift) pair. The generator is not on the R1 path, so both ops have first-order
-gradients only; the backward op refuses a second differentiation.
+the (scale, shift) pair; :func:`adain_center_scale_shift` into (center, scale, shift) with
+``center = mean``, so that a constant channel gives exactly ``shift`` (``scale * t + shift``
+with ``shift = b - mean * scale`` leaves a rounding residue of ``u * |scale * mean|``, about
+1e-3 with ``rstd = 1 / sqrt(eps) = 1e4``). The generator is not on the R1 path, so both ops
+have first-order gradients only; the backward op refuses a second differentiation.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ._kernels import kernel
 from ._library import define
 
 __all__ = ["adain_conv2d", "adain_conv2d_ref", "adain_stats", "adain_stats_ref",
-           "adain_scale_shift", "transposed_to_conv_weight"]
+           "adain_scale_shift", "adain_center_scale_shift", "transposed_to_conv_weight"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,6 +54,14 @@ def _activation(x, noise, noise_weight, act_bias, alpha):
     return pre, (pre if alpha == 1.0 else F.leaky_relu(pre, alpha))
 
 
+def _affine(t, scale, shift, center):
+    """scale * (t - center) + shift per (n, c) (center None: 0)."""
+    n, c = scale.shape
+    if center is not None:
+        t = t - center.view(n, c, 1, 1)
+    return torch.addcmul(shift.view(n, c, 1, 1), t, scale.view(n, c, 1, 1))
+
+
 def _upsample(a: torch.Tensor) -> torch.Tensor:
     return a.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
@@ -59,11 +70,10 @@ def adain_conv2d_ref(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
                      weight: torch.Tensor, *, bias: torch.Tensor | None = None,
                      noise: torch.Tensor | None = None, noise_weight: torch.Tensor | None = None,
                      act_bias: torch.Tensor | None = None, alpha: float = 1.0,
-                     up: bool = False) -> torch.Tensor:
+                     up: bool = False, center: torch.Tensor | None = None) -> torch.Tensor:
     """Reference twin of :func:`adain_conv2d`: the prologue written out, then ``F.conv2d``."""
     _, t = _activation(x, noise, noise_weight, act_bias, alpha)
-    n, c = scale.shape
-    a = torch.addcmul(shift.view(n, c, 1, 1), t, scale.view(n, c, 1, 1))
+    a = _affine(t, scale, shift, center)
     if up:  # repeat_interleave drops channels_last; the conv's output follows its input
         a = _upsample(a).contiguous(memory_format=_layout.memory_format(x))
     return F.conv2d(a, weight, bias, padding=1)
@@ -99,6 +109,28 @@ def adain_scale_shift(stats: torch.Tensor, style: torch.Tensor) -> tuple[torch.T
     return scale.to(style.dtype), shift.to(style.dtype)
 
 
+def adain_center_scale_shift(stats: torch.Tensor, style: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Instance-norm statistics and an AdaIN style as the centred affine of
+    :func:`adain_conv2d`'s ``center`` argument.
+
+    ``style_mod(instance_norm(t), style) = (t - mean) * rstd * (1 + s) + b
+    = scale * (t - center) + shift`` with ``center = mean``, ``scale = (1 + s) * rstd`` and
+    ``shift = b``: the mean is subtracted before the (large, up to ``1 / sqrt(eps)``) scale,
+    so a constant channel (t == mean exactly) gives exactly ``b``, as the reference does.
+
+    Args:
+        stats: [N, 2C] ``[mean | rstd]`` from :func:`adain_stats` (float32).
+        style: [N, 2C] ``[s | b]``, the AdaIN style of the reference ``style_mod``.
+    Returns:
+        (center, scale, shift), each [N, C] in style's dtype (differentiable, plain PyTorch).
+    """
+    c = style.shape[1] // 2
+    mean, rstd = stats[:, :c], stats[:, c:]
+    scale = (1.0 + style[:, :c].to(stats.dtype)) * rstd
+    return mean.to(style.dtype), scale.to(style.dtype), style[:, c:]
+
+
 def transposed_to_conv_weight(weight: torch.Tensor) -> torch.Tensor:
     """The 3x3 conv weight [Cout, Cin, 3, 3] whose ``up=True`` convolution equals the fused
     up-sampling conv of the reference (``conv_transpose2d`` with stride 2, padding 1 and the
@@ -106,14 +138,18 @@ def transposed_to_conv_weight(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).flip(2, 3)
 
 
-def _grad_formula(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up):
-    """The seven gradients of adain_conv2d in closed form (PyTorch, in the accumulation dtype)."""
+def _grad_formula(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up,
+                  center=None):
+    """The seven gradients of adain_conv2d in closed form (PyTorch, in the accumulation dtype);
+    grad_center is -scale * grad_shift (see :func:`_center_grad`)."""
     acc = _layout.acc_dtype(x.dtype)
     f = (lambda t: None if t is None else t.to(acc))
-    x, scale, shift, weight, noise, noise_weight, act_bias, grad_out = map(
-        f, (x, scale, shift, weight, noise, noise_weight, act_bias, grad_out))
+    x, scale, shift, weight, noise, noise_weight, act_bias, grad_out, center = map(
+        f, (x, scale, shift, weight, noise, noise_weight, act_bias, grad_out, center))
     n, c, h, w = x.shape
     pre, t = _activation(x, noise, noise_weight, act_bias, alpha)
+    if center is not None:
+        t = t - center.view(n, c, 1, 1)  # t - center from here on: d a / d scale
     a = torch.addcmul(shift.view(n, c, 1, 1), t, scale.view(n, c, 1, 1))
     big = _upsample(a) if up else a
     grad_big = torch.nn.grad.conv2d_input(big.shape, weight, grad_out, padding=1)
@@ -137,35 +173,46 @@ def _out_shape(x, weight, up):
     return (n, weight.shape[0], 2 * h if up else h, 2 * w if up else w)
 
 
-def _forward_impl(x, scale, shift, weight, bias, noise, noise_weight, act_bias, alpha, up, impl):
+def _center_grad(scale, grad_shift):
+    """grad_center = -scale * grad_shift: d a / d center = -scale, and grad_shift is the sum
+    of d loss / d a over the pixels (computed in the accumulation dtype)."""
+    acc = _layout.acc_dtype(scale.dtype)
+    return (-(scale.to(acc) * grad_shift.to(acc))).to(scale.dtype)
+
+
+def _forward_impl(x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha,
+                  up, impl):
     if impl == "ref":
         out = adain_conv2d_ref(x, scale, shift, weight, bias=bias, noise=noise,
-                               noise_weight=noise_weight, act_bias=act_bias, alpha=alpha, up=up)
+                               noise_weight=noise_weight, act_bias=act_bias, alpha=alpha, up=up,
+                               center=center)
         return out.contiguous(memory_format=_layout.memory_format(x))
     return kernel(impl, "adain_conv2d", "adain_conv2d_fwd")(
-        x, scale, shift, weight, bias, noise, noise_weight, act_bias, alpha, up)
+        x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha, up)
 
 
-def _forward_fake(x, scale, shift, weight, bias, noise, noise_weight, act_bias, alpha, up, impl):
+def _forward_fake(x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha, up,
+                  impl):
     return x.new_empty(_out_shape(x, weight, up)).contiguous(
         memory_format=_layout.memory_format(x))
 
 
-def _backward_impl(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up,
-                   impl):
+def _backward_impl(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias,
+                   alpha, up, impl):
     if impl == "ref":
         grads = _grad_formula(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias,
-                              alpha, up)
+                              alpha, up, center)
         dtypes = (x.dtype, scale.dtype, scale.dtype, weight.dtype, x.dtype, x.dtype, x.dtype)
         out = [g.to(d) for g, d in zip(grads, dtypes)]
         out[0] = out[0].contiguous(memory_format=_layout.memory_format(x))
         return tuple(out)
     return kernel(impl, "adain_conv2d", "adain_conv2d_bwd")(
-        _layout.dense(grad_out), x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up)
+        _layout.dense(grad_out), x, scale, shift, center, weight, noise, noise_weight, act_bias,
+        alpha, up)
 
 
-def _backward_fake(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up,
-                   impl):
+def _backward_fake(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias,
+                   alpha, up, impl):
     c = x.shape[1]
     return (torch.empty_like(x, memory_format=_layout.memory_format(x)), torch.empty_like(scale),
             torch.empty_like(shift), torch.empty_like(weight), x.new_empty(weight.shape[0]),
@@ -173,18 +220,20 @@ def _backward_fake(grad_out, x, scale, shift, weight, noise, noise_weight, act_b
 
 
 def _setup_forward(ctx, inputs, output):
-    x, scale, shift, weight, bias, noise, noise_weight, act_bias, alpha, up, impl = inputs
-    ctx.save_for_backward(x, scale, shift, weight, noise, noise_weight, act_bias)
+    x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha, up, impl = inputs
+    ctx.save_for_backward(x, scale, shift, center, weight, noise, noise_weight, act_bias)
     ctx.has_bias = bias is not None
     ctx.alpha, ctx.up, ctx.impl = alpha, up, impl
 
 
 def _grad_forward(ctx, grad_out):
-    x, scale, shift, weight, noise, noise_weight, act_bias = ctx.saved_tensors
+    x, scale, shift, center, weight, noise, noise_weight, act_bias = ctx.saved_tensors
     grad_x, grad_scale, grad_shift, grad_weight, grad_bias, grad_nw, grad_ab = _backward_op(
-        grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, ctx.alpha, ctx.up,
-        ctx.impl)
-    return (grad_x, grad_scale, grad_shift, grad_weight, grad_bias if ctx.has_bias else None,
+        grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias, ctx.alpha,
+        ctx.up, ctx.impl)
+    grad_center = None if center is None else _center_grad(scale, grad_shift)
+    return (grad_x, grad_scale, grad_shift, grad_center, grad_weight,
+            grad_bias if ctx.has_bias else None,
             None, grad_nw if noise_weight is not None else None,
             grad_ab if act_bias is not None else None, None, None, None)
 
@@ -200,12 +249,14 @@ def _grad_backward(ctx, *grads):
 
 
 _backward_op = define(
-    "adain_conv2d_backward(Tensor grad_out, Tensor x, Tensor scale, Tensor shift, Tensor weight, "
-    "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up, str impl) "
+    "adain_conv2d_backward(Tensor grad_out, Tensor x, Tensor scale, Tensor shift, "
+    "Tensor? center, Tensor weight, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, "
+    "float alpha, bool up, str impl) "
     "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
     _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
 _forward_op = define(
-    "adain_conv2d(Tensor x, Tensor scale, Tensor shift, Tensor weight, Tensor? bias, "
+    "adain_conv2d(Tensor x, Tensor scale, Tensor shift, Tensor? center, Tensor weight, "
+    "Tensor? bias, "
     "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up, str impl) "
     "-> Tensor",
     _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
@@ -296,8 +347,9 @@ def _dense_vector(t):
 def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor,
                  *, bias: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                  noise_weight: torch.Tensor | None = None, act_bias: torch.Tensor | None = None,
-                 alpha: float = 1.0, up: bool = False, impl: str | None = None) -> torch.Tensor:
-    """3x3 convolution (stride 1, zero padding 1) of ``scale * t + shift``, fused.
+                 alpha: float = 1.0, up: bool = False, center: torch.Tensor | None = None,
+                 impl: str | None = None) -> torch.Tensor:
+    """3x3 convolution (stride 1, zero padding 1) of ``scale * (t - center) + shift``, fused.
 
     ``t = leaky_relu(x + noise_weight * noise + act_bias, alpha)`` (see the module docstring);
     with the defaults (no noise, no act_bias, alpha 1) ``t = x``. The zero padding is applied
@@ -315,17 +367,21 @@ def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weig
         act_bias: [C] added before the activation, or None.
         alpha: leaky ReLU slope (>= 0); 1.0 means no activation.
         up: nearest 2x up-sampling of the affine output before the convolution.
+        center: [N, C] subtracted from ``t`` before the scale (see
+            :func:`adain_center_scale_shift`), or None (0).
         impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
             ``"cuda"`` or ``"cpu"``.
     Returns:
         [N, Cout, H, W] (``[N, Cout, 2H, 2W]`` with ``up``), x's dtype and layout. First-order
-        gradients for x, scale, shift, weight, bias, noise_weight and act_bias (float32
+        gradients for x, scale, shift, center, weight, bias, noise_weight and act_bias (float32
         accumulation); differentiating them again raises (except with ``impl="ref"``).
     """
     op = "adain_conv2d"
     noise, alpha = _check_prologue(op, x, noise, noise_weight, act_bias, alpha)
     n, c, h, w = x.shape
-    for name, t in (("scale", scale), ("shift", shift)):
+    named = (("scale", scale), ("shift", shift)) + ((("center", center),) if center is not None
+                                                   else ())
+    for name, t in named:
         _checks.tensor(op, name, t, dim=2, shape_hint=f"[N, C] = [{n}, {c}]")
         _checks.same_device_dtype(op, x=x, **{name: t})
         if tuple(t.shape) != (n, c):
@@ -343,9 +399,10 @@ def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weig
     impl = resolve_impl(op, impl, x.device.type)
     if impl == "ref":
         return adain_conv2d_ref(x, scale, shift, weight, bias=bias, noise=noise,
-                                noise_weight=noise_weight, act_bias=act_bias, alpha=alpha, up=up)
+                                noise_weight=noise_weight, act_bias=act_bias, alpha=alpha, up=up,
+                                center=center)
     return _forward_op(_layout.dense(x), scale.contiguous(), shift.contiguous(),
-                       weight.contiguous(), _dense_vector(bias), noise,
+                       _dense_vector(center), weight.contiguous(), _dense_vector(bias), noise,
                        _dense_vector(noise_weight), _dense_vector(act_bias), alpha, up, impl)
 
 

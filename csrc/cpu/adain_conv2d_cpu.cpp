@@ -104,6 +104,23 @@ ALAE_INLINE T lrelu(T p, T alpha) {
   return p > T(0) ? p : alpha * p;
 }
 
+// t - center, never contracted with lrelu's alpha * p into one fma: t == center (a constant
+// channel against its exact mean) must give exactly 0, not alpha * p's rounding residue.
+template <typename T>
+ALAE_INLINE T centered(T t, T center) {
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_assoc_barrier)
+  return __builtin_assoc_barrier(t) - center;
+#else
+  volatile T v = t;  // no barrier builtin: a store the compiler cannot fold into an fma
+  return v - center;
+#endif
+#else
+  volatile T v = t;
+  return v - center;
+#endif
+}
+
 // x's element strides and memory layout (channels_last or contiguous NCHW).
 struct Strides {
   int64_t n, c, h, w;
@@ -127,6 +144,7 @@ struct Prologue {
   const scalar_t* noise;  // [N, H * W], or null
   const acc* scale;       // [N, C]
   const acc* shift;       // [N, C]
+  const acc* center;      // [N, C], zeros without center (t - 0 == t exactly)
   const acc* nw;          // [C], zeros without noise
   const acc* ab;          // [C], zeros without act_bias
   const acc* zeros;       // max(H * W, C) zeros (the noise row without noise)
@@ -153,16 +171,18 @@ std::vector<at::opmath_type<scalar_t>> acc_copy(const std::optional<at::Tensor>&
 template <typename scalar_t>
 struct PrologueData {
   using acc = at::opmath_type<scalar_t>;
-  std::vector<acc> scale, shift, nw, ab, zeros;
+  std::vector<acc> scale, shift, center, nw, ab, zeros;
   Prologue<scalar_t> p;
 
   PrologueData(const at::Tensor& x, const std::optional<at::Tensor>& scale_t,
-               const std::optional<at::Tensor>& shift_t, const std::optional<at::Tensor>& noise,
+               const std::optional<at::Tensor>& shift_t,
+               const std::optional<at::Tensor>& center_t, const std::optional<at::Tensor>& noise,
                const std::optional<at::Tensor>& noise_weight,
                const std::optional<at::Tensor>& act_bias, double alpha, bool up) {
     const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
     scale = acc_copy<scalar_t>(scale_t, N * C);
     shift = acc_copy<scalar_t>(shift_t, N * C);
+    center = acc_copy<scalar_t>(center_t, N * C);
     nw = acc_copy<scalar_t>(noise_weight, C);
     ab = acc_copy<scalar_t>(act_bias, C);
     zeros.assign(std::max(H * W, C) + 1, acc(0));
@@ -171,6 +191,7 @@ struct PrologueData {
          noise ? noise->data_ptr<scalar_t>() : nullptr,
          scale.data(),
          shift.data(),
+         center.data(),
          nw.data(),
          ab.data(),
          zeros.data(),
@@ -205,6 +226,7 @@ ALAE_INLINE void build_a_tile(const Prologue<scalar_t>& p, int64_t n, int64_t oh
   const int64_t TW = Wo + 2, TS = (rows + 2) * TW;
   const acc* scale = p.scale + n * C;
   const acc* shift = p.shift + n * C;
+  const acc* center = p.center + n * C;
   acc* xbuf = work;
   acc* zbuf = work + std::max(W, C);
   acc* vbuf = zbuf + std::max(W, C);
@@ -234,17 +256,18 @@ ALAE_INLINE void build_a_tile(const Prologue<scalar_t>& p, int64_t n, int64_t oh
         const acc* xr = as_acc<kAvx2>(xrow + c * p.xs.c, xbuf, W);
         acc* d = tile + c * TS + rr * TW;
         const acc nw = p.nw[c], ab = p.ab[c], sc = scale[c], sf = shift[c], alpha = p.alpha;
+        const acc ce = center[c];
         d[0] = acc(0);
         d[TW - 1] = acc(0);
         if (p.up) {
           for (int64_t j = 0; j < W; ++j) {
-            const acc v = sc * lrelu(xr[j] + nw * z[j] + ab, alpha) + sf;
+            const acc v = sc * centered(lrelu(xr[j] + nw * z[j] + ab, alpha), ce) + sf;
             d[1 + 2 * j] = v;
             d[2 + 2 * j] = v;
           }
         } else {
           for (int64_t j = 0; j < W; ++j) {
-            d[1 + j] = sc * lrelu(xr[j] + nw * z[j] + ab, alpha) + sf;
+            d[1 + j] = sc * centered(lrelu(xr[j] + nw * z[j] + ab, alpha), ce) + sf;
           }
         }
       }
@@ -259,7 +282,8 @@ ALAE_INLINE void build_a_tile(const Prologue<scalar_t>& p, int64_t n, int64_t oh
         const acc* xv = as_acc<kAvx2>(xrow + j * p.xs.w, xbuf, C);
         const acc zj = z[j];
         for (int64_t c = 0; c < C; ++c) {
-          vbuf[c] = scale[c] * lrelu(xv[c] + p.nw[c] * zj + p.ab[c], alpha) + shift[c];
+          const acc t = lrelu(xv[c] + p.nw[c] * zj + p.ab[c], alpha);
+          vbuf[c] = scale[c] * centered(t, center[c]) + shift[c];
         }
         acc* d = tile + rr * TW + (p.up ? 1 + 2 * j : 1 + j);
         if (p.up) {
@@ -390,8 +414,8 @@ void check_prologue(const char* op, const at::Tensor& x, const std::optional<at:
 }
 
 void check_conv_args(const char* op, const at::Tensor& x, const at::Tensor& scale,
-                     const at::Tensor& shift, const at::Tensor& weight,
-                     const std::optional<at::Tensor>& noise,
+                     const at::Tensor& shift, const std::optional<at::Tensor>& center,
+                     const at::Tensor& weight, const std::optional<at::Tensor>& noise,
                      const std::optional<at::Tensor>& noise_weight,
                      const std::optional<at::Tensor>& act_bias) {
   using norm_cpu::check_arg;
@@ -399,6 +423,9 @@ void check_conv_args(const char* op, const at::Tensor& x, const at::Tensor& scal
   const int64_t N = x.size(0), C = x.size(1);
   check_arg(op, scale, "scale", {N, C}, x.scalar_type());
   check_arg(op, shift, "shift", {N, C}, x.scalar_type());
+  if (center) {
+    check_arg(op, *center, "center", {N, C}, x.scalar_type());
+  }
   TORCH_CHECK(weight.dim() == 4 && weight.size(1) == C && weight.size(2) == 3 &&
                   weight.size(3) == 3,
               op, " (CPU): weight must have shape [Cout, ", C, ", 3, 3], got ", weight.sizes());
@@ -473,11 +500,12 @@ ALAE_INLINE void fwd_task(const Prologue<scalar_t>& p, const at::Tensor& wm,
 }
 
 at::Tensor adain_conv2d_fwd(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
-                            const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                            const std::optional<at::Tensor>& center, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias,
                             const std::optional<at::Tensor>& noise,
                             const std::optional<at::Tensor>& noise_weight,
                             const std::optional<at::Tensor>& act_bias, double alpha, bool up) {
-  check_conv_args(kFwd, x, scale, shift, weight, noise, noise_weight, act_bias);
+  check_conv_args(kFwd, x, scale, shift, center, weight, noise, noise_weight, act_bias);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Cout = weight.size(0), Ho = up ? 2 * H : H, Wo = up ? 2 * W : W;
   if (bias) {
@@ -492,7 +520,8 @@ at::Tensor adain_conv2d_fwd(const at::Tensor& x, const at::Tensor& scale, const 
   }
   ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kFwd, [&] {
     using acc = at::opmath_type<scalar_t>;
-    const PrologueData<scalar_t> data(x, scale, shift, noise, noise_weight, act_bias, alpha, up);
+    const PrologueData<scalar_t> data(x, scale, shift, center, noise, noise_weight, act_bias, alpha,
+                                      up);
     const Prologue<scalar_t>& p = data.p;
     const at::Tensor wm = weight.to(c10::CppTypeToScalarType<acc>::value).reshape({Cout, 9 * C});
     const at::Tensor wm_t = wm.t();
@@ -565,13 +594,14 @@ ALAE_INLINE void bwd_epilogue(const Prologue<scalar_t>& p, const at::opmath_type
   const int64_t P = (p.up ? 2 * hrows : hrows) * Wo;
   const acc alpha = p.alpha;
   const acc* scale = p.scale + n * C;
+  const acc* center = p.center + n * C;
   acc* gbuf = ws.gbuf.data();
   acc* xbuf = ws.xbuf.data();
   acc* gxbuf = ws.gxbuf.data();
   acc* zbuf = ws.work.data();
   if (!p.xs.cl) {
     for (int64_t c = 0; c < C; ++c) {
-      const acc sc = scale[c], nw = p.nw[c], ab = p.ab[c];
+      const acc sc = scale[c], nw = p.nw[c], ab = p.ab[c], ce = center[c];
       const acc* gac = ga + c * P;
       for (int64_t hl = 0; hl < hrows; ++hl) {
         const int64_t h = h0 + hl;
@@ -599,7 +629,7 @@ ALAE_INLINE void bwd_epilogue(const Prologue<scalar_t>& p, const at::opmath_type
               const U pre = load<U>(xr + j) + bcast<U>(nw) * zj + bcast<U>(ab);
               const U t = norm_cpu::where_pos(pre, pre, bcast<U>(alpha) * pre);
               const U gj = load<U>(g + j);
-              sum[0] += gj * t;
+              sum[0] += gj * (t - bcast<U>(ce));
               sum[1] += gj;
               const U u = gj * bcast<U>(sc);
               const U gp = norm_cpu::where_pos(pre, u, bcast<U>(alpha) * u);
@@ -648,7 +678,7 @@ ALAE_INLINE void bwd_epilogue(const Prologue<scalar_t>& p, const at::opmath_type
             const acc pre = xv[c] + nwv[c] * zj + abv[c];
             const acc t = lrelu(pre, alpha);
             const acc gc = g[c];
-            fs[c] += gc * t;
+            fs[c] += gc * (t - center[c]);
             ff[c] += gc;
             const acc u = gc * scale[c];
             const acc gp = pre > acc(0) ? u : alpha * u;
@@ -708,11 +738,11 @@ ALAE_INLINE void bwd_task(const Prologue<scalar_t>& p, const scalar_t* g, const 
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 adain_conv2d_bwd(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& scale,
-                 const at::Tensor& shift, const at::Tensor& weight,
-                 const std::optional<at::Tensor>& noise,
+                 const at::Tensor& shift, const std::optional<at::Tensor>& center,
+                 const at::Tensor& weight, const std::optional<at::Tensor>& noise,
                  const std::optional<at::Tensor>& noise_weight,
                  const std::optional<at::Tensor>& act_bias, double alpha, bool up) {
-  check_conv_args(kBwd, x, scale, shift, weight, noise, noise_weight, act_bias);
+  check_conv_args(kBwd, x, scale, shift, center, weight, noise, noise_weight, act_bias);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Cout = weight.size(0), Ho = up ? 2 * H : H, Wo = up ? 2 * W : W;
   check_dense_4d(kBwd, grad_out, "grad_out");
@@ -741,7 +771,8 @@ adain_conv2d_bwd(const at::Tensor& grad_out, const at::Tensor& x, const at::Tens
   ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kBwd, [&] {
     using acc = at::opmath_type<scalar_t>;
     constexpr auto acc_type = c10::CppTypeToScalarType<acc>::value;
-    const PrologueData<scalar_t> data(x, scale, shift, noise, noise_weight, act_bias, alpha, up);
+    const PrologueData<scalar_t> data(x, scale, shift, center, noise, noise_weight, act_bias, alpha,
+                                      up);
     const Prologue<scalar_t>& p = data.p;
     // Wf[ci][co * 9 + j * 3 + i] = weight[co][ci][2 - j][2 - i]: GA = conv(grad_out, Wf).
     const at::Tensor wf =
@@ -923,7 +954,8 @@ at::Tensor adain_stats_fwd(const at::Tensor& x, const std::optional<at::Tensor>&
   }
   ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kStats, [&] {
     using acc = at::opmath_type<scalar_t>;
-    const PrologueData<scalar_t> data(x, std::nullopt, std::nullopt, noise, noise_weight, act_bias, alpha, false);
+    const PrologueData<scalar_t> data(x, std::nullopt, std::nullopt, std::nullopt, noise,
+                                      noise_weight, act_bias, alpha, false);
     const Prologue<scalar_t>& p = data.p;
     acc* ps = stats.data_ptr<acc>();
     if (!p.xs.cl) {

@@ -408,11 +408,13 @@ struct AdainConvInputs {
   AdainOptionals opt;  // noise, noise_weight, act_bias
 };
 
-// x: [N, C, H, W], contiguous or channels_last; scale, shift: contiguous [N, C]; weight:
+// x: [N, C, H, W], contiguous or channels_last; scale, shift (center): contiguous [N, C]; weight:
 // contiguous [Cout, C, 3, 3]; noise [N, 1, H, W] and noise_weight [C] together; act_bias [C].
 // All on x's device with x's dtype.
 AdainConvInputs check_adain_conv(const char* op, const at::Tensor& x, const at::Tensor& scale,
-                                 const at::Tensor& shift, const at::Tensor& weight,
+                                 const at::Tensor& shift,
+                                 const std::optional<at::Tensor>& center,
+                                 const at::Tensor& weight,
                                  const std::optional<at::Tensor>& noise,
                                  const std::optional<at::Tensor>& noise_weight,
                                  const std::optional<at::Tensor>& act_bias, bool up) {
@@ -422,6 +424,9 @@ AdainConvInputs check_adain_conv(const char* op, const at::Tensor& x, const at::
   in.layout = dense_layout(x, op, "x");
   check_contiguous_like(scale, op, "scale", {in.s.n, in.s.c}, x, "x");
   check_contiguous_like(shift, op, "shift", {in.s.n, in.s.c}, x, "x");
+  if (center.has_value()) {
+    check_contiguous_like(*center, op, "center", {in.s.n, in.s.c}, x, "x");
+  }
   check_contiguous_input(weight, op, "weight");
   check_like(weight, op, "weight", x, "x");
   TORCH_CHECK(weight.dim() == 4 && weight.size(1) == in.s.c && weight.size(2) == 3 &&
@@ -436,7 +441,9 @@ AdainConvInputs check_adain_conv(const char* op, const at::Tensor& x, const at::
 }
 
 at::Tensor adain_conv2d_fwd_cuda(const at::Tensor& x, const at::Tensor& scale,
-                                 const at::Tensor& shift, const at::Tensor& weight,
+                                 const at::Tensor& shift,
+                                 const std::optional<at::Tensor>& center,
+                                 const at::Tensor& weight,
                                  const std::optional<at::Tensor>& bias,
                                  const std::optional<at::Tensor>& noise,
                                  const std::optional<at::Tensor>& noise_weight,
@@ -444,7 +451,8 @@ at::Tensor adain_conv2d_fwd_cuda(const at::Tensor& x, const at::Tensor& scale,
                                  bool up) {
   constexpr const char* op = "adain_conv2d_fwd";
   const AdainConvInputs in =
-      check_adain_conv(op, x, scale, shift, weight, noise, noise_weight, act_bias, up);
+      check_adain_conv(op, x, scale, shift, center, weight, noise, noise_weight, act_bias, up);
+  const void* center_ptr = center.has_value() ? center->const_data_ptr() : nullptr;
   const void* bias_ptr = optional_input(bias, op, "bias", {in.out_channels}, x, "x");
   const DType dtype = kernel_dtype(x, op, "x");
   const c10::cuda::CUDAGuard device_guard(x.device());
@@ -459,7 +467,8 @@ at::Tensor adain_conv2d_fwd_cuda(const at::Tensor& x, const at::Tensor& scale,
       workspace);
   C10_CUDA_CHECK(kernels::adain_conv2d_forward(
       dtype, x.const_data_ptr(), strides4(x), scale.const_data_ptr(), shift.const_data_ptr(),
-      weight.const_data_ptr(), bias_ptr, in.opt.noise, in.opt.noise_weight, in.opt.bias, in.s.n,
+      center_ptr, weight.const_data_ptr(), bias_ptr, in.opt.noise, in.opt.noise_weight,
+      in.opt.bias, in.s.n,
       in.s.c, in.s.h, in.s.w, in.out_channels, alpha, up, out.mutable_data_ptr(), strides4(out),
       ws, current_stream()));
   return out;
@@ -467,13 +476,14 @@ at::Tensor adain_conv2d_fwd_cuda(const at::Tensor& x, const at::Tensor& scale,
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 adain_conv2d_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& scale,
-                      const at::Tensor& shift, const at::Tensor& weight,
-                      const std::optional<at::Tensor>& noise,
+                      const at::Tensor& shift, const std::optional<at::Tensor>& center,
+                      const at::Tensor& weight, const std::optional<at::Tensor>& noise,
                       const std::optional<at::Tensor>& noise_weight,
                       const std::optional<at::Tensor>& act_bias, double alpha, bool up) {
   constexpr const char* op = "adain_conv2d_bwd";
   const AdainConvInputs in =
-      check_adain_conv(op, x, scale, shift, weight, noise, noise_weight, act_bias, up);
+      check_adain_conv(op, x, scale, shift, center, weight, noise, noise_weight, act_bias, up);
+  const void* center_ptr = center.has_value() ? center->const_data_ptr() : nullptr;
   check_float_cuda(grad_out, op, "grad_out");
   check_like(grad_out, op, "grad_out", x, "x");
   check_sizes(grad_out, op, "grad_out", {in.s.n, in.out_channels, in.out_h, in.out_w});
@@ -500,7 +510,8 @@ adain_conv2d_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& x, const at:
       x, workspace);
   C10_CUDA_CHECK(kernels::adain_conv2d_backward(
       dtype, grad_out.const_data_ptr(), strides4(grad_out), x.const_data_ptr(), strides4(x),
-      scale.const_data_ptr(), shift.const_data_ptr(), weight.const_data_ptr(), in.opt.noise,
+      scale.const_data_ptr(), shift.const_data_ptr(), center_ptr, weight.const_data_ptr(),
+      in.opt.noise,
       in.opt.noise_weight, in.opt.bias, in.s.n, in.s.c, in.s.h, in.s.w, in.out_channels, alpha,
       up, grad_x.mutable_data_ptr(), strides4(grad_x), grad_scale.mutable_data_ptr(),
       grad_shift.mutable_data_ptr(), grad_weight.mutable_data_ptr(),

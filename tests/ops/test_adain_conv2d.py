@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from alae_fast.ops import (adain_conv2d, adain_conv2d_ref, adain_ref, adain_scale_shift,
-                           adain_stats, adain_stats_ref, transposed_to_conv_weight)
+from alae_fast.ops import (adain_center_scale_shift, adain_conv2d, adain_conv2d_ref, adain_ref,
+                           adain_scale_shift, adain_stats, adain_stats_ref,
+                           transposed_to_conv_weight)
 
 from alae_fast.reference.layers import ConvTranspose2d
 
@@ -201,27 +202,35 @@ def test_second_order_gradients_raise(impl, device):
         torch.autograd.grad(gx.square().sum(), scale)
 
 
-def _op_args(shape, variant, device, up, impl):
+def _center(shape, device, dtype=torch.float32):
+    """A per-(n, c) center near the activations' scale, requiring grad."""
+    n, c = shape[:2]
+    return (0.5 * _randn((n, c), device, dtype, seed=11)).requires_grad_()
+
+
+def _op_args(shape, variant, device, up, impl, center=False):
     x, scale, shift, weight, kw = _inputs(shape, variant, device)
     n, _, h, w, _ = shape
     noise = kw.get("noise")
     noise = None if noise is None else noise.expand(n, 1, h, w).contiguous()
-    return (x, scale, shift, weight, kw.get("bias"), noise, kw.get("noise_weight"),
-            kw.get("act_bias"), kw.get("alpha", 1.0), up, impl)
+    return (x, scale, shift, _center(shape, device) if center else None, weight, kw.get("bias"),
+            noise, kw.get("noise_weight"), kw.get("act_bias"), kw.get("alpha", 1.0), up, impl)
 
 
 @impl_device
-@pytest.mark.parametrize("variant,up", [("full", False), ("full", True), ("affine", True)])
-def test_opcheck(impl, device, variant, up):
+@pytest.mark.parametrize("variant,up,center", [("full", False, False), ("full", True, False),
+                                               ("affine", True, False), ("full", False, True),
+                                               ("full", True, True)])
+def test_opcheck(impl, device, variant, up, center):
     require(impl, device)
-    args = _op_args((2, 3, 5, 4, 4), variant, device, up, impl)
+    args = _op_args((2, 3, 5, 4, 4), variant, device, up, impl, center)
     torch.library.opcheck(OP, args)
     detached = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
-    x, scale, shift, weight, _, noise, nw, ab, alpha, up, impl = detached
+    x, scale, shift, ce, weight, _, noise, nw, ab, alpha, up, impl = detached
     grad_out = _randn(OP(*detached).shape, device, seed=9)
-    torch.library.opcheck(BACKWARD_OP, (grad_out, x, scale, shift, weight, noise, nw, ab, alpha,
-                                        up, impl))
-    torch.library.opcheck(STATS_OP, (args[0], noise, args[6], args[7], alpha, 1e-8, impl))
+    torch.library.opcheck(BACKWARD_OP, (grad_out, x, scale, shift, ce, weight, noise, nw, ab,
+                                        alpha, up, impl))
+    torch.library.opcheck(STATS_OP, (args[0], noise, args[7], args[8], alpha, 1e-8, impl))
 
 
 # -- adain_stats -------------------------------------------------------------------------------
@@ -311,6 +320,9 @@ def _good(device="cpu"):
     (lambda a: {**a, "alpha": -0.1}, r"alpha must be >= 0"),
     (lambda a: {**a, "up": 1}, r"up must be a bool"),
     (lambda a: {**a, "x": a["x"].long()}, r"x must be a floating-point tensor"),
+    (lambda a: {**a, "center": a["scale"][:, :2]}, r"center must have shape \[N, C\] = \[2, 3\]"),
+    (lambda a: {**a, "center": a["scale"].view(-1)}, r"center must be 2-D"),
+    (lambda a: {**a, "center": a["scale"].double()}, r"center is torch.float64|x is torch.float32"),
 ])
 def test_bad_arguments_name_the_argument(change, match):
     x, scale, shift, weight = _good()
@@ -354,3 +366,108 @@ def test_stats_of_constant_rows_are_exact(impl, device, shape, variant, layout):
     other = constant_rows.other_rows_mask(shape, rows, device)
     other = torch.cat((other, other), dim=1)
     _close(stats[other].double(), ref[other], 1e-5)
+
+
+# -- center: scale * (t - center) + shift --------------------------------------------------------
+
+CENTER_CASES = [((3, 17, 9, 9, 8), "full", False), ((3, 17, 9, 9, 8), "full", True),
+                ((2, 3, 9, 32, 17), "affine", True), ((1, 64, 4, 9, 64), "noise1+act", False)]
+
+
+@impl_device
+@pytest.mark.parametrize("shape,variant,up", CENTER_CASES,
+                         ids=[f"{_ids(s)}-{v}-{'up' if u else 'same'}" for s, v, u in CENTER_CASES])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_center_matches_reference(impl, device, shape, variant, up, layout):
+    require(impl, device)
+    x, scale, shift, weight, kwargs = _inputs(shape, variant, device)
+    if layout == "channels_last":
+        x = x.detach().contiguous(memory_format=CL).requires_grad_()
+    center = _center(shape, device)
+    ours = adain_conv2d(x, scale, shift, weight, up=up, center=center, impl=impl, **kwargs)
+    ref = adain_conv2d_ref(x, scale, shift, weight, up=up, center=center, **kwargs)
+    _close(ours, ref, 1e-5)
+    upstream = _randn(ref.shape, device, seed=8)
+    inputs = _differentiable(x, scale, shift, weight, kwargs) + [center]
+    for g, rg in zip(torch.autograd.grad(ours, inputs, upstream),
+                     torch.autograd.grad(ref, inputs, upstream)):
+        assert g.shape == rg.shape and g.dtype == rg.dtype
+        _close(g, rg, FP32_GRAD["rtol"])
+
+
+def test_center_reference_is_the_shifted_affine():
+    # The reference twin's center against the affine written out in float64 (a twin that
+    # ignored center would differ by scale * center, of order 1).
+    x, scale, shift, weight, kwargs = _inputs((2, 5, 6, 7, 3), "full", "cpu", torch.float64)
+    center = _center((2, 5), "cpu", torch.float64)
+    t = F.leaky_relu(x + kwargs["noise_weight"].view(1, -1, 1, 1) * kwargs["noise"]
+                     + kwargs["act_bias"].view(1, -1, 1, 1), 0.2)
+    a = scale[:, :, None, None] * (t - center[:, :, None, None]) + shift[:, :, None, None]
+    truth = F.conv2d(a, weight, kwargs["bias"], padding=1)
+    ours = adain_conv2d_ref(x, scale, shift, weight, center=center, **kwargs)
+    torch.testing.assert_close(ours, truth, rtol=1e-12, atol=1e-12)
+
+
+@impl_device
+@pytest.mark.parametrize("variant,up", [("full", False), ("full", True), ("affine", True)])
+def test_center_gradcheck_float64(impl, device, variant, up):
+    require(impl, device)
+    shape = (2, 3, 3, 4, 2)
+    x, scale, shift, weight, kwargs = _inputs(shape, variant, device, torch.float64)
+    center = _center(shape, device, torch.float64)
+    names = [k for k in ("bias",) + PROLOGUE if k in kwargs]
+    fixed = {k: v for k, v in kwargs.items() if k not in names}
+
+    def fn(x, scale, shift, weight, center, *rest):
+        return adain_conv2d(x, scale, shift, weight, up=up, center=center, impl=impl, **fixed,
+                            **dict(zip(names, rest)))
+    inputs = [x, scale, shift, weight, center] + [kwargs[k] for k in names]
+    assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
+
+
+@impl_device
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_center_makes_constant_channels_exact(impl, device, up, layout):
+    require(impl, device)
+    # The official initialisation's case: every channel constant (zero noise weights), so the
+    # stats give mean == t and rstd = 1 / sqrt(1e-8) = 1e4 exactly-ish. Centred, the prologue
+    # is 1e4 * (1 + s) * 0 + b = b exactly; with weights in {-2..2} and b in multiples of 1/8
+    # every product and partial sum of the conv is exact in float32 (|sums| < 2^10), so the
+    # output equals F.conv2d of b broadcast bit for bit in any summation order.
+    n, c, h, w, cout = 2, 17, 5, 6, 4
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(n, c, 1, 1, generator=g).expand(n, c, h, w).contiguous().to(device)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL)
+    noise = torch.randn(n, 1, h, w, generator=g).to(device)
+    kwargs = dict(noise=noise, noise_weight=torch.zeros(c, device=device),
+                  act_bias=torch.randn(c, generator=g).to(device), alpha=0.2)
+    style = torch.cat((torch.randn(n, c, generator=g),
+                       torch.randint(-16, 17, (n, c), generator=g) / 8.0), dim=1).to(device)
+    weight = torch.randint(-2, 3, (cout, c, 3, 3), generator=g).float().to(device)
+    stats = adain_stats(x, eps=1e-8, impl=impl, **kwargs)
+    center, scale, shift = adain_center_scale_shift(stats, style)
+    assert torch.equal(shift, style[:, c:])
+    ours = adain_conv2d(x, scale, shift, weight, up=up, center=center, impl=impl, **kwargs)
+    b = style[:, c:, None, None].expand(n, c, 2 * h if up else h, 2 * w if up else w)
+    truth = F.conv2d(b, weight, padding=1)
+    assert torch.equal(ours, truth), (ours - truth).abs().max().item()
+
+
+def test_center_scale_shift_is_the_scale_shift_affine():
+    # (center, scale, shift) and (scale, shift) are the same affine: scale * (t - mean) + b
+    # == scale * t + (b - mean * scale), in float64 to 1e-12 of the values' size.
+    g = torch.Generator().manual_seed(13)
+    n, c = 3, 5
+    stats = torch.cat((torch.randn(n, c, generator=g), torch.rand(n, c, generator=g) + 0.5),
+                      dim=1).double()
+    style = torch.randn(n, 2 * c, generator=g).double()
+    t = torch.randn(n, c, 7, generator=g).double()
+    center, scale, shift = adain_center_scale_shift(stats, style)
+    scale2, shift2 = adain_scale_shift(stats, style)
+    torch.testing.assert_close(scale, scale2, rtol=0, atol=0)
+    torch.testing.assert_close(center, stats[:, :c], rtol=0, atol=0)
+    torch.testing.assert_close(shift, style[:, c:], rtol=0, atol=0)
+    torch.testing.assert_close(scale[..., None] * (t - center[..., None]) + shift[..., None],
+                               scale2[..., None] * t + shift2[..., None], rtol=1e-12, atol=1e-12)

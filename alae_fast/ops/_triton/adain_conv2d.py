@@ -1,5 +1,5 @@
-"""Triton kernels of adain_conv2d (a 3x3 convolution of ``scale * lrelu(x + noise_weight *
-noise + act_bias) + shift``, optionally of its nearest 2x up-sampling) and of adain_stats.
+"""Triton kernels of adain_conv2d (a 3x3 convolution of ``scale * (lrelu(x + noise_weight *
+noise + act_bias) - center) + shift``, optionally of its nearest 2x up-sampling) and of adain_stats.
 
 Every convolution is an implicit GEMM whose operand tiles are gathered from the NCHW or
 channels_last tensors through their strides; nothing is unfolded or up-sampled in memory:
@@ -66,10 +66,27 @@ _GRAD_TAPS = ((0, 0, 1, 1), (0, 1, 1, 0), (1, 1, 0, 0))
 # --------------------------------------------------------------------------------------------
 
 @triton.jit
-def _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, n, si, sj, pix_ok,
-                   cc, C, H, W, sxn, sxc, sxh, sxw, alpha, HAS_NOISE: tl.constexpr,
-                   HAS_AB: tl.constexpr, ACC: tl.constexpr):
-    """a = scale[n, c] * lrelu(x + noise_weight[c] * noise + act_bias[c]) + shift[n, c] on the
+def _sub_rn(a, b):
+    """a - b rounded on its own: compiled, sub.rn is never contracted with lrelu's alpha * t
+    into one fma, so t == center (a constant channel against its exact mean) gives exactly 0
+    (NumPy under the interpreter never contracts)."""
+    if INTERPRETED:
+        return a - b
+    else:
+        if a.dtype == tl.float64:
+            return tl.inline_asm_elementwise("sub.rn.f64 $0, $1, $2;", "=d,d,d", [a, b],
+                                             dtype=tl.float64, is_pure=True, pack=1)
+        else:
+            return tl.inline_asm_elementwise("sub.rn.f32 $0, $1, $2;", "=f,f,f", [a, b],
+                                             dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr, n, si, sj,
+                   pix_ok, cc, C, H, W, sxn, sxc, sxh, sxw, alpha, HAS_NOISE: tl.constexpr,
+                   HAS_AB: tl.constexpr, HAS_CENTER: tl.constexpr, ACC: tl.constexpr):
+    """a = scale[n, c] * (t - center[n, c]) + shift[n, c], t = lrelu(x + noise_weight[c] *
+    noise + act_bias[c]) (center 0 without HAS_CENTER) on the
     [P, K] tile of pixels (n, si, sj) ([P] each) by channels cc ([K]); 0 where a pixel is
     off the image (the conv's zero padding, after the affine), masked off, or c >= C."""
     ok = pix_ok & (si >= 0) & (si < H) & (sj >= 0) & (sj < W)
@@ -89,6 +106,8 @@ def _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, n, si
     sc_off = n64[:, None] * C + cc[None, :]
     sc = tl.load(scale_ptr + sc_off, mask=mask, other=0.0).to(ACC)
     sh = tl.load(shift_ptr + sc_off, mask=mask, other=0.0).to(ACC)
+    if HAS_CENTER:
+        t = _sub_rn(t, tl.load(center_ptr + sc_off, mask=mask, other=0.0).to(ACC))
     return tl.where(mask, sc * t + sh, 0.0)
 
 
@@ -114,11 +133,12 @@ def _mma(acc, a, b, DT: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.const
 # --------------------------------------------------------------------------------------------
 
 @triton.jit
-def _fwd_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, w_ptr, bias_ptr,
-                out_ptr, N, H, W, sxn, sxc, sxh, sxw, son, soc, soh, sow, alpha: tl.float64,
-                HW_BUCKET, C: tl.constexpr, COUT: tl.constexpr, UP: tl.constexpr,
-                TAPS: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_AB: tl.constexpr,
-                HAS_BIAS: tl.constexpr, ACC: tl.constexpr, USE_DOT: tl.constexpr,
+def _fwd_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr, w_ptr,
+                bias_ptr, out_ptr, N, H, W, sxn, sxc, sxh, sxw, son, soc, soh, sow,
+                alpha: tl.float64, HW_BUCKET, C: tl.constexpr, COUT: tl.constexpr,
+                UP: tl.constexpr, TAPS: tl.constexpr, HAS_NOISE: tl.constexpr,
+                HAS_AB: tl.constexpr, HAS_CENTER: tl.constexpr, HAS_BIAS: tl.constexpr,
+                ACC: tl.constexpr, USE_DOT: tl.constexpr,
                 PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                 BK: tl.constexpr):
     # Program (pid, phase): BM source-grid pixels (n, i) flattened over the batch, by BN
@@ -154,9 +174,9 @@ def _fwd_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, w_ptr, b
         cc = (kk % c_blocks) * BK + tl.arange(0, BK)
         th = tap // TAPS
         tw = tap % TAPS
-        a = _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, n,
-                           i + (py - 1 + th), j + (px - 1 + tw), m_ok, cc, C, H, W, sxn, sxc,
-                           sxh, sxw, alpha_acc, HAS_NOISE, HAS_AB, ACC)
+        a = _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr,
+                           n, i + (py - 1 + th), j + (px - 1 + tw), m_ok, cc, C, H, W, sxn,
+                           sxc, sxh, sxw, alpha_acc, HAS_NOISE, HAS_AB, HAS_CENTER, ACC)
         w_row = (phase * (TAPS * TAPS) + tap) * C + cc
         w = tl.load(w_ptr + w_row[:, None] * COUT + co[None, :],
                     mask=(cc < C)[:, None] & co_ok[None, :], other=0.0)
@@ -179,11 +199,12 @@ def _fwd_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, w_ptr, b
 # --------------------------------------------------------------------------------------------
 
 @triton.jit
-def _grad_a_kernel(g_ptr, w_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, gx_ptr,
-                   part_ptr, N, H, W, HO, WO, sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw,
+def _grad_a_kernel(g_ptr, w_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, center_ptr,
+                   gx_ptr, part_ptr, N, H, W, HO, WO, sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw,
                    alpha: tl.float64, HW_BUCKET, C: tl.constexpr, COUT: tl.constexpr,
                    TAPS: tl.constexpr, STRIDE: tl.constexpr, HAS_NOISE: tl.constexpr,
-                   HAS_AB: tl.constexpr, ACC: tl.constexpr, USE_DOT: tl.constexpr,
+                   HAS_AB: tl.constexpr, HAS_CENTER: tl.constexpr, ACC: tl.constexpr,
+                   USE_DOT: tl.constexpr,
                    PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                    BK: tl.constexpr):
     # Program (pid, n): BM pixels of sample n by BN input channels. Tiles never span two
@@ -234,6 +255,8 @@ def _grad_a_kernel(g_ptr, w_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, gx
     ga = tl.where(mask, acc, 0.0)
     g_pre = ga * sc[None, :] * tl.where(pre > 0, 1.0, alpha_acc)
     tl.store(gx_ptr + x_off, cast_to(g_pre, gx_ptr.dtype.element_ty), mask=mask)
+    if HAS_CENTER:  # grad_scale = sum of Ga * (t - center)
+        t -= tl.load(center_ptr + n64 * C + cc, mask=c_ok, other=0.0).to(ACC)[None, :]
     # Partial sums of this tile: part[k, n, pb, c] for k = (Ga t, Ga, g_pre noise, g_pre).
     blocks = tl.num_programs(0) // c_tiles
     slot = (n64 * blocks + pb) * C + cc
@@ -250,11 +273,12 @@ def _grad_a_kernel(g_ptr, w_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, gx
 # --------------------------------------------------------------------------------------------
 
 @triton.jit
-def _grad_w_kernel(g_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, part_ptr,
-                   N, H, W, sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw, alpha: tl.float64,
+def _grad_w_kernel(g_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr,
+                   part_ptr, N, H, W, sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw, alpha: tl.float64,
                    C: tl.constexpr, COUT: tl.constexpr, UP: tl.constexpr,
                    TAPS: tl.constexpr, KPIX: tl.constexpr, HAS_NOISE: tl.constexpr,
-                   HAS_AB: tl.constexpr, ACC: tl.constexpr, USE_DOT: tl.constexpr,
+                   HAS_AB: tl.constexpr, HAS_CENTER: tl.constexpr, ACC: tl.constexpr,
+                   USE_DOT: tl.constexpr,
                    PRECISION: tl.constexpr, BCO: tl.constexpr, BC: tl.constexpr,
                    BK: tl.constexpr):
     # Program (pid, q, split): a [BCO, BC] tile of the (phase, tap) q GEMM
@@ -299,9 +323,9 @@ def _grad_w_kernel(g_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr
         g_pix = n.to(tl.int64) * sgn + oh.to(tl.int64) * sgh + ow.to(tl.int64) * sgw
         g = tl.load(g_ptr + co.to(tl.int64)[:, None] * sgc + g_pix[None, :],
                     mask=co_ok[:, None] & m_ok[None, :], other=0.0)
-        a = _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, n,
-                           i + (py - 1 + th), j + (px - 1 + tw), m_ok, cc, C, H, W, sxn, sxc,
-                           sxh, sxw, alpha_acc, HAS_NOISE, HAS_AB, ACC)
+        a = _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr,
+                           n, i + (py - 1 + th), j + (px - 1 + tw), m_ok, cc, C, H, W, sxn,
+                           sxc, sxh, sxw, alpha_acc, HAS_NOISE, HAS_AB, HAS_CENTER, ACC)
         acc = _mma(acc, g, a, DT, USE_DOT, PRECISION)
     q_all = tl.num_programs(1)
     out = ((split.to(tl.int64) * q_all + q) * COUT + co)[:, None] * C + cc[None, :]
@@ -557,7 +581,8 @@ def _memory_format(x: torch.Tensor):
 
 
 def adain_conv2d_fwd(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-                     weight: torch.Tensor, bias: torch.Tensor | None, noise: torch.Tensor | None,
+                     center: torch.Tensor | None, weight: torch.Tensor,
+                     bias: torch.Tensor | None, noise: torch.Tensor | None,
                      noise_weight: torch.Tensor | None, act_bias: torch.Tensor | None,
                      alpha: float, up: bool) -> torch.Tensor:
     """out [N, Cout, Ho, Wo] in x's dtype and memory format; see the module docstring."""
@@ -575,11 +600,13 @@ def adain_conv2d_fwd(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
     assert m * (4 if up else 1) < 2 ** 31, "adain_conv2d: too many output pixels"
     wf = _forward_weight(weight, up)
     use_dot = x.dtype != torch.float64
-    args = (x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), scale, shift, wf,
-            _opt(bias, x), out, n, h, w, *x.stride(), *out.stride(), float(alpha),
+    args = (x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), scale, shift,
+            _opt(center, scale), wf, _opt(bias, x), out, n, h, w, *x.stride(), *out.stride(),
+            float(alpha),
             _hw_bucket(h * w))
     meta = dict(C=c, COUT=cout, UP=up, TAPS=2 if up else 3, HAS_NOISE=noise is not None,
-                HAS_AB=act_bias is not None, HAS_BIAS=bias is not None, ACC=acc_dtype(x),
+                HAS_AB=act_bias is not None, HAS_CENTER=center is not None,
+                HAS_BIAS=bias is not None, ACC=acc_dtype(x),
                 USE_DOT=use_dot, PRECISION=_precision(x))
     phases = 4 if up else 1
     with device_of(x):
@@ -594,7 +621,7 @@ def adain_conv2d_fwd(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
     return out
 
 
-def _grad_a(grad_out, x, scale, weight, noise, noise_weight, act_bias, alpha, up):
+def _grad_a(grad_out, x, scale, center, weight, noise, noise_weight, act_bias, alpha, up):
     """(grad_x, partial sums [4, N, blocks, C] in the accumulation type)."""
     n, c, h, w = x.shape
     cout = weight.shape[0]
@@ -606,10 +633,12 @@ def _grad_a(grad_out, x, scale, weight, noise, noise_weight, act_bias, alpha, up
     blocks = triton.cdiv(h * w, bm)
     part = torch.empty(4, n, blocks, c, dtype=acc_torch_dtype(x), device=x.device)
     args = (grad_out, wg, x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), scale,
-            grad_x, part, n, h, w, grad_out.shape[2], grad_out.shape[3], *grad_out.stride(),
+            _opt(center, scale), grad_x, part, n, h, w, grad_out.shape[2], grad_out.shape[3],
+            *grad_out.stride(),
             *x.stride(), float(alpha), _hw_bucket(h * w))
     meta = dict(C=c, COUT=cout, TAPS=4 if up else 3, STRIDE=2 if up else 1,
-                HAS_NOISE=noise is not None, HAS_AB=act_bias is not None, ACC=acc_dtype(x),
+                HAS_NOISE=noise is not None, HAS_AB=act_bias is not None,
+                HAS_CENTER=center is not None, ACC=acc_dtype(x),
                 USE_DOT=use_dot, PRECISION=_precision(x), BM=bm)
     with device_of(x):
         if _tuned(x):
@@ -636,7 +665,8 @@ def _grad_w_kpix(m: int, c: int, cout: int, taps: int, x: torch.Tensor) -> int:
     return max(256, 1 << (per_split.bit_length() - 1))
 
 
-def _grad_w(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up):
+def _grad_w(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias, alpha,
+            up):
     """grad_weight [Cout, C, 3, 3] in the accumulation type."""
     n, c, h, w = x.shape
     cout = weight.shape[0]
@@ -647,9 +677,10 @@ def _grad_w(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, al
     splits = triton.cdiv(m, kpix)
     part = torch.empty(splits, taps, cout, c, dtype=acc_torch_dtype(x), device=x.device)
     args = (grad_out, x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), scale, shift,
-            part, n, h, w, *grad_out.stride(), *x.stride(), float(alpha))
+            _opt(center, scale), part, n, h, w, *grad_out.stride(), *x.stride(), float(alpha))
     meta = dict(C=c, COUT=cout, UP=up, TAPS=2 if up else 3, KPIX=kpix,
-                HAS_NOISE=noise is not None, HAS_AB=act_bias is not None, ACC=acc_dtype(x),
+                HAS_NOISE=noise is not None, HAS_AB=act_bias is not None,
+                HAS_CENTER=center is not None, ACC=acc_dtype(x),
                 USE_DOT=use_dot, PRECISION=_precision(x))
     with device_of(x):
         if _tuned(x):
@@ -664,7 +695,8 @@ def _grad_w(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, al
 
 
 def adain_conv2d_bwd(grad_out: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
-                     shift: torch.Tensor, weight: torch.Tensor, noise: torch.Tensor | None,
+                     shift: torch.Tensor, center: torch.Tensor | None, weight: torch.Tensor,
+                     noise: torch.Tensor | None,
                      noise_weight: torch.Tensor | None, act_bias: torch.Tensor | None,
                      alpha: float, up: bool):
     """(grad_x, grad_scale, grad_shift, grad_weight, grad_bias, grad_noise_weight,
@@ -681,9 +713,10 @@ def adain_conv2d_bwd(grad_out: torch.Tensor, x: torch.Tensor, scale: torch.Tenso
                 torch.zeros_like(weight), grad_bias, x.new_zeros(c), x.new_zeros(c))
     assert n * grad_out.shape[2] * grad_out.shape[3] < 2 ** 31, \
         "adain_conv2d: too many output pixels"
-    grad_x, part = _grad_a(grad_out, x, scale, weight, noise, noise_weight, act_bias, alpha, up)
-    grad_weight = _grad_w(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias,
-                          alpha, up)
+    grad_x, part = _grad_a(grad_out, x, scale, center, weight, noise, noise_weight, act_bias,
+                           alpha, up)
+    grad_weight = _grad_w(grad_out, x, scale, shift, center, weight, noise, noise_weight,
+                          act_bias, alpha, up)
     grad_scale = part[0].sum(1).to(scale.dtype)
     grad_shift = part[1].sum(1).to(shift.dtype)
     grad_nw = (part[2].sum((0, 1)).to(x.dtype) if noise is not None else x.new_zeros(c))
