@@ -95,9 +95,10 @@ def _fused(layer, impl):
     def fn(x, style, noise, nw, bias, w):
         stats = ops.adain_stats(x, noise=noise, noise_weight=nw, act_bias=bias, alpha=0.2,
                                 eps=1e-8, impl=impl)
-        scale, shift = ops.adain_scale_shift(stats, style)
-        return ops.adain_conv2d(x, scale, shift, w, noise=noise, noise_weight=nw, act_bias=bias,
-                                alpha=0.2, up=up, impl=impl)
+        # As the fast generator runs it: the centered prologue scale * (a - mean) + b.
+        center, scale, shift = ops.adain_center_scale_shift(stats, style)
+        return ops.adain_conv2d(x, scale, shift, w, center=center, noise=noise, noise_weight=nw,
+                                act_bias=bias, alpha=0.2, up=up, impl=impl)
     return fn
 
 
