@@ -99,7 +99,8 @@ class ReductionBudget:
         self.total = 0.0
         self._handles = []
         kinds = {layers.Linear: self._dense, layers.Conv2d: self._dense,
-                 networks.DecodeBlock: self._norms, networks.EncodeBlock: self._norms,
+                 networks.DecodeBlock: self._decode_norms,
+                 networks.EncodeBlock: self._encode_norms,
                  layers.Blur: self._blur, networks.MappingF: self._pixel_norm}
         self.backward = backward
         for m in module.modules():
@@ -121,11 +122,16 @@ class ReductionBudget:
         pixels = output.numel() / output.shape[1]  # batch * output pixels of one channel
         return s + self.backward * (fan_out ** 0.5 + pixels ** 0.5)
 
-    def _norms(self, m, inputs, output):
-        x = inputs[0] if m.__class__.__name__.startswith("Encode") else output
-        x = x[0] if isinstance(x, tuple) else x
+    def _norm_stats(self, x):
+        # Two instance-norm statistics over the H*W pixels of the normalised maps.
         hw = x.shape[-1] * x.shape[-2] if x.dim() == 4 else 1
         return 2 * hw ** 0.5 * (1 + self.backward)
+
+    def _decode_norms(self, m, inputs, output):
+        return self._norm_stats(output)  # a DecodeBlock normalises at its output resolution
+
+    def _encode_norms(self, m, inputs, output):
+        return self._norm_stats(inputs[0])  # an EncodeBlock normalises at its input resolution
 
     def _blur(self, m, inputs, output):
         return 3.0 * (1 + self.backward)
