@@ -34,3 +34,8 @@ def empty_like(x: torch.Tensor, **kwargs) -> torch.Tensor:
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulation dtype of the kernels: float64 for float64, float32 otherwise."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def empty_dense(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised contiguous tensor of ``x``'s shape, dtype and device."""
+    return torch.empty_like(x, memory_format=torch.contiguous_format)

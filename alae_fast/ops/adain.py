@@ -13,10 +13,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
+from . import _checks, _layout, _triton
+from ._spec import Example, OpSpec, define, first_order_only
 from ..reference.layers import instance_norm, style_mod
 
 __all__ = ["adain", "adain_ref"]
@@ -33,103 +31,48 @@ def adain_ref(x: torch.Tensor, style: torch.Tensor, *, noise: torch.Tensor | Non
     return style_mod(instance_norm(F.leaky_relu(x, alpha), eps), style)
 
 
-def _forward_impl(x, style, noise, noise_weight, bias, alpha, eps, impl):
-    if impl == "ref":
-        t = x if noise is None else torch.addcmul(x, noise_weight.view(1, -1, 1, 1), noise)
-        a = F.leaky_relu(t if bias is None else t + bias.view(1, -1, 1, 1), alpha)
-        acc = _layout.acc_dtype(x.dtype)
-        var, mean = torch.var_mean(a.to(acc), dim=(2, 3), correction=0)
-        y = adain_ref(x, style, noise=noise, noise_weight=noise_weight, bias=bias, alpha=alpha,
-                      eps=eps)
-        return y.contiguous(), torch.cat((mean, (var + eps).rsqrt()), dim=1)
-
-    def dense(t):
-        return None if t is None else t.contiguous()
-
-    return kernel(impl, "adain", "adain_fwd")(x.contiguous(), style.contiguous(), dense(noise),
-                                              dense(noise_weight), dense(bias), alpha, eps)
+def _dense(t):
+    return None if t is None else t.contiguous()
 
 
-def _grad_formula(grad_y, x, style, noise, noise_weight, bias, alpha, eps):
-    """The four gradients of adain in closed form (PyTorch ops), recomputed from the inputs."""
-    n, c, h, w = x.shape
-    t = x if noise is None else torch.addcmul(x, noise_weight.view(1, -1, 1, 1), noise)
-    t = t if bias is None else t + bias.view(1, -1, 1, 1)
-    a = F.leaky_relu(t, alpha)
-    slope = torch.where(t > 0, t.new_ones(()), t.new_full((), alpha))
-    d = a - a.mean((2, 3), keepdim=True)
-    rstd = (d.square().mean((2, 3), keepdim=True) + eps).rsqrt()
-    xn = d * rstd
-    sum_g = grad_y.sum((2, 3), keepdim=True)
-    sum_gx = (grad_y * xn).sum((2, 3), keepdim=True)
-    scale = 1.0 + style[:, :c].reshape(n, c, 1, 1)
-    grad_t = slope * (scale * rstd) * (grad_y - (sum_g + xn * sum_gx) / (h * w))
-    grad_style = torch.cat((sum_gx, sum_g), dim=1).view(n, 2 * c)
-    grad_nw = (grad_t * noise).sum((0, 2, 3)) if noise is not None else x.new_zeros(c)
-    return grad_t, grad_style, grad_nw, grad_t.sum((0, 2, 3))
-
-
-def _backward_impl(grad_y, x, style, noise, noise_weight, bias, stats, alpha, eps, impl):
-    if impl == "ref":
-        grad_x, grad_style, grad_nw, grad_b = _grad_formula(grad_y, x, style, noise, noise_weight,
-                                                            bias, alpha, eps)
-        return grad_x.contiguous(), grad_style, grad_nw, grad_b
-
-    def dense(t):
-        return None if t is None else t.contiguous()
-
-    return kernel(impl, "adain", "adain_bwd")(
-        grad_y.contiguous(), x.contiguous(), style.contiguous(), dense(noise), dense(noise_weight),
-        dense(bias), stats.contiguous(), alpha, eps)
-
-
-def _forward_fake(x, style, noise, noise_weight, bias, alpha, eps, impl):
+def _forward_fake(x, style, noise, noise_weight, bias, alpha, eps):
     n, c = x.shape[:2]
-    return (torch.empty_like(x, memory_format=torch.contiguous_format),
-            x.new_empty(n, 2 * c, dtype=_layout.acc_dtype(x.dtype)))
+    return _layout.empty_dense(x), x.new_empty(n, 2 * c, dtype=_layout.acc_dtype(x.dtype))
 
 
-def _backward_fake(grad_y, x, style, noise, noise_weight, bias, stats, alpha, eps, impl):
-    c = x.shape[1]
-    return (torch.empty_like(x, memory_format=torch.contiguous_format),
-            torch.empty_like(style), x.new_empty(c), x.new_empty(c))
-
-
-def _setup_forward(ctx, inputs, output):
-    x, style, noise, noise_weight, bias, alpha, eps, impl = inputs
-    ctx.save_for_backward(x, style, noise, noise_weight, bias, output[1])
-    ctx.alpha, ctx.eps, ctx.impl = alpha, eps, impl
-
-
-def _grad_forward(ctx, grad_y, _grad_stats):
-    x, style, noise, noise_weight, bias, stats = ctx.saved_tensors
+def _grad_forward(s, grad_y, _grad_stats):
     if grad_y is None:
-        grad_y = torch.zeros_like(x)
-    grad_x, grad_style, grad_nw, grad_b = _backward_op(grad_y, x, style, noise, noise_weight, bias,
-                                                      stats, ctx.alpha, ctx.eps, ctx.impl)
-    return (grad_x, grad_style, None, grad_nw if noise_weight is not None else None,
-            grad_b if bias is not None else None, None, None, None)
+        grad_y = torch.zeros_like(s.x)
+    grads = _backward(grad_y, s.x, s.style, s.noise, s.noise_weight, s.bias, s.stats, s.alpha,
+                      s.eps, s.impl)
+    return dict(zip(("x", "style", "noise_weight", "bias"), grads))
 
 
-def _setup_backward(ctx, inputs, output):
-    pass
-
-
-def _grad_backward(ctx, *grads):
-    raise RuntimeError(
-        "alae_fast.ops.adain supports first-order gradients only (the generator is not on the "
-        "R1 path); for higher-order gradients through the generator use impl='ref'")
-
-
-_backward_op = define(
+_backward = define(
     "adain_backward(Tensor grad_y, Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, "
-    "Tensor? bias, Tensor stats, float alpha, float eps, str impl) "
-    "-> (Tensor, Tensor, Tensor, Tensor)",
-    _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
-_forward_op = define(
+    "Tensor? bias, Tensor stats, float alpha, float eps) -> (Tensor, Tensor, Tensor, Tensor)",
+    kernel=lambda k, grad_y, x, style, noise, noise_weight, bias, stats, alpha, eps: k.adain_bwd(
+        grad_y.contiguous(), x.contiguous(), style.contiguous(), _dense(noise),
+        _dense(noise_weight), _dense(bias), stats.contiguous(), alpha, eps),
+    triton=lambda: _triton.adain,
+    fake=lambda grad_y, x, style, *rest: (_layout.empty_dense(x), torch.empty_like(style),
+                                          x.new_empty(x.shape[1]), x.new_empty(x.shape[1])),
+    backward=first_order_only("adain", "the generator is not on the R1 path"))
+_forward = define(
     "adain(Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, Tensor? bias, "
-    "float alpha, float eps, str impl) -> (Tensor, Tensor)",
-    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+    "float alpha, float eps) -> (Tensor, Tensor)",
+    kernel=lambda k, x, style, noise, noise_weight, bias, alpha, eps: k.adain_fwd(
+        x.contiguous(), style.contiguous(), _dense(noise), _dense(noise_weight), _dense(bias),
+        alpha, eps),
+    triton=lambda: _triton.adain, fake=_forward_fake,
+    save=("x", "style", "noise", "noise_weight", "bias"), save_outputs={"stats": 1},
+    backward=_grad_forward)
+
+SPEC = OpSpec("adain", adain_ref, _forward, grad_order=1, outputs=lambda out: out[0], examples=(
+    Example("adain", lambda randn: dict(
+        x=randn((3, 5, 7, 7), 0), style=randn((3, 10), 1), noise=randn((3, 1, 7, 7), 2),
+        noise_weight=randn((5,), 3, 0.5), bias=randn((5,), 4, 0.5), alpha=0.2, eps=1e-8),
+        grad=("x", "style", "noise_weight", "bias")),))
 
 
 def _check_channel_vector(name: str, t, c: int, x: torch.Tensor) -> None:
@@ -187,9 +130,4 @@ def adain(x: torch.Tensor, style: torch.Tensor, *, noise: torch.Tensor | None = 
     if alpha < 0 or eps < 0:
         raise ValueError(f"alae_fast.ops.adain: alpha and eps must be >= 0, got alpha={alpha}, "
                          f"eps={eps}")
-    impl = resolve_impl("adain", impl, x.device.type)
-    if impl == "ref":
-        return adain_ref(x, style, noise=noise, noise_weight=noise_weight, bias=bias, alpha=alpha,
-                         eps=eps)
-    y, _ = _forward_op(x, style, noise, noise_weight, bias, alpha, eps, impl)
-    return y
+    return SPEC(impl, x, style, noise, noise_weight, bias, alpha, eps)

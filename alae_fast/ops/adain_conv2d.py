@@ -31,10 +31,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
+from . import _checks, _layout, _triton
+from ._spec import Example, OpSpec, define, first_order_only
 
 __all__ = ["adain_conv2d", "adain_conv2d_ref", "adain_stats", "adain_stats_ref",
            "adain_scale_shift", "adain_center_scale_shift", "transposed_to_conv_weight"]
@@ -138,32 +136,6 @@ def transposed_to_conv_weight(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).flip(2, 3)
 
 
-def _grad_formula(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias, alpha, up,
-                  center=None):
-    """The seven gradients of adain_conv2d in closed form (PyTorch, in the accumulation dtype);
-    grad_center is -scale * grad_shift (see :func:`_center_grad`)."""
-    acc = _layout.acc_dtype(x.dtype)
-    f = (lambda t: None if t is None else t.to(acc))
-    x, scale, shift, weight, noise, noise_weight, act_bias, grad_out, center = map(
-        f, (x, scale, shift, weight, noise, noise_weight, act_bias, grad_out, center))
-    n, c, h, w = x.shape
-    pre, t = _activation(x, noise, noise_weight, act_bias, alpha)
-    if center is not None:
-        t = t - center.view(n, c, 1, 1)  # t - center from here on: d a / d scale
-    a = torch.addcmul(shift.view(n, c, 1, 1), t, scale.view(n, c, 1, 1))
-    big = _upsample(a) if up else a
-    grad_big = torch.nn.grad.conv2d_input(big.shape, weight, grad_out, padding=1)
-    grad_weight = torch.nn.grad.conv2d_weight(big, weight.shape, grad_out, padding=1)
-    grad_a = grad_big.view(n, c, h, 2, w, 2).sum((3, 5)) if up else grad_big
-    grad_scale = (grad_a * t).sum((2, 3))
-    grad_shift = grad_a.sum((2, 3))
-    slope = torch.where(pre > 0, pre.new_ones(()), pre.new_full((), alpha))
-    grad_pre = grad_a * scale.view(n, c, 1, 1) * slope
-    grad_nw = (grad_pre * noise).sum((0, 2, 3)) if noise is not None else x.new_zeros(c)
-    return (grad_pre, grad_scale, grad_shift, grad_weight, grad_out.sum((0, 2, 3)), grad_nw,
-            grad_pre.sum((0, 2, 3)))
-
-
 # --------------------------------------------------------------------------------------------
 # Ops
 # --------------------------------------------------------------------------------------------
@@ -180,127 +152,93 @@ def _center_grad(scale, grad_shift):
     return (-(scale.to(acc) * grad_shift.to(acc))).to(scale.dtype)
 
 
-def _forward_impl(x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha,
-                  up, impl):
-    if impl == "ref":
-        out = adain_conv2d_ref(x, scale, shift, weight, bias=bias, noise=noise,
-                               noise_weight=noise_weight, act_bias=act_bias, alpha=alpha, up=up,
-                               center=center)
-        return out.contiguous(memory_format=_layout.memory_format(x))
-    return kernel(impl, "adain_conv2d", "adain_conv2d_fwd")(
-        x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha, up)
-
-
-def _forward_fake(x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha, up,
-                  impl):
+def _forward_fake(x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha,
+                  up):
     return x.new_empty(_out_shape(x, weight, up)).contiguous(
         memory_format=_layout.memory_format(x))
 
 
-def _backward_impl(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias,
-                   alpha, up, impl):
-    if impl == "ref":
-        grads = _grad_formula(grad_out, x, scale, shift, weight, noise, noise_weight, act_bias,
-                              alpha, up, center)
-        dtypes = (x.dtype, scale.dtype, scale.dtype, weight.dtype, x.dtype, x.dtype, x.dtype)
-        out = [g.to(d) for g, d in zip(grads, dtypes)]
-        out[0] = out[0].contiguous(memory_format=_layout.memory_format(x))
-        return tuple(out)
-    return kernel(impl, "adain_conv2d", "adain_conv2d_bwd")(
-        _layout.dense(grad_out), x, scale, shift, center, weight, noise, noise_weight, act_bias,
-        alpha, up)
-
-
-def _backward_fake(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias,
-                   alpha, up, impl):
+def _backward_fake(grad_out, x, scale, shift, center, weight, *rest):
     c = x.shape[1]
     return (torch.empty_like(x, memory_format=_layout.memory_format(x)), torch.empty_like(scale),
             torch.empty_like(shift), torch.empty_like(weight), x.new_empty(weight.shape[0]),
             x.new_empty(c), x.new_empty(c))
 
 
-def _setup_forward(ctx, inputs, output):
-    x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha, up, impl = inputs
-    ctx.save_for_backward(x, scale, shift, center, weight, noise, noise_weight, act_bias)
-    ctx.has_bias = bias is not None
-    ctx.alpha, ctx.up, ctx.impl = alpha, up, impl
+def _grad_forward(s, grad_out):
+    grads = _backward(grad_out, s.x, s.scale, s.shift, s.center, s.weight, s.noise,
+                      s.noise_weight, s.act_bias, s.alpha, s.up, s.impl)
+    out = dict(zip(("x", "scale", "shift", "weight", "bias", "noise_weight", "act_bias"), grads))
+    if s.center is not None:
+        out["center"] = _center_grad(s.scale, out["shift"])
+    return out
 
 
-def _grad_forward(ctx, grad_out):
-    x, scale, shift, center, weight, noise, noise_weight, act_bias = ctx.saved_tensors
-    grad_x, grad_scale, grad_shift, grad_weight, grad_bias, grad_nw, grad_ab = _backward_op(
-        grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias, ctx.alpha,
-        ctx.up, ctx.impl)
-    grad_center = None if center is None else _center_grad(scale, grad_shift)
-    return (grad_x, grad_scale, grad_shift, grad_center, grad_weight,
-            grad_bias if ctx.has_bias else None,
-            None, grad_nw if noise_weight is not None else None,
-            grad_ab if act_bias is not None else None, None, None, None)
-
-
-def _setup_backward(ctx, inputs, output):
-    pass
-
-
-def _grad_backward(ctx, *grads):
-    raise RuntimeError(
-        "alae_fast.ops.adain_conv2d supports first-order gradients only (the generator is not "
-        "on the R1 path); for higher-order gradients use impl='ref'")
-
-
-_backward_op = define(
+_backward = define(
     "adain_conv2d_backward(Tensor grad_out, Tensor x, Tensor scale, Tensor shift, "
     "Tensor? center, Tensor weight, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, "
-    "float alpha, bool up, str impl) "
-    "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
-    _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
-_forward_op = define(
+    "float alpha, bool up) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+    kernel=lambda k, grad_out, *args: k.adain_conv2d_bwd(_layout.dense(grad_out), *args),
+    triton=lambda: _triton.adain_conv2d, fake=_backward_fake,
+    backward=first_order_only("adain_conv2d", "the generator is not on the R1 path"))
+_forward = define(
     "adain_conv2d(Tensor x, Tensor scale, Tensor shift, Tensor? center, Tensor weight, "
-    "Tensor? bias, "
-    "Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up, str impl) "
+    "Tensor? bias, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up) "
     "-> Tensor",
-    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+    kernel=lambda k, *args: k.adain_conv2d_fwd(*args), triton=lambda: _triton.adain_conv2d,
+    fake=_forward_fake,
+    save=("x", "scale", "shift", "center", "weight", "noise", "noise_weight", "act_bias"),
+    backward=_grad_forward)
 
 
-def _stats_impl(x, noise, noise_weight, act_bias, alpha, eps, impl):
-    if impl == "ref":
-        return adain_stats_ref(x, noise=noise, noise_weight=noise_weight, act_bias=act_bias,
-                               alpha=alpha, eps=eps)
-    return kernel(impl, "adain_conv2d", "adain_stats_fwd")(x, noise, noise_weight, act_bias,
-                                                           alpha, eps)
-
-
-def _stats_fake(x, noise, noise_weight, act_bias, alpha, eps, impl):
+def _stats_fake(x, noise, noise_weight, act_bias, alpha, eps):
     return x.new_empty(x.shape[0], 2 * x.shape[1], dtype=_layout.acc_dtype(x.dtype))
 
 
-def _setup_stats(ctx, inputs, output):
-    x, noise, noise_weight, act_bias, alpha, eps, impl = inputs
-    ctx.save_for_backward(x, noise, noise_weight, act_bias, output)
-    ctx.alpha = alpha
-
-
-def _grad_stats(ctx, grad_stats):
+def _grad_stats(s, grad_stats):
     # One elementwise pass in PyTorch: d mean / dt = 1/M, d rstd / dt = -rstd^3 (t - mean) / M.
-    x, noise, noise_weight, act_bias, stats = ctx.saved_tensors
-    acc = stats.dtype
+    acc = s.stats.dtype
     f = (lambda t: None if t is None else t.to(acc))
-    n, c, h, w = x.shape
-    pre, t = _activation(f(x), f(noise), f(noise_weight), f(act_bias), ctx.alpha)
-    mean, rstd = stats[:, :c].view(n, c, 1, 1), stats[:, c:].view(n, c, 1, 1)
+    n, c, h, w = s.x.shape
+    pre, t = _activation(f(s.x), f(s.noise), f(s.noise_weight), f(s.act_bias), s.alpha)
+    mean, rstd = s.stats[:, :c].view(n, c, 1, 1), s.stats[:, c:].view(n, c, 1, 1)
     g_mean, g_rstd = grad_stats[:, :c].view(n, c, 1, 1), grad_stats[:, c:].view(n, c, 1, 1)
     grad_t = (g_mean - g_rstd * rstd.pow(3) * (t - mean)) / (h * w)
-    slope = torch.where(pre > 0, pre.new_ones(()), pre.new_full((), ctx.alpha))
+    slope = torch.where(pre > 0, pre.new_ones(()), pre.new_full((), s.alpha))
     grad_pre = grad_t * slope
-    grad_nw = None if noise is None else (grad_pre * noise.to(acc)).sum((0, 2, 3)).to(x.dtype)
-    grad_ab = None if act_bias is None else grad_pre.sum((0, 2, 3)).to(x.dtype)
-    return grad_pre.to(x.dtype), None, grad_nw, grad_ab, None, None, None
+    grad_nw = None if s.noise is None else (grad_pre * s.noise.to(acc)).sum((0, 2, 3))
+    return {"x": grad_pre.to(s.x.dtype), "act_bias": grad_pre.sum((0, 2, 3)).to(s.x.dtype),
+            "noise_weight": None if grad_nw is None else grad_nw.to(s.x.dtype)}
 
 
-_stats_op = define(
+_stats = define(
     "adain_stats(Tensor x, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, "
-    "float eps, str impl) -> Tensor",
-    _stats_impl, _stats_fake, backward=_grad_stats, setup_context=_setup_stats)
+    "float eps) -> Tensor",
+    kernel=lambda k, *args: k.adain_stats_fwd(*args), triton=lambda: _triton.adain_conv2d,
+    fake=_stats_fake, save=("x", "noise", "noise_weight", "act_bias"),
+    save_outputs={"stats": 0}, backward=_grad_stats)
+
+
+def _noise_example(randn):
+    return dict(x=randn((3, 5, 7, 7), 0), noise=randn((3, 1, 7, 7), 7),
+                noise_weight=randn((5,), 8, 0.5), act_bias=randn((5,), 9, 0.5), alpha=0.2)
+
+
+def _conv_example(up):
+    def inputs(randn):
+        return dict(_noise_example(randn), scale=1.0 + randn((3, 5), 10, 0.3),
+                    shift=randn((3, 5), 11), weight=randn((4, 5, 3, 3), 12, 0.2),
+                    bias=randn((4,), 13, 0.5), up=up)
+    return Example("adain_conv2d(up)" if up else "adain_conv2d", inputs, grad=(
+        "x", "scale", "shift", "weight", "bias", "noise_weight", "act_bias"))
+
+
+SPEC = OpSpec("adain_conv2d", adain_conv2d_ref, _forward, grad_order=1,
+              examples=(_conv_example(False), _conv_example(True)))
+STATS_SPEC = OpSpec("adain_stats", adain_stats_ref, _stats, grad_order=1, family="adain_conv2d",
+                    examples=(Example("adain_stats", lambda randn: dict(_noise_example(randn),
+                                                                       eps=1e-8),
+                                      grad=("x", "noise_weight", "act_bias")),))
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,14 +334,9 @@ def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weig
         _check_vector(op, "bias", bias, weight.shape[0], x, "Cout")
     if not isinstance(up, bool):
         raise TypeError(f"alae_fast.ops.{op}: up must be a bool, got {type(up).__name__}")
-    impl = resolve_impl(op, impl, x.device.type)
-    if impl == "ref":
-        return adain_conv2d_ref(x, scale, shift, weight, bias=bias, noise=noise,
-                                noise_weight=noise_weight, act_bias=act_bias, alpha=alpha, up=up,
-                                center=center)
-    return _forward_op(_layout.dense(x), scale.contiguous(), shift.contiguous(),
-                       _dense_vector(center), weight.contiguous(), _dense_vector(bias), noise,
-                       _dense_vector(noise_weight), _dense_vector(act_bias), alpha, up, impl)
+    return SPEC(impl, _layout.dense(x), scale.contiguous(), shift.contiguous(),
+                _dense_vector(center), weight.contiguous(), _dense_vector(bias), noise,
+                _dense_vector(noise_weight), _dense_vector(act_bias), alpha, up)
 
 
 def adain_stats(x: torch.Tensor, *, noise: torch.Tensor | None = None,
@@ -426,9 +359,5 @@ def adain_stats(x: torch.Tensor, *, noise: torch.Tensor | None = None,
     eps = _checks.finite_float(op, "eps", eps)
     if eps < 0:
         raise ValueError(f"alae_fast.ops.{op}: eps must be >= 0, got {eps}")
-    impl = resolve_impl(op, impl, x.device.type)
-    if impl == "ref":
-        return adain_stats_ref(x, noise=noise, noise_weight=noise_weight, act_bias=act_bias,
-                               alpha=alpha, eps=eps)
-    return _stats_op(_layout.dense(x), noise, _dense_vector(noise_weight),
-                     _dense_vector(act_bias), alpha, eps, impl)
+    return STATS_SPEC(impl, _layout.dense(x), noise, _dense_vector(noise_weight),
+                      _dense_vector(act_bias), alpha, eps)

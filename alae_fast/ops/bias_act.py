@@ -10,10 +10,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
+from . import _checks, _layout, _triton
+from ._spec import Example, OpSpec, define
 
 __all__ = ["bias_act", "bias_act_ref"]
 
@@ -32,74 +30,40 @@ def bias_act_ref(x: torch.Tensor, b: torch.Tensor | None = None, *, alpha: float
     return x * gain if gain != 1.0 else x
 
 
-def _slope(y: torch.Tensor, alpha: float, gain: float) -> torch.Tensor:
-    # y > 0 exactly where x + b > 0, because gain > 0 and alpha >= 0.
-    # Scalars as 0-d tensors of y's dtype: Python floats would be rounded to float32.
-    return torch.where(y > 0, y.new_full((), gain), y.new_full((), alpha * gain))
-
-
-def _forward_impl(x, b, alpha, gain, impl):
-    if impl == "ref":
-        return bias_act_ref(x, b, alpha=alpha, gain=gain).contiguous(
-            memory_format=_layout.memory_format(_layout.dense(x)))
-    b = None if b is None else b.contiguous()
-    return kernel(impl, "bias_act", "bias_act_fwd")(_layout.dense(x), b, alpha, gain)
-
-
-def _backward_impl(grad, y, alpha, gain, impl):
-    if impl == "ref":
-        grad_x = (grad * _slope(y, alpha, gain)).contiguous(
-            memory_format=_layout.memory_format(_layout.dense(y)))
-        dims = [0] + list(range(2, y.dim()))
-        return grad_x, grad_x.sum(dims)
+def _backward_kernel(k, grad, y, alpha, gain):
     y = _layout.dense(y)
-    return kernel(impl, "bias_act", "bias_act_bwd")(_layout.like(grad, y), y, alpha, gain)
+    return k.bias_act_bwd(_layout.like(grad, y), y, alpha, gain)
 
 
-def _forward_fake(x, b, alpha, gain, impl):
-    return _layout.empty_like(x)
-
-
-def _backward_fake(grad, y, alpha, gain, impl):
-    return _layout.empty_like(y), y.new_empty(y.shape[1:2])
-
-
-def _setup_forward(ctx, inputs, output):
-    x, b, alpha, gain, impl = inputs
-    ctx.save_for_backward(output)
-    ctx.alpha, ctx.gain, ctx.impl, ctx.has_bias = alpha, gain, impl, b is not None
-
-
-def _grad_forward(ctx, grad):
-    (y,) = ctx.saved_tensors
-    grad_x, grad_b = _backward_op(grad, y, ctx.alpha, ctx.gain, ctx.impl)
-    return grad_x, (grad_b if ctx.has_bias else None), None, None, None
-
-
-def _setup_backward(ctx, inputs, output):
-    grad, y, alpha, gain, impl = inputs
-    ctx.save_for_backward(y)
-    ctx.alpha, ctx.gain, ctx.impl = alpha, gain, impl
-
-
-def _grad_backward(ctx, gg_x, gg_b):
+def _grad_backward(s, gg_x, gg_b):
     # grad_x = slope(y) * grad and grad_b = its channel sums are linear in grad, and the slope
     # is piecewise constant in y: the gradient w.r.t. grad is this same backward of gg.
-    (y,) = ctx.saved_tensors
-    gg = gg_x if gg_x is not None else torch.zeros_like(y)
+    gg = gg_x if gg_x is not None else torch.zeros_like(s.y)
     if gg_b is not None:
-        gg = gg + _channel_view(gg_b, y)
-    grad_grad, _ = _backward_op(gg, y, ctx.alpha, ctx.gain, ctx.impl)
-    return grad_grad, None, None, None, None
+        gg = gg + _channel_view(gg_b, s.y)
+    return {"grad": backward_op(gg, s.y, s.alpha, s.gain, s.impl)[0]}
 
 
-_backward_op = define(
-    "bias_act_backward(Tensor grad, Tensor y, float alpha, float gain, str impl) "
-    "-> (Tensor, Tensor)",
-    _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
-_forward_op = define(
-    "bias_act(Tensor x, Tensor? b, float alpha, float gain, str impl) -> Tensor",
-    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+def _grad_forward(s, grad):
+    grad_x, grad_b = backward_op(grad, s.y, s.alpha, s.gain, s.impl)
+    return {"x": grad_x, "b": grad_b}
+
+
+backward_op = define(
+    "bias_act_backward(Tensor grad, Tensor y, float alpha, float gain) -> (Tensor, Tensor)",
+    kernel=_backward_kernel, triton=lambda: _triton.bias_act,
+    fake=lambda grad, y, alpha, gain: (_layout.empty_like(y), y.new_empty(y.shape[1:2])),
+    save=("y",), backward=_grad_backward)
+_forward = define(
+    "bias_act(Tensor x, Tensor? b, float alpha, float gain) -> Tensor",
+    kernel=lambda k, x, b, alpha, gain: k.bias_act_fwd(
+        _layout.dense(x), None if b is None else b.contiguous(), alpha, gain),
+    triton=lambda: _triton.bias_act, fake=lambda x, b, alpha, gain: _layout.empty_like(x),
+    save_outputs={"y": 0}, backward=_grad_forward)
+
+SPEC = OpSpec("bias_act", bias_act_ref, _forward, examples=(
+    Example("bias_act", lambda randn: dict(x=randn((3, 5, 7, 7), 0), b=randn((5,), 1, 0.5),
+                                           alpha=0.2, gain=2 ** 0.5), grad=("x", "b")),))
 
 
 def check_activation(op: str, alpha, gain) -> tuple[float, float]:
@@ -136,7 +100,4 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, *, alpha: float = 0
         if b.shape[0] != x.shape[1]:
             raise ValueError(f"alae_fast.ops.bias_act: b must have shape [C] = [{x.shape[1]}] "
                              f"(x's dim 1), got {tuple(b.shape)}")
-    impl = resolve_impl("bias_act", impl, x.device.type)
-    if impl == "ref":
-        return bias_act_ref(x, b, alpha=alpha, gain=gain)
-    return _forward_op(x, b, alpha, gain, impl)
+    return SPEC(impl, x, b, alpha, gain)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
+from . import _checks, _layout, _triton
+from ._spec import Example, OpSpec, define
 from ..reference.layers import blur_kernel
 
 __all__ = ["blur", "blur_ref"]
@@ -25,26 +23,13 @@ def blur_ref(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, k, padding=1, groups=c)
 
 
-def _forward_impl(x, impl):
-    if impl == "ref":
-        return blur_ref(x).contiguous(memory_format=_layout.memory_format(_layout.dense(x)))
-    return kernel(impl, "blur", "blur_fwd")(_layout.dense(x))
+_forward = define(
+    "blur(Tensor x) -> Tensor",
+    kernel=lambda k, x: k.blur_fwd(_layout.dense(x)), triton=lambda: _triton.blur,
+    fake=_layout.empty_like, backward=lambda s, grad: {"x": _forward(grad, s.impl)})
 
-
-def _forward_fake(x, impl):
-    return _layout.empty_like(x)
-
-
-def _setup_forward(ctx, inputs, output):
-    ctx.impl = inputs[1]
-
-
-def _grad_forward(ctx, grad):
-    return _forward_op(grad, ctx.impl), None
-
-
-_forward_op = define("blur(Tensor x, str impl) -> Tensor", _forward_impl, _forward_fake,
-                     backward=_grad_forward, setup_context=_setup_forward)
+SPEC = OpSpec("blur", blur_ref, _forward, examples=(
+    Example("blur", lambda randn: dict(x=randn((3, 5, 7, 7), 0)), grad=("x",)),))
 
 
 def blur(x: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:
@@ -58,7 +43,4 @@ def blur(x: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:
         [N, C, H, W] of x's dtype (channels_last if x is); differentiable to any order.
     """
     _checks.tensor("blur", "x", x, dim=4, shape_hint="[N, C, H, W]")
-    impl = resolve_impl("blur", impl, x.device.type)
-    if impl == "ref":
-        return blur_ref(x)
-    return _forward_op(x, impl)
+    return SPEC(impl, x)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
+from . import _checks, _layout, _triton
+from ._spec import Example, OpSpec, define
 
 __all__ = ["d_adv_loss", "d_adv_loss_ref"]
 
@@ -22,64 +20,38 @@ def d_adv_loss_ref(d_fake: torch.Tensor, d_real: torch.Tensor) -> torch.Tensor:
     return (F.softplus(d_fake) + F.softplus(-d_real)).mean()
 
 
-def _forward_impl(d_fake, d_real, impl):
-    if impl == "ref":
-        return d_adv_loss_ref(d_fake, d_real)
-    return kernel(impl, "adv_loss", "d_adv_loss_fwd")(d_fake.contiguous(), d_real.contiguous())
-
-
-def _backward_impl(grad, d_fake, d_real, impl):
-    if impl == "ref":
-        scale = grad / d_fake.numel()
-        return scale * torch.sigmoid(d_fake), -scale * torch.sigmoid(-d_real)
-    return kernel(impl, "adv_loss", "d_adv_loss_bwd")(
-        grad.to(d_fake.dtype).contiguous(), d_fake.contiguous(), d_real.contiguous())
-
-
-def _forward_fake(d_fake, d_real, impl):
-    return d_fake.new_empty(())
-
-
-def _backward_fake(grad, d_fake, d_real, impl):
-    return (torch.empty_like(d_fake, memory_format=torch.contiguous_format),
-            torch.empty_like(d_real, memory_format=torch.contiguous_format))
-
-
-def _setup_forward(ctx, inputs, output):
-    d_fake, d_real, impl = inputs
-    ctx.save_for_backward(d_fake, d_real)
-    ctx.impl = impl
-
-
-def _grad_forward(ctx, grad):
-    d_fake, d_real = ctx.saved_tensors
-    grad_fake, grad_real = _backward_op(grad, d_fake, d_real, ctx.impl)
-    return grad_fake, grad_real, None
-
-
-def _setup_backward(ctx, inputs, output):
-    grad, d_fake, d_real, impl = inputs
-    ctx.save_for_backward(grad, d_fake, d_real)
-
-
-def _grad_backward(ctx, gg_fake, gg_real):
+def _grad_backward(s, gg_fake, gg_real):
     # The backward is (g/n) sigmoid(f), -(g/n) sigmoid(-r); its own gradients in plain
     # PyTorch, so every further order works.
-    grad, d_fake, d_real = ctx.saved_tensors
-    n = d_fake.numel()
-    s_fake, s_real = torch.sigmoid(d_fake), torch.sigmoid(-d_real)
+    n = s.d_fake.numel()
+    s_fake, s_real = torch.sigmoid(s.d_fake), torch.sigmoid(-s.d_real)
     g_grad = ((gg_fake * s_fake).sum() - (gg_real * s_real).sum()) / n
-    g_fake = gg_fake * (grad / n) * s_fake * (1 - s_fake)
-    g_real = gg_real * (grad / n) * s_real * (1 - s_real)
-    return g_grad.reshape(grad.shape), g_fake, g_real, None
+    return {"grad": g_grad.reshape(s.grad.shape),
+            "d_fake": gg_fake * (s.grad / n) * s_fake * (1 - s_fake),
+            "d_real": gg_real * (s.grad / n) * s_real * (1 - s_real)}
 
 
-_backward_op = define(
-    "d_adv_loss_backward(Tensor grad, Tensor d_fake, Tensor d_real, str impl) -> (Tensor, Tensor)",
-    _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
-_forward_op = define(
-    "d_adv_loss(Tensor d_fake, Tensor d_real, str impl) -> Tensor",
-    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+def _grad_forward(s, grad):
+    grad_fake, grad_real = _backward(grad, s.d_fake, s.d_real, s.impl)
+    return {"d_fake": grad_fake, "d_real": grad_real}
+
+
+_backward = define(
+    "d_adv_loss_backward(Tensor grad, Tensor d_fake, Tensor d_real) -> (Tensor, Tensor)",
+    kernel=lambda k, grad, f, r: k.d_adv_loss_bwd(grad.to(f.dtype).contiguous(),
+                                                  f.contiguous(), r.contiguous()),
+    triton=lambda: _triton.adv_loss,
+    fake=lambda grad, f, r: (_layout.empty_dense(f), _layout.empty_dense(r)),
+    save=("grad", "d_fake", "d_real"), backward=_grad_backward)
+_forward = define(
+    "d_adv_loss(Tensor d_fake, Tensor d_real) -> Tensor",
+    kernel=lambda k, f, r: k.d_adv_loss_fwd(f.contiguous(), r.contiguous()),
+    triton=lambda: _triton.adv_loss, fake=lambda f, r: f.new_empty(()),
+    save=("d_fake", "d_real"), backward=_grad_forward)
+
+SPEC = OpSpec("d_adv_loss", d_adv_loss_ref, _forward, examples=(
+    Example("d_adv_loss", lambda randn: dict(d_fake=randn((3,), 1, 2.0), d_real=randn((3,), 2, 2.0)),
+            grad=("d_fake", "d_real")),))
 
 
 def d_adv_loss(d_fake: torch.Tensor, d_real: torch.Tensor, *, impl: str | None = None
@@ -98,7 +70,4 @@ def d_adv_loss(d_fake: torch.Tensor, d_real: torch.Tensor, *, impl: str | None =
     _checks.tensor("d_adv_loss", "d_real", d_real, dim=1, shape_hint="[N]")
     _checks.same_device_dtype("d_adv_loss", d_fake=d_fake, d_real=d_real)
     _checks.same_shape("d_adv_loss", d_fake=d_fake, d_real=d_real)
-    impl = resolve_impl("d_adv_loss", impl, d_fake.device.type)
-    if impl == "ref":
-        return d_adv_loss_ref(d_fake, d_real)
-    return _forward_op(d_fake, d_real, impl)
+    return SPEC(impl, d_fake, d_real)

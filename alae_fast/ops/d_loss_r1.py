@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from ._dispatch import resolve_impl
+from ._spec import Example, OpSpec
 from .d_adv_loss import d_adv_loss
 from .r1_penalty import r1_penalty
 from ..reference.losses import discriminator_logistic_r1
@@ -24,6 +24,26 @@ def d_loss_r1_ref(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tenso
                   gamma: float = 10.0) -> torch.Tensor:
     """Reference twin of :func:`d_loss_r1` (the reference model's loss)."""
     return discriminator_logistic_r1(d_fake, d_real, reals, gamma)
+
+
+def _compose(d_fake, d_real, reals, gamma, *, impl):
+    loss = d_adv_loss(d_fake, d_real, impl=impl)
+    if gamma != 0.0:
+        (grads,) = torch.autograd.grad(d_real.sum(), reals, create_graph=True)
+        loss = loss + r1_penalty(grads, gamma, impl=impl).mean()
+    return loss
+
+
+def _example_call(fn, t):
+    # d_real must be computed from reals for R1; tanh makes its gradient depend on reals and w.
+    d_real = (torch.tanh(t["reals"]) * t["w"]).sum(dim=(1, 2, 3))
+    return fn(t["d_fake"], d_real, t["reals"], 10.0)
+
+
+SPEC = OpSpec("d_loss_r1", d_loss_r1_ref, None, compose=_compose, examples=(
+    Example("d_loss_r1", lambda randn: dict(d_fake=randn((3,), 1), reals=randn((3, 5, 7, 7), 2),
+                                            w=randn((5, 7, 7), 3, 0.3)),
+            grad=("d_fake", "reals", "w"), call=_example_call),))
 
 
 def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
@@ -54,11 +74,4 @@ def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
         raise ValueError("alae_fast.ops.d_loss_r1: R1 needs the gradient of d_real w.r.t. "
                          "reals: reals must have requires_grad=True and d_real must be computed "
                          "from it (or pass gamma=0)")
-    if resolve_impl("d_loss_r1", impl, d_fake.device.type) == "ref":
-        return d_loss_r1_ref(d_fake, d_real, reals, gamma)
-    # impl=None lets each op make its own automatic choice.
-    loss = d_adv_loss(d_fake, d_real, impl=impl)
-    if gamma != 0.0:
-        (grads,) = torch.autograd.grad(d_real.sum(), reals, create_graph=True)
-        loss = loss + r1_penalty(grads, gamma, impl=impl).mean()
-    return loss
+    return SPEC(impl, d_fake, d_real, reals, gamma)

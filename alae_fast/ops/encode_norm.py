@@ -14,10 +14,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
+from . import _checks, _layout, _triton
+from ._spec import Example, OpSpec, define
 from ..reference.layers import instance_norm, instance_stats
 
 __all__ = ["encode_norm", "encode_norm_ref"]
@@ -29,15 +27,6 @@ def encode_norm_ref(x: torch.Tensor, bias: torch.Tensor, *, alpha: float = 0.2,
     a = F.leaky_relu(x + bias.view(1, -1, 1, 1), alpha)
     mean, std = instance_stats(a)
     return instance_norm(a, eps), torch.cat((mean, std), dim=1).flatten(1)
-
-
-def _ref_with_stats(x, bias, alpha, eps):
-    y, style = encode_norm_ref(x, bias, alpha=alpha, eps=eps)
-    c = x.shape[1]
-    mean, std = style[:, :c], style[:, c:]
-    acc = _layout.acc_dtype(x.dtype)
-    rstd = (std.to(acc).square() + eps).rsqrt()
-    return y, style, torch.cat((mean.to(acc), std.to(acc), rstd), dim=1)
 
 
 def _grad_formula(grad_y, grad_style, x, bias, alpha, eps):
@@ -62,62 +51,12 @@ def _grad_formula(grad_y, grad_style, x, bias, alpha, eps):
     return grad_x, grad_x.sum((0, 2, 3))
 
 
-def _forward_impl(x, bias, alpha, eps, impl):
-    if impl == "ref":
-        return _ref_with_stats(x, bias, alpha, eps)
-    return kernel(impl, "encode_norm", "encode_norm_fwd")(x.contiguous(), bias.contiguous(),
-                                                          alpha, eps)
-
-
-def _backward_impl(grad_y, grad_style, x, bias, stats, alpha, eps, impl):
-    if impl == "ref":
-        grad_x, grad_bias = _grad_formula(grad_y, grad_style, x, bias, alpha, eps)
-        return grad_x.contiguous(), grad_bias
-    return kernel(impl, "encode_norm", "encode_norm_bwd")(
-        grad_y.contiguous(), grad_style.contiguous(), x.contiguous(), bias.contiguous(),
-        stats.contiguous(), alpha, eps)
-
-
-def _forward_fake(x, bias, alpha, eps, impl):
-    n, c = x.shape[:2]
-    return (torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty(n, 2 * c),
-            x.new_empty(n, 3 * c, dtype=_layout.acc_dtype(x.dtype)))
-
-
-def _backward_fake(grad_y, grad_style, x, bias, stats, alpha, eps, impl):
-    return torch.empty_like(x, memory_format=torch.contiguous_format), bias.new_empty(bias.shape)
-
-
-def _setup_forward(ctx, inputs, output):
-    x, bias, alpha, eps, impl = inputs
-    ctx.save_for_backward(x, bias, output[2])
-    ctx.alpha, ctx.eps, ctx.impl = alpha, eps, impl
-
-
-def _grad_forward(ctx, grad_y, grad_style, _grad_stats):
-    x, bias, stats = ctx.saved_tensors
-    if grad_y is None:
-        grad_y = torch.zeros_like(x)
-    if grad_style is None:
-        grad_style = x.new_zeros(x.shape[0], 2 * x.shape[1])
-    grad_x, grad_bias = _backward_op(grad_y, grad_style, x, bias, stats, ctx.alpha, ctx.eps,
-                                     ctx.impl)
-    return grad_x, grad_bias, None, None, None
-
-
-def _setup_backward(ctx, inputs, output):
-    grad_y, grad_style, x, bias, stats, alpha, eps, impl = inputs
-    ctx.save_for_backward(grad_y, grad_style, x, bias)
-    ctx.alpha, ctx.eps = alpha, eps
-
-
-def _grad_backward(ctx, gg_x, gg_bias):
+def _grad_backward(s, gg_x, gg_bias):
     # Differentiate the closed-form backward. stats is a function of x; the formula recomputes
     # it from x, so its dependence is counted through x and stats itself gets no gradient.
-    saved = ctx.saved_tensors
-    alpha, eps = ctx.alpha, ctx.eps
-    gg_x = torch.zeros_like(saved[2]) if gg_x is None else gg_x
-    gg_bias = torch.zeros_like(saved[3]) if gg_bias is None else gg_bias
+    saved = (s.grad_y, s.grad_style, s.x, s.bias)
+    gg_x = torch.zeros_like(s.x) if gg_x is None else gg_x
+    gg_bias = torch.zeros_like(s.bias) if gg_bias is None else gg_bias
     if torch.is_grad_enabled():
         raise RuntimeError(
             "alae_fast.ops.encode_norm supports first- and second-order gradients (what R1 "
@@ -126,19 +65,49 @@ def _grad_backward(ctx, gg_x, gg_bias):
     # Second order (the R1 step): plain autograd on detached copies, cheaper than functorch.
     leaves = [t.detach().requires_grad_() for t in saved]
     with torch.enable_grad():
-        outputs = _grad_formula(*leaves, alpha, eps)
+        outputs = _grad_formula(*leaves, s.alpha, s.eps)
         grads = torch.autograd.grad(outputs, leaves, (gg_x, gg_bias), allow_unused=True)
-    return (*grads, None, None, None, None)
+    return dict(zip(("grad_y", "grad_style", "x", "bias"), grads))
 
 
-_backward_op = define(
+def _grad_forward(s, grad_y, grad_style, _grad_stats):
+    if grad_y is None:
+        grad_y = torch.zeros_like(s.x)
+    if grad_style is None:
+        grad_style = s.x.new_zeros(s.x.shape[0], 2 * s.x.shape[1])
+    grad_x, grad_bias = _backward(grad_y, grad_style, s.x, s.bias, s.stats, s.alpha, s.eps,
+                                  s.impl)
+    return {"x": grad_x, "bias": grad_bias}
+
+
+_backward = define(
     "encode_norm_backward(Tensor grad_y, Tensor grad_style, Tensor x, Tensor bias, "
-    "Tensor stats, float alpha, float eps, str impl) -> (Tensor, Tensor)",
-    _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
-_forward_op = define(
-    "encode_norm(Tensor x, Tensor bias, float alpha, float eps, str impl) "
-    "-> (Tensor, Tensor, Tensor)",
-    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+    "Tensor stats, float alpha, float eps) -> (Tensor, Tensor)",
+    kernel=lambda k, grad_y, grad_style, x, bias, stats, alpha, eps: k.encode_norm_bwd(
+        grad_y.contiguous(), grad_style.contiguous(), x.contiguous(), bias.contiguous(),
+        stats.contiguous(), alpha, eps),
+    triton=lambda: _triton.encode_norm,
+    fake=lambda grad_y, grad_style, x, bias, stats, alpha, eps: (
+        _layout.empty_dense(x), bias.new_empty(bias.shape)),
+    save=("grad_y", "grad_style", "x", "bias"), backward=_grad_backward)
+
+
+def _forward_fake(x, bias, alpha, eps):
+    n, c = x.shape[:2]
+    return (_layout.empty_dense(x), x.new_empty(n, 2 * c),
+            x.new_empty(n, 3 * c, dtype=_layout.acc_dtype(x.dtype)))
+
+
+_forward = define(
+    "encode_norm(Tensor x, Tensor bias, float alpha, float eps) -> (Tensor, Tensor, Tensor)",
+    kernel=lambda k, x, bias, alpha, eps: k.encode_norm_fwd(x.contiguous(), bias.contiguous(),
+                                                            alpha, eps),
+    triton=lambda: _triton.encode_norm, fake=_forward_fake, save=("x", "bias"),
+    save_outputs={"stats": 2}, backward=_grad_forward)
+
+SPEC = OpSpec("encode_norm", encode_norm_ref, _forward, outputs=lambda out: out[:2], examples=(
+    Example("encode_norm", lambda randn: dict(x=randn((3, 5, 7, 7), 0), bias=randn((5,), 1, 0.5),
+                                              alpha=0.2, eps=1e-5), grad=("x", "bias")),))
 
 
 def encode_norm(x: torch.Tensor, bias: torch.Tensor, *, alpha: float = 0.2, eps: float = 1e-5,
@@ -169,8 +138,4 @@ def encode_norm(x: torch.Tensor, bias: torch.Tensor, *, alpha: float = 0.2, eps:
     if alpha < 0 or eps < 0:
         raise ValueError(f"alae_fast.ops.encode_norm: alpha and eps must be >= 0, got alpha="
                          f"{alpha}, eps={eps}")
-    impl = resolve_impl("encode_norm", impl, x.device.type)
-    if impl == "ref":
-        return encode_norm_ref(x, bias, alpha=alpha, eps=eps)
-    y, style, _ = _forward_op(x, bias, alpha, eps, impl)
-    return y, style
+    return SPEC(impl, x, bias, alpha, eps)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
+from . import _checks, _layout, _triton
+from ._spec import Example, OpSpec, define
 
 __all__ = ["g_adv_loss", "g_adv_loss_ref"]
 
@@ -22,59 +20,27 @@ def g_adv_loss_ref(d_fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-d_fake).mean()
 
 
-def _forward_impl(d_fake, impl):
-    if impl == "ref":
-        return g_adv_loss_ref(d_fake)
-    return kernel(impl, "adv_loss", "g_adv_loss_fwd")(d_fake.contiguous())
-
-
-def _backward_impl(grad, d_fake, impl):
-    if impl == "ref":
-        return -(grad / d_fake.numel()) * torch.sigmoid(-d_fake)
-    return kernel(impl, "adv_loss", "g_adv_loss_bwd")(grad.to(d_fake.dtype).contiguous(),
-                                                      d_fake.contiguous())
-
-
-def _forward_fake(d_fake, impl):
-    return d_fake.new_empty(())
-
-
-def _backward_fake(grad, d_fake, impl):
-    return torch.empty_like(d_fake, memory_format=torch.contiguous_format)
-
-
-def _setup_forward(ctx, inputs, output):
-    d_fake, impl = inputs
-    ctx.save_for_backward(d_fake)
-    ctx.impl = impl
-
-
-def _grad_forward(ctx, grad):
-    (d_fake,) = ctx.saved_tensors
-    return _backward_op(grad, d_fake, ctx.impl), None
-
-
-def _setup_backward(ctx, inputs, output):
-    grad, d_fake, impl = inputs
-    ctx.save_for_backward(grad, d_fake)
-
-
-def _grad_backward(ctx, gg_fake):
+def _grad_backward(s, gg_fake):
     # The backward is -(g/n) sigmoid(-f); its gradients in plain PyTorch (any order).
-    grad, d_fake = ctx.saved_tensors
-    n = d_fake.numel()
-    s = torch.sigmoid(-d_fake)
-    g_grad = -(gg_fake * s).sum() / n
-    g_fake = gg_fake * (grad / n) * s * (1 - s)
-    return g_grad.reshape(grad.shape), g_fake, None
+    n = s.d_fake.numel()
+    sig = torch.sigmoid(-s.d_fake)
+    return {"grad": (-(gg_fake * sig).sum() / n).reshape(s.grad.shape),
+            "d_fake": gg_fake * (s.grad / n) * sig * (1 - sig)}
 
 
-_backward_op = define(
-    "g_adv_loss_backward(Tensor grad, Tensor d_fake, str impl) -> Tensor",
-    _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
-_forward_op = define(
-    "g_adv_loss(Tensor d_fake, str impl) -> Tensor",
-    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+_backward = define(
+    "g_adv_loss_backward(Tensor grad, Tensor d_fake) -> Tensor",
+    kernel=lambda k, grad, f: k.g_adv_loss_bwd(grad.to(f.dtype).contiguous(), f.contiguous()),
+    triton=lambda: _triton.adv_loss, fake=lambda grad, f: _layout.empty_dense(f),
+    save=("grad", "d_fake"), backward=_grad_backward)
+_forward = define(
+    "g_adv_loss(Tensor d_fake) -> Tensor",
+    kernel=lambda k, f: k.g_adv_loss_fwd(f.contiguous()), triton=lambda: _triton.adv_loss,
+    fake=lambda f: f.new_empty(()), save=("d_fake",),
+    backward=lambda s, grad: {"d_fake": _backward(grad, s.d_fake, s.impl)})
+
+SPEC = OpSpec("g_adv_loss", g_adv_loss_ref, _forward, examples=(
+    Example("g_adv_loss", lambda randn: dict(d_fake=randn((3,), 1, 2.0)), grad=("d_fake",)),))
 
 
 def g_adv_loss(d_fake: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:
@@ -88,7 +54,4 @@ def g_adv_loss(d_fake: torch.Tensor, *, impl: str | None = None) -> torch.Tensor
         Scalar (0-d) of the logits' dtype; differentiable (any order).
     """
     _checks.tensor("g_adv_loss", "d_fake", d_fake, dim=1, shape_hint="[N]")
-    impl = resolve_impl("g_adv_loss", impl, d_fake.device.type)
-    if impl == "ref":
-        return g_adv_loss_ref(d_fake)
-    return _forward_op(d_fake, impl)
+    return SPEC(impl, d_fake)

@@ -12,17 +12,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
-from .bias_act import _backward_op as _bias_act_backward_op
+from . import _checks, _triton
+from ._spec import Example, OpSpec, define
+from .bias_act import backward_op as bias_act_backward
 from .bias_act import check_activation
 
 __all__ = ["linear_act", "linear_act_ref"]
-
-SUPPORTED = ("ref", "triton", "cpu")
-
 
 def linear_act_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                    alpha: float = 0.2, gain: float = 1.0) -> torch.Tensor:
@@ -33,44 +28,37 @@ def linear_act_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return y * gain if gain != 1.0 else y
 
 
-def _forward_impl(x, weight, bias, alpha, gain, impl):
-    if impl == "ref":
-        return linear_act_ref(x, weight, bias, alpha=alpha, gain=gain).contiguous()
+def _forward_kernel(k, x, weight, bias, alpha, gain):
     rows = x.reshape(-1, x.shape[-1]).contiguous()
-    y = kernel(impl, "linear_act", "linear_act_fwd")(
-        rows, weight.contiguous(), None if bias is None else bias.contiguous(), alpha, gain)
+    y = k.linear_act_fwd(rows, weight.contiguous(), None if bias is None else bias.contiguous(),
+                         alpha, gain)
     return y.view(*x.shape[:-1], weight.shape[0])
 
 
-def _forward_fake(x, weight, bias, alpha, gain, impl):
-    return x.new_empty(*x.shape[:-1], weight.shape[0])
-
-
-def _setup_forward(ctx, inputs, output):
-    x, weight, bias, alpha, gain, impl = inputs
-    ctx.save_for_backward(x, weight, output)
-    ctx.alpha, ctx.gain, ctx.impl, ctx.has_bias = alpha, gain, impl, bias is not None
-
-
-def _grad_forward(ctx, grad):
-    x, weight, y = ctx.saved_tensors
-    out_features = weight.shape[0]
+def _grad_forward(s, grad):
+    out_features = s.weight.shape[0]
     grad_rows = grad.reshape(-1, out_features)
-    if ctx.alpha == 1.0:  # identity activation: the pre-activation gradient is grad * gain
-        grad_z = grad_rows * ctx.gain if ctx.gain != 1.0 else grad_rows
+    if s.alpha == 1.0:  # identity activation: the pre-activation gradient is grad * gain
+        grad_z = grad_rows * s.gain if s.gain != 1.0 else grad_rows
         grad_b = grad_z.sum(0)
     else:
-        grad_z, grad_b = _bias_act_backward_op(grad_rows, y.reshape(-1, out_features), ctx.alpha,
-                                               ctx.gain, ctx.impl)
-    grad_x = (grad_z @ weight).view(x.shape)
-    grad_w = grad_z.t() @ x.reshape(-1, x.shape[-1])
-    return grad_x, grad_w, (grad_b if ctx.has_bias else None), None, None, None
+        grad_z, grad_b = bias_act_backward(grad_rows, s.y.reshape(-1, out_features), s.alpha,
+                                           s.gain, s.impl)
+    return {"x": (grad_z @ s.weight).view(s.x.shape),
+            "weight": grad_z.t() @ s.x.reshape(-1, s.x.shape[-1]), "bias": grad_b}
 
 
-_forward_op = define(
-    "linear_act(Tensor x, Tensor weight, Tensor? bias, float alpha, float gain, str impl) "
-    "-> Tensor",
-    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+_forward = define(
+    "linear_act(Tensor x, Tensor weight, Tensor? bias, float alpha, float gain) -> Tensor",
+    kernel=_forward_kernel, triton=lambda: _triton.linear_act,
+    fake=lambda x, weight, bias, alpha, gain: x.new_empty(*x.shape[:-1], weight.shape[0]),
+    save=("x", "weight"), save_outputs={"y": 0}, backward=_grad_forward)
+
+# On CUDA the automatic choice is Triton: there is no separate CUDA kernel.
+SPEC = OpSpec("linear_act", linear_act_ref, _forward, impls=("ref", "triton", "cpu"), examples=(
+    Example("linear_act", lambda randn: dict(x=randn((3, 7), 1), weight=randn((5, 7), 2, 0.4),
+                                             bias=randn((5,), 3, 0.5), alpha=0.2, gain=2 ** 0.5),
+            grad=("x", "weight", "bias")),))
 
 
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
@@ -101,7 +89,4 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
             raise ValueError(f"alae_fast.ops.linear_act: bias must have shape [OUT] = "
                              f"[{weight.shape[0]}], got {tuple(bias.shape)}")
     alpha, gain = check_activation("linear_act", alpha, gain)
-    impl = resolve_impl("linear_act", impl, x.device.type, SUPPORTED)
-    if impl == "ref":
-        return linear_act_ref(x, weight, bias, alpha=alpha, gain=gain)
-    return _forward_op(x, weight, bias, alpha, gain, impl)
+    return SPEC(impl, x, weight, bias, alpha, gain)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import LIB
+from . import _checks, _triton
+from ._spec import Example, OpSpec, define
 
 __all__ = ["lreq_adam_step_", "lreq_adam_step_ref"]
 
@@ -30,24 +28,34 @@ def lreq_adam_step_ref(params: list[torch.Tensor], grads: list[torch.Tensor],
         p.addcdiv_(grad, denom, value=-step_size)
 
 
-def _impl(params, grads, exp_avg_sqs, step_sizes, beta2, eps, weight_decay, impl):
-    if impl == "ref":
-        lreq_adam_step_ref(params, grads, exp_avg_sqs, step_sizes, beta2=beta2, eps=eps,
-                           weight_decay=weight_decay)
-        return
-    kernel(impl, "lreq_adam", "lreq_adam_step_")(params, grads, exp_avg_sqs, step_sizes, beta2,
-                                                 eps, weight_decay)
+_op = define(
+    "lreq_adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg_sqs, "
+    "float[] step_sizes, float beta2, float eps, float weight_decay) -> ()",
+    kernel=lambda k, *args: k.lreq_adam_step_(*args), triton=lambda: _triton.lreq_adam,
+    fake=lambda *args: None)
 
 
-def _fake(params, grads, exp_avg_sqs, step_sizes, beta2, eps, weight_decay, impl):
-    return None
+def _example_inputs(randn):
+    shapes = [(4, 5), (5,), (3, 5, 7, 7)]
+    return dict(params=[randn(s, 20 + i) for i, s in enumerate(shapes)],
+                grads=[randn(s, 30 + i) for i, s in enumerate(shapes)],
+                exp_avg_sqs=[randn(s, 40 + i).abs() for i, s in enumerate(shapes)],  # v >= 0
+                step_sizes=[1e-3, 2e-3, 5e-4], beta2=0.99, eps=1e-8, weight_decay=0.01)
 
 
-LIB.define("lreq_adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg_sqs, "
-           "float[] step_sizes, float beta2, float eps, float weight_decay, str impl) -> ()")
-LIB.impl("lreq_adam_step_", _impl, "CompositeExplicitAutograd")
-torch.library.register_fake("alae_fast::lreq_adam_step_", _fake, lib=LIB)
-_op = torch.ops.alae_fast.lreq_adam_step_.default
+def _example_call(fn, t):
+    """The changes the step made to the parameters and second moments (the update is small
+    against the parameter: comparing the changes keeps a relative tolerance meaningful)."""
+    params = [p.detach().clone() for p in t["params"]]
+    moments = [v.detach().clone() for v in t["exp_avg_sqs"]]
+    fn(params, [g.detach() for g in t["grads"]], moments, t["step_sizes"], beta2=t["beta2"],
+       eps=t["eps"], weight_decay=t["weight_decay"])
+    return tuple([p - p0 for p, p0 in zip(params, t["params"])]
+                 + [v - v0 for v, v0 in zip(moments, t["exp_avg_sqs"])])
+
+
+SPEC = OpSpec("lreq_adam_step_", lreq_adam_step_ref, _op, grad_order=0, examples=(
+    Example("lreq_adam_step_", _example_inputs, call=_example_call),))
 
 
 def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -95,9 +103,4 @@ def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
     weight_decay = _checks.finite_float(op, "weight_decay", weight_decay)
     if not 0.0 <= beta2 < 1.0:
         raise ValueError(f"alae_fast.ops.{op}: beta2 must be in [0, 1), got {beta2}")
-    impl = resolve_impl(op, impl, first.device.type)
-    if impl == "ref":
-        lreq_adam_step_ref(params, grads, exp_avg_sqs, step_sizes, beta2=beta2, eps=eps,
-                           weight_decay=weight_decay)
-        return
-    _op(params, grads, exp_avg_sqs, step_sizes, beta2, eps, weight_decay, impl)
+    SPEC(impl, params, grads, exp_avg_sqs, step_sizes, beta2, eps, weight_decay)

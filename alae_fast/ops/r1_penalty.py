@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks
-from ._dispatch import resolve_impl
-from ._kernels import kernel
-from ._library import define
+from . import _checks, _layout, _triton
+from ._spec import Example, OpSpec, define
 from ..reference.losses import r1_penalty as _reference_r1_penalty
 
 __all__ = ["r1_penalty", "r1_penalty_ref"]
@@ -24,84 +22,45 @@ def r1_penalty_ref(grads: torch.Tensor, gamma: float) -> torch.Tensor:
     return _reference_r1_penalty(grads, gamma)
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    """The layout that the kernels read ``x`` in, and that its gradient is returned in."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-            memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def _as_rows(x: torch.Tensor) -> torch.Tensor:
     """[N, M] view of ``x`` in its memory order (a copy only for unsupported layouts)."""
-    if _memory_format(x) == torch.channels_last:
+    if _layout.memory_format(x) == torch.channels_last:
         return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
     return x.contiguous().view(x.shape[0], -1)
 
 
 def _from_rows(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`_as_rows`: ``rows`` back in ``like``'s shape and layout."""
-    if _memory_format(like) == torch.channels_last:
+    if _layout.memory_format(like) == torch.channels_last:
         n, c, h, w = like.shape
         return rows.view(n, h, w, c).permute(0, 3, 1, 2)
     return rows.view(like.shape)
 
 
-def _forward_impl(grads, gamma, impl):
-    if impl == "ref":
-        return r1_penalty_ref(grads, gamma)
-    return kernel(impl, "r1_penalty", "r1_penalty_fwd")(_as_rows(grads), gamma)
-
-
-def _backward_impl(grad, grads, gamma, impl):
-    if impl == "ref":
-        scale = (grad * gamma).view((-1,) + (1,) * (grads.dim() - 1))
-        return (scale * grads).contiguous(memory_format=_memory_format(grads))
-    rows = kernel(impl, "r1_penalty", "r1_penalty_bwd")(grad.to(grads.dtype).contiguous(),
-                                                        _as_rows(grads), gamma)
-    return _from_rows(rows, grads)
-
-
-def _forward_fake(grads, gamma, impl):
-    return grads.new_empty(grads.shape[:1])
-
-
-def _backward_fake(grad, grads, gamma, impl):
-    return torch.empty_like(grads, memory_format=_memory_format(grads))
-
-
-def _setup_forward(ctx, inputs, output):
-    grads, gamma, impl = inputs
-    ctx.save_for_backward(grads)
-    ctx.gamma, ctx.impl = gamma, impl
-
-
-def _grad_forward(ctx, grad):
-    (grads,) = ctx.saved_tensors
-    return _backward_op(grad, grads, ctx.gamma, ctx.impl), None, None
-
-
-def _setup_backward(ctx, inputs, output):
-    grad, grads, gamma, impl = inputs
-    ctx.save_for_backward(grad, grads)
-    ctx.gamma, ctx.impl = gamma, impl
-
-
-def _grad_backward(ctx, gg):
+def _grad_backward(s, gg):
     # The backward is gamma * grad[n] * grads[n, ...]: its gradient w.r.t. grads is the same op
     # applied to gg, and w.r.t. grad a per-sample dot product.
-    grad, grads = ctx.saved_tensors
-    g_grad = ctx.gamma * (gg * grads).flatten(1).sum(dim=1)
-    g_grads = _backward_op(grad, gg, ctx.gamma, ctx.impl)
-    return g_grad, g_grads, None, None
+    return {"grad": s.gamma * (gg * s.grads).flatten(1).sum(dim=1),
+            "grads": _backward(s.grad, gg, s.gamma, s.impl)}
 
 
-_backward_op = define(
-    "r1_penalty_backward(Tensor grad, Tensor grads, float gamma, str impl) -> Tensor",
-    _backward_impl, _backward_fake, backward=_grad_backward, setup_context=_setup_backward)
-_forward_op = define(
-    "r1_penalty(Tensor grads, float gamma, str impl) -> Tensor",
-    _forward_impl, _forward_fake, backward=_grad_forward, setup_context=_setup_forward)
+_backward = define(
+    "r1_penalty_backward(Tensor grad, Tensor grads, float gamma) -> Tensor",
+    kernel=lambda k, grad, grads, gamma: _from_rows(
+        k.r1_penalty_bwd(grad.to(grads.dtype).contiguous(), _as_rows(grads), gamma), grads),
+    triton=lambda: _triton.r1_penalty,
+    fake=lambda grad, grads, gamma: torch.empty_like(
+        grads, memory_format=_layout.memory_format(grads)),
+    save=("grad", "grads"), backward=_grad_backward)
+_forward = define(
+    "r1_penalty(Tensor grads, float gamma) -> Tensor",
+    kernel=lambda k, grads, gamma: k.r1_penalty_fwd(_as_rows(grads), gamma),
+    triton=lambda: _triton.r1_penalty, fake=lambda grads, gamma: grads.new_empty(grads.shape[:1]),
+    save=("grads",), backward=lambda s, grad: {"grads": _backward(grad, s.grads, s.gamma, s.impl)})
+
+SPEC = OpSpec("r1_penalty", r1_penalty_ref, _forward, examples=(
+    Example("r1_penalty", lambda randn: dict(grads=randn((3, 5, 7, 7), 0), gamma=10.0),
+            grad=("grads",)),))
 
 
 def r1_penalty(grads: torch.Tensor, gamma: float, *, impl: str | None = None) -> torch.Tensor:
@@ -118,7 +77,4 @@ def r1_penalty(grads: torch.Tensor, gamma: float, *, impl: str | None = None) ->
     """
     _checks.tensor("r1_penalty", "grads", grads, min_dim=2, shape_hint="[N, ...]")
     gamma = _checks.finite_float("r1_penalty", "gamma", gamma)
-    impl = resolve_impl("r1_penalty", impl, grads.device.type)
-    if impl == "ref":
-        return r1_penalty_ref(grads, gamma)
-    return _forward_op(grads, gamma, impl)
+    return SPEC(impl, grads, gamma)

@@ -1,0 +1,238 @@
+"""One declaration per op: registration, dispatch and the public function's tail.
+
+An op is declared in two steps (see CONTRIBUTING.md, "Adding an op"):
+
+* :func:`define` registers each ``torch.ops.alae_fast`` op (the forward, and a backward op
+  where there is one) from its schema, a kernel function, a fake and an autograd formula.
+  The schema is written without the ``impl`` argument; ``define`` appends ``str impl``, which
+  picks the kernels at run time and is a constant of a ``torch.compile`` graph.
+* :class:`OpSpec` ties the public op to its reference twin, its forward op, the
+  implementations it has, how far it can be differentiated and example inputs. Constructing
+  one adds it to :data:`REGISTRY`, which the generic tests, ``alae-fast doctor`` and the
+  trainer's op summary read. :meth:`OpSpec.__call__` is the public function's tail: it
+  resolves ``impl`` and handles ``"ref"``, the only place that does.
+
+A kernel function receives the implementation's kernel namespace first: the loaded extension
+(``torch.ops.alae_fast_C``) for ``cpu`` and ``cuda``, the op's Triton module for ``triton``,
+so one function serves all three (the C++ and Triton kernels share names and signatures).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from . import _extension
+from ._dispatch import IMPLS, ImplUnavailableError, resolve_impl
+
+__all__ = ["LIB", "REGISTRY", "Stage", "Example", "OpSpec", "define", "native",
+           "first_order_only"]
+
+LIB = torch.library.Library("alae_fast", "DEF")
+
+# Every public op by name, in declaration order.
+REGISTRY: dict[str, "OpSpec"] = {}
+# Every registered torch.ops.alae_fast op by name, with its declaration.
+STAGES: dict[str, "Stage"] = {}
+
+_SCHEMA = re.compile(r"^(\w+)\((.*)\) -> (.+)$")
+
+
+def native() -> Any:
+    """The extension's kernel namespace ``torch.ops.alae_fast_C``, loaded on first use."""
+    if not _extension.load():
+        raise ImplUnavailableError(_extension.error())
+    return torch.ops.alae_fast_C
+
+
+@dataclass(eq=False)
+class Stage:
+    """One registered op: its schema (without ``impl``), argument names and kernels.
+
+    ``kernel(namespace, *args)`` runs it; ``triton()`` returns the Triton module that holds its
+    kernels (None: no Triton kernel). Attributes are looked up per call, so a test can swap
+    ``kernel`` to plant a wrong one.
+    """
+
+    name: str
+    schema: str
+    arg_names: tuple[str, ...]
+    kernel: Callable[..., Any]
+    triton: Callable[[], Any] | None
+    op: Any = None
+
+    def namespace(self, impl: str) -> Any:
+        if impl in ("cpu", "cuda"):
+            return native()
+        if impl == "triton" and self.triton is not None:
+            return self.triton()
+        raise ImplUnavailableError(f"alae_fast::{self.name} has no {impl!r} kernel")
+
+
+def define(schema: str, *, kernel: Callable[..., Any], fake: Callable[..., Any],
+           triton: Callable[[], Any] | None = None, save: Sequence[str] = (),
+           save_outputs: Mapping[str, int] | None = None,
+           backward: Callable[..., Mapping[str, Any]] | None = None) -> Any:
+    """Register ``alae_fast::<name>`` and return its default overload.
+
+    Args:
+        schema: ``"name(Tensor x, float alpha) -> Tensor"``, without the ``impl`` argument.
+        kernel: ``kernel(namespace, *args)``: the implementation, see the module docstring.
+        fake: ``fake(*args)``: empty outputs of the right shape, dtype and layout.
+        triton: returns the Triton module with this op's kernels (imported on first use).
+        save: names of the inputs the autograd formula needs.
+        save_outputs: ``{name: index}`` of the outputs it needs.
+        backward: ``backward(saved, *grads) -> {input name: gradient}``; ``saved`` holds the
+            saved tensors and every non-tensor argument (``impl`` included) by name. Inputs it
+            leaves out, and inputs passed as None, get no gradient.
+    """
+    match = _SCHEMA.match(schema)
+    if match is None:
+        raise ValueError(f"schema must read 'name(args) -> returns', got {schema!r}")
+    name, args, returns = match.groups()
+    arg_names = tuple(a.split()[-1] for a in args.split(",")) if args else ()
+    stage = Stage(name, schema, arg_names, kernel, triton)
+    full_schema = f"{name}({args}{', ' if args else ''}str impl) -> {returns}"
+
+    def run(*inputs):
+        return stage.kernel(stage.namespace(inputs[-1]), *inputs[:-1])
+
+    LIB.define(full_schema)
+    LIB.impl(name, run, "CompositeExplicitAutograd")
+    torch.library.register_fake(f"alae_fast::{name}", lambda *a: fake(*a[:-1]), lib=LIB)
+    if backward is not None:
+        _register_autograd(name, arg_names + ("impl",), tuple(save), dict(save_outputs or {}),
+                           backward)
+    stage.op = getattr(torch.ops.alae_fast, name).default
+    STAGES[name] = stage
+    return stage.op
+
+
+def _register_autograd(name: str, names: tuple[str, ...], save: tuple[str, ...],
+                       save_outputs: dict[str, int], backward: Callable[..., Mapping[str, Any]]
+                       ) -> None:
+    def setup_context(ctx, inputs, output):
+        args = dict(zip(names, inputs))
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        ctx.save_for_backward(*[args[n] for n in save],
+                              *[outputs[i] for i in save_outputs.values()])
+        ctx.constants = {n: v for n, v in args.items()
+                         if n not in save and not isinstance(v, torch.Tensor)}
+        ctx.given = [args[n] is not None for n in names]
+
+    def grad_fn(ctx, *grads):
+        saved = SimpleNamespace(**dict(zip(save + tuple(save_outputs), ctx.saved_tensors)),
+                                **ctx.constants)
+        by_name = backward(saved, *grads)
+        return tuple(by_name.get(n) if given else None for n, given in zip(names, ctx.given))
+
+    torch.library.register_autograd(f"alae_fast::{name}", grad_fn, setup_context=setup_context,
+                                    lib=LIB)
+
+
+def first_order_only(op: str, why: str) -> Callable[..., Mapping[str, Any]]:
+    """An autograd formula for a backward op that must not be differentiated again."""
+    def refuse(saved, *grads):
+        raise RuntimeError(f"alae_fast.ops.{op} supports first-order gradients only ({why}); "
+                           "for higher-order gradients use impl='ref'")
+    return refuse
+
+
+def _seeded(shape: Sequence[int], device: torch.device, dtype: torch.dtype, seed: int,
+            scale: float = 1.0) -> torch.Tensor:
+    """N(0, scale^2) drawn in float64 on the CPU from ``seed``: the same numbers everywhere."""
+    g = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(tuple(shape), generator=g, dtype=torch.float64)).to(device, dtype)
+
+
+@dataclass(frozen=True)
+class Example:
+    """Example inputs of an op, for the generic tests and ``alae-fast doctor``.
+
+    ``inputs(randn)`` returns the public function's keyword arguments; ``randn(shape, seed,
+    scale=1.0)`` makes seeded tensors of the dtype and device asked for. ``grad`` names the
+    inputs to differentiate. ``call(fn, inputs)`` runs the op or its twin (default
+    ``fn(**inputs)``): it returns the tensors to compare.
+    """
+
+    name: str
+    inputs: Callable[..., dict[str, Any]]
+    grad: tuple[str, ...] = ()
+    call: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None
+
+    def make(self, device: torch.device | str, dtype: torch.dtype = torch.float32
+             ) -> dict[str, Any]:
+        dev = torch.device(device)
+        return self.inputs(lambda shape, seed, scale=1.0: _seeded(shape, dev, dtype, seed, scale))
+
+    def run(self, fn: Callable[..., Any], inputs: dict[str, Any]) -> Any:
+        return fn(**inputs) if self.call is None else self.call(fn, inputs)
+
+
+def _identity(out: Any) -> Any:
+    return out
+
+
+@dataclass(eq=False)
+class OpSpec:
+    """A public op: the registry entry and the tail of its public function.
+
+    Args:
+        name: the public function's name in :mod:`alae_fast.ops`.
+        ref: the reference twin: the public signature without ``impl``.
+        op: the forward op returned by :func:`define` (None for a composition of ops).
+        impls: the implementations it has.
+        grad_order: how often it can be differentiated (0, 1, or 2 for any order).
+        examples: inputs for the generic tests and the doctor.
+        outputs: maps the forward op's outputs to the public result.
+        compose: for a composition (``op`` None): ``compose(*args, impl=...)``.
+        family: the stem of its test and benchmark files (default: ``name``).
+        low_precision: float16/bfloat16 inputs are accepted.
+    """
+
+    name: str
+    ref: Callable[..., Any]
+    op: Any
+    impls: tuple[str, ...] = IMPLS
+    grad_order: int = 2
+    examples: tuple[Example, ...] = ()
+    outputs: Callable[[Any], Any] = _identity
+    compose: Callable[..., Any] | None = None
+    family: str = ""
+    low_precision: bool = True
+    arg_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if (self.op is None) == (self.compose is None):
+            raise ValueError(f"{self.name}: give exactly one of op and compose")
+        self.family = self.family or self.name
+        stages = [s for s in STAGES.values() if s.op is self.op and self.op is not None]
+        self.arg_names = stages[0].arg_names if stages else ()
+        REGISTRY[self.name] = self
+
+    def resolve(self, impl: str | None, device: torch.device) -> str:
+        return resolve_impl(self.name, impl, device.type, self.impls)
+
+    def __call__(self, impl: str | None, *args: Any, **kwargs: Any) -> Any:
+        """Run the op on checked arguments (the forward op's, in schema order)."""
+        chosen = self.resolve(impl, _device_of(args))
+        if chosen == "ref":
+            if self.arg_names:
+                return self.ref(**dict(zip(self.arg_names, args)))
+            return self.ref(*args, **kwargs)
+        if self.compose is not None:
+            return self.compose(*args, impl=impl, **kwargs)  # each op inside chooses again
+        return self.outputs(self.op(*args, chosen))
+
+
+def _device_of(args: Sequence[Any]) -> torch.device:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.device
+        if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor):
+            return a[0].device
+    raise ValueError("an op needs at least one tensor argument")
