@@ -74,144 +74,25 @@ def _randn(shape, device, seed, scale=1.0):
                                                                              torch.float32)
 
 
-def _image(device, seed=0):
-    return _randn((N, C, H, W), device, seed)
-
-
-def _vec(device, seed, n=C, scale=0.5):
-    return _randn((n,), device, seed, scale)
-
-
-def _noise_inputs(device):
-    return dict(x=_image(device), noise=_randn((N, 1, H, W), device, 7),
-                noise_weight=_vec(device, 8), act_bias=_vec(device, 9))
-
-
-def _adain_conv2d_case(up: bool) -> Case:
-    def inputs(device):
-        t = _noise_inputs(device)
-        t.update(scale=1.0 + _randn((N, C), device, 10, 0.3), shift=_randn((N, C), device, 11),
-                 weight=_randn((4, C, 3, 3), device, 12, 0.2), bias=_vec(device, 13, 4))
-        return t
-
+def _case(spec, example) -> Case:
+    """The doctor's check of one example of an op of the registry."""
     def call(t, impl):
-        o = _ops()
-        args = (t["x"], t["scale"], t["shift"], t["weight"])
-        kw = dict(bias=t["bias"], noise=t["noise"], noise_weight=t["noise_weight"],
-                  act_bias=t["act_bias"], alpha=0.2, up=up)
         if impl is None:
-            return o.adain_conv2d_ref(*args, **kw)
-        return o.adain_conv2d(*args, **kw, impl=impl)
+            return example.run(spec.ref, t)
+        public = getattr(_ops(), spec.name)
+        return example.run(lambda *a, **kw: public(*a, **kw, impl=impl), t)
 
-    return Case("adain_conv2d(up)" if up else "adain_conv2d", "adain_conv2d", inputs, call,
-                grad=("x", "scale", "shift", "weight", "bias", "noise_weight", "act_bias"))
-
-
-def _adain_inputs(device):
-    return dict(x=_image(device), style=_randn((N, 2 * C), device, 1),
-                noise=_randn((N, 1, H, W), device, 2), noise_weight=_vec(device, 3),
-                bias=_vec(device, 4))
+    return Case(example.name, spec.name, example.make, call, example.grad,
+                spec.grad_order >= 2, spec.impls)
 
 
-def _adain_call(t, impl):
-    kw = dict(noise=t["noise"], noise_weight=t["noise_weight"], bias=t["bias"], alpha=0.2,
-              eps=1e-8)
-    if impl is None:
-        return _ops().adain_ref(t["x"], t["style"], **kw)
-    return _ops().adain(t["x"], t["style"], **kw, impl=impl)
+def _registry_cases() -> list[Case]:
+    from .ops._spec import REGISTRY
+
+    return [_case(spec, ex) for spec in REGISTRY.values() for ex in spec.examples]
 
 
-def _adain_stats_call(t, impl):
-    kw = dict(noise=t["noise"], noise_weight=t["noise_weight"], act_bias=t["act_bias"],
-              alpha=0.2, eps=1e-8)
-    if impl is None:
-        return _ops().adain_stats_ref(t["x"], **kw)
-    return _ops().adain_stats(t["x"], **kw, impl=impl)
-
-
-def _d_loss_r1_inputs(device):
-    return dict(d_fake=_randn((N,), device, 1), reals=_image(device, 2),
-                w=_randn((C, H, W), device, 3, 0.3))
-
-
-def _d_loss_r1_call(t, impl):
-    # d_real must be computed from reals for R1; tanh makes its gradient depend on reals and w.
-    d_real = (torch.tanh(t["reals"]) * t["w"]).sum(dim=(1, 2, 3))
-    o = _ops()
-    if impl is None:
-        return o.d_loss_r1_ref(t["d_fake"], d_real, t["reals"], 10.0)
-    return o.d_loss_r1(t["d_fake"], d_real, t["reals"], 10.0, impl=impl)
-
-
-def _lreq_inputs(device):
-    shapes = [(4, C), (C,), (N, C, H, W)]
-    t = {}
-    for i, shape in enumerate(shapes):
-        t[f"p{i}"] = _randn(shape, device, 20 + i)
-        t[f"g{i}"] = _randn(shape, device, 30 + i)
-        t[f"v{i}"] = _randn(shape, device, 40 + i).abs()  # second moments are >= 0
-    return t
-
-
-def _lreq_call(t, impl):
-    """The updated parameters and second moments, as the changes the step made (the update is
-    small against the parameter: comparing the changes keeps the tolerance meaningful)."""
-    k = len([name for name in t if name.startswith("p")])
-    params = [t[f"p{i}"].clone() for i in range(k)]
-    moments = [t[f"v{i}"].clone() for i in range(k)]
-    grads = [t[f"g{i}"] for i in range(k)]
-    args = (params, grads, moments, [1e-3, 2e-3, 5e-4])
-    kw = dict(beta2=0.99, eps=1e-8, weight_decay=0.01)
-    o = _ops()
-    if impl is None:
-        o.lreq_adam_step_ref(*args, **kw)
-    else:
-        o.lreq_adam_step_(*args, **kw, impl=impl)
-    return tuple([p - t[f"p{i}"] for i, p in enumerate(params)]
-                 + [v - t[f"v{i}"] for i, v in enumerate(moments)])
-
-
-def _simple(op: str, make: Callable[[torch.device], dict], order: tuple[str, ...],
-            grad: tuple[str, ...], second_order: bool = False, **kw) -> Case:
-    """A case whose tensors are passed positionally in ``order`` and ``kw`` as keywords."""
-    supported = kw.pop("supported", ("ref", "triton", "cuda", "cpu"))
-
-    def call(t, impl):
-        o = _ops()
-        args = [t[name] for name in order]
-        if impl is None:
-            return getattr(o, f"{op}_ref")(*args, **kw)
-        return getattr(o, op)(*args, **kw, impl=impl)
-
-    return Case(op, op, make, call, grad, second_order, supported)
-
-
-CASES = [
-    _simple("d_adv_loss", lambda d: dict(f=_randn((N,), d, 1, 2.0), r=_randn((N,), d, 2, 2.0)),
-            ("f", "r"), ("f", "r")),
-    _simple("g_adv_loss", lambda d: dict(f=_randn((N,), d, 1, 2.0)), ("f",), ("f",)),
-    _simple("r1_penalty", lambda d: dict(g=_image(d)), ("g",), ("g",), True, gamma=10.0),
-    _simple("latent_l2", lambda d: dict(a=_randn((N, C), d, 1), b=_randn((N, C), d, 2)),
-            ("a", "b"), ("a", "b")),
-    Case("d_loss_r1", "d_loss_r1", _d_loss_r1_inputs, _d_loss_r1_call,
-         ("d_fake", "reals", "w"), True),
-    _simple("bias_act", lambda d: dict(x=_image(d), b=_vec(d, 1)), ("x", "b"), ("x", "b"), True,
-            alpha=0.2, gain=2 ** 0.5),
-    _simple("blur", lambda d: dict(x=_image(d)), ("x",), ("x",), True),
-    _simple("encode_norm", lambda d: dict(x=_image(d), b=_vec(d, 1)), ("x", "b"), ("x", "b"),
-            True, alpha=0.2, eps=1e-5),
-    Case("adain", "adain", _adain_inputs, _adain_call,
-         ("x", "style", "noise_weight", "bias")),
-    _adain_conv2d_case(False),
-    _adain_conv2d_case(True),
-    Case("adain_stats", "adain_stats", _noise_inputs, _adain_stats_call,
-         ("x", "noise_weight", "act_bias")),
-    _simple("linear_act", lambda d: dict(x=_randn((N, 7), d, 1), w=_randn((C, 7), d, 2, 0.4),
-                                         b=_vec(d, 3)),
-            ("x", "w", "b"), ("x", "w", "b"), True, alpha=0.2, gain=2 ** 0.5,
-            supported=("ref", "triton", "cpu")),
-    Case("lreq_adam_step_", "lreq_adam_step_", _lreq_inputs, _lreq_call),
-]
+CASES = _registry_cases()
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +122,8 @@ def _as_list(out) -> list:
 
 def _run_side(case: Case, base: dict, impl: str | None, second: bool):
     """Forward, first- and (with ``second``) second-order gradients of one side."""
-    t = {k: v.detach().clone().requires_grad_(k in case.grad) for k, v in base.items()}
+    t = {k: v.detach().clone().requires_grad_(k in case.grad) if torch.is_tensor(v) else v
+         for k, v in base.items()}
     outs = _as_list(case.call(t, impl))
     if not case.grad:
         return outs, None, None

@@ -8,6 +8,7 @@ import torch
 
 from alae_fast import doctor, verified
 from alae_fast.cli import main
+from alae_fast.ops._spec import STAGES
 
 
 @pytest.fixture(autouse=True)
@@ -47,34 +48,30 @@ def test_doctor_passes_on_cpu_and_writes_json(tmp_path, capsys):
     assert len(result["checks"]) == len(doctor.CASES) == 14
     second = {r["case"] for r in result["checks"] if r["second_order"] is not None}
     assert second == {"r1_penalty", "bias_act", "blur", "encode_norm", "linear_act",
-                      "d_loss_r1"}
+                      "d_loss_r1", "d_adv_loss", "g_adv_loss", "latent_l2"}
     assert {r["op"]: r["chosen"] for r in result["ops"]}["d_adv_loss"] == "ref"
 
 
 def test_planted_wrong_kernels_fail_and_are_named(tmp_path, monkeypatch, capsys):
     # blur's forward kernel off by 1e-3 (its gradient is the same kernel); bias_act's backward
     # kernel off by 1e-3 (forward right: only the gradient checks can see it); adain raising.
-    def planted(module_name, which):
-        module = importlib.import_module(f"alae_fast.ops.{module_name}")
-        real = module.kernel
+    def planted(stage_name):
+        stage = STAGES[stage_name]
+        real = stage.kernel
 
-        def kernel(impl, family, name):
-            fn = real(impl, family, name)
-            if name != which:
-                return fn
-            def wrong(*args):
-                out = fn(*args)
-                if isinstance(out, (tuple, list)):
-                    return type(out)(o * (1 + 1e-3) for o in out)
-                return out * (1 + 1e-3)
-            return wrong
-        monkeypatch.setattr(module, "kernel", kernel)
+        def wrong(*args):
+            out = real(*args)
+            if isinstance(out, (tuple, list)):
+                return type(out)(o * (1 + 1e-3) for o in out)
+            return out * (1 + 1e-3)
+        monkeypatch.setattr(stage, "kernel", wrong)
 
-    planted("blur", "blur_fwd")
-    planted("bias_act", "bias_act_bwd")
-    adain_module = importlib.import_module("alae_fast.ops.adain")
-    monkeypatch.setattr(adain_module, "kernel", lambda *a: (_ for _ in ()).throw(
-        RuntimeError("planted launch failure")))
+    def launch_failure(*args):
+        raise RuntimeError("planted launch failure")
+
+    planted("blur")
+    planted("bias_act_backward")
+    monkeypatch.setattr(STAGES["adain"], "kernel", launch_failure)
     path = tmp_path / "doctor.json"
     code, out, _ = _run(["doctor", "--device", "cpu", "--json", str(path)], capsys)
     assert code == 1
@@ -84,8 +81,9 @@ def test_planted_wrong_kernels_fail_and_are_named(tmp_path, monkeypatch, capsys)
     assert "planted launch failure" in _row(out, "adain", "cpu")
     assert _row(out, "encode_norm", "cpu").endswith("PASS")
     # linear_act's backward is bias_act's backward op: the planted kernel shows there too.
-    assert ("FAIL: 4 of 14 checks: bias_act (cpu), blur (cpu), adain (cpu), linear_act (cpu)"
-            in out)
+    failed = next(ln for ln in out.splitlines() if ln.startswith("FAIL: 4 of 14 checks: "))
+    assert sorted(failed.split(": ", 2)[2].split(", ")) == [
+        "adain (cpu)", "bias_act (cpu)", "blur (cpu)", "linear_act (cpu)"]
     rows = {r["case"]: r for r in json.loads(path.read_text())["checks"]}
     assert rows["bias_act"]["forward"] <= doctor.OUT_TOL < 1e-3 / 2
     assert rows["bias_act"]["backward"] > 1e-3 / 2

@@ -148,7 +148,6 @@ def _at_lod(x: torch.Tensor, lod: int, blend: float, in_transition: bool) -> tor
 
 LOSS_OPS = ("d_adv_loss", "r1_penalty", "g_adv_loss", "latent_l2")
 LAYER_OPS = ("bias_act", "blur", "encode_norm", "adain", "linear_act", "lreq_adam_step_")
-_OP_SUPPORT = {"linear_act": ("ref", "triton", "cpu")}
 
 
 def describe_ops(impl: str, device: torch.device, kind: str = "style") -> str:
@@ -159,10 +158,11 @@ def describe_ops(impl: str, device: torch.device, kind: str = "style") -> str:
     names = LOSS_OPS + (LAYER_OPS if kind != "mlp" else ("linear_act", "lreq_adam_step_"))
     if impl == "ref":
         return ", ".join(f"{op}=ref" for op in names)
-    from ..ops import IMPLS, ImplUnavailableError, resolve_impl
+    from ..ops import ImplUnavailableError
+    from ..ops._spec import REGISTRY
     try:
-        chosen = [resolve_impl(op, None if impl == "fast" else impl, device.type,
-                               _OP_SUPPORT.get(op, IMPLS)) for op in names]
+        chosen = [REGISTRY[op].resolve(None if impl == "fast" else impl, device)
+                  for op in names]
     except ImplUnavailableError as exc:
         raise ConfigError(f"train.impl={impl!r}: {exc}") from exc
     return ", ".join(f"{op}={c}" for op, c in zip(names, chosen))
