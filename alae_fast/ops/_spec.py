@@ -54,15 +54,17 @@ class Stage:
     """One registered op: its schema (without ``impl``), argument names and kernels.
 
     ``kernel(namespace, *args)`` runs it; ``triton()`` returns the Triton module that holds its
-    kernels (None: no Triton kernel). Attributes are looked up per call, so a test can swap
+    kernels (None: no Triton kernel); ``differentiable``: it has an autograd formula that works. Attributes are looked up per call, so a test can swap
     ``kernel`` to plant a wrong one.
     """
 
     name: str
     schema: str
     arg_names: tuple[str, ...]
+    arg_types: tuple[str, ...]
     kernel: Callable[..., Any]
     triton: Callable[[], Any] | None
+    differentiable: bool = True
     op: Any = None
 
     def namespace(self, impl: str) -> Any:
@@ -94,8 +96,10 @@ def define(schema: str, *, kernel: Callable[..., Any], fake: Callable[..., Any],
     if match is None:
         raise ValueError(f"schema must read 'name(args) -> returns', got {schema!r}")
     name, args, returns = match.groups()
-    arg_names = tuple(a.split()[-1] for a in args.split(",")) if args else ()
-    stage = Stage(name, schema, arg_names, kernel, triton)
+    typed = [a.split() for a in args.split(",")] if args else []
+    arg_names = tuple(t[-1] for t in typed)
+    stage = Stage(name, schema, arg_names, tuple(t[0] for t in typed), kernel, triton,
+                  backward is not None and not getattr(backward, "refuses", False))
     full_schema = f"{name}({args}{', ' if args else ''}str impl) -> {returns}"
 
     def run(*inputs):
@@ -139,6 +143,7 @@ def first_order_only(op: str, why: str) -> Callable[..., Mapping[str, Any]]:
     def refuse(saved, *grads):
         raise RuntimeError(f"alae_fast.ops.{op} supports first-order gradients only ({why}); "
                            "for higher-order gradients use impl='ref'")
+    refuse.refuses = True  # type: ignore[attr-defined]
     return refuse
 
 
@@ -191,7 +196,6 @@ class OpSpec:
         outputs: maps the forward op's outputs to the public result.
         compose: for a composition (``op`` None): ``compose(*args, impl=...)``.
         family: the stem of its test and benchmark files (default: ``name``).
-        low_precision: float16/bfloat16 inputs are accepted.
     """
 
     name: str
@@ -203,15 +207,13 @@ class OpSpec:
     outputs: Callable[[Any], Any] = _identity
     compose: Callable[..., Any] | None = None
     family: str = ""
-    low_precision: bool = True
-    arg_names: tuple[str, ...] = field(init=False)
+    stage: Stage | None = field(init=False)
 
     def __post_init__(self) -> None:
         if (self.op is None) == (self.compose is None):
             raise ValueError(f"{self.name}: give exactly one of op and compose")
         self.family = self.family or self.name
-        stages = [s for s in STAGES.values() if s.op is self.op and self.op is not None]
-        self.arg_names = stages[0].arg_names if stages else ()
+        self.stage = next((s for s in STAGES.values() if s.op is self.op), None)
         REGISTRY[self.name] = self
 
     def resolve(self, impl: str | None, device: torch.device) -> str:
@@ -221,8 +223,8 @@ class OpSpec:
         """Run the op on checked arguments (the forward op's, in schema order)."""
         chosen = self.resolve(impl, _device_of(args))
         if chosen == "ref":
-            if self.arg_names:
-                return self.ref(**dict(zip(self.arg_names, args)))
+            if self.stage is not None:  # the schema's names are the twin's parameter names
+                return self.ref(**dict(zip(self.stage.arg_names, args)))
             return self.ref(*args, **kwargs)
         if self.compose is not None:
             return self.compose(*args, impl=impl, **kwargs)  # each op inside chooses again
