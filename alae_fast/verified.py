@@ -32,12 +32,14 @@ import json
 import re
 from pathlib import Path
 
+from .ops._spec import REGISTRY
+
 __all__ = ["OPS", "GPU_IMPLS", "RECORD_PATH", "VerifiedRecordError", "load_records",
            "find_record", "is_verified", "clear_cache"]
 
-# Every op with interchangeable implementations (alae_fast.ops), in the README's order.
-OPS = ("d_adv_loss", "g_adv_loss", "r1_penalty", "latent_l2", "d_loss_r1", "bias_act", "blur",
-       "encode_norm", "adain", "adain_conv2d", "adain_stats", "linear_act", "lreq_adam_step_")
+# Every op with interchangeable implementations: the op registry (importing it loads no
+# kernels).
+OPS = tuple(REGISTRY)
 GPU_IMPLS = ("cuda", "triton")
 RECORD_PATH = Path(__file__).resolve().with_name("verified_kernels.json")
 FORMAT = 1

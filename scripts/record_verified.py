@@ -36,10 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from alae_fast import verified  # noqa: E402
+from alae_fast.ops._spec import REGISTRY  # noqa: E402
 
 GPU_ID = re.compile(r"(?:^|-)(cuda|triton)-cuda(?:-|$)")
-# test file stem -> op, where the file is not named after the op
-FILE_OPS = {"lreq_adam": "lreq_adam_step_"}
 COMMENT = ("GPU kernels whose parity tests passed on a GPU; written by scripts/gpu_check.sh "
            "(scripts/record_verified.py). See alae_fast/verified.py for what a record covers.")
 
@@ -55,13 +54,15 @@ def _module(classname: str) -> tuple[str, str] | None:
 
 def ops_of(stem: str, test_name: str) -> list[str]:
     """The ops a case of tests/ops/test_<stem>.py verifies ([] for non-op files)."""
+    if stem == "op_specs":  # the generic tests: one parameter of the id is an example's name
+        tokens = set(test_name.split("[", 1)[-1].rstrip("]").split("-"))
+        return [s.name for s in REGISTRY.values() if tokens & {e.name for e in s.examples}]
     if stem == "adain_conv2d":
         base = test_name.split("[")[0]
         if base.startswith("test_stats"):
             return ["adain_stats"] + (["adain_conv2d"] if "conv" in base[10:] else [])
         return ["adain_conv2d"]
-    op = FILE_OPS.get(stem, stem)
-    return [op] if op in verified.OPS else []
+    return [s.name for s in REGISTRY.values() if s.family == stem]
 
 
 def _outcome(case: ET.Element) -> str:

@@ -54,7 +54,7 @@ def _example_call(fn, t):
                  + [v - v0 for v, v0 in zip(moments, t["exp_avg_sqs"])])
 
 
-SPEC = OpSpec("lreq_adam_step_", lreq_adam_step_ref, _op, grad_order=0, examples=(
+SPEC = OpSpec("lreq_adam_step_", lreq_adam_step_ref, _op, grad_order=0, family="lreq_adam", examples=(
     Example("lreq_adam_step_", _example_inputs, call=_example_call),))
 
 
