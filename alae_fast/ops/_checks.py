@@ -58,3 +58,50 @@ def finite_float(op: str, name: str, value) -> float:
     if not math.isfinite(value):
         raise ValueError(f"alae_fast.ops.{op}: {name} must be finite, got {value}")
     return float(value)
+
+
+def non_negative(op: str, **values) -> list[float]:
+    """Finite Python numbers, each >= 0 (one error names them all)."""
+    floats = [finite_float(op, name, v) for name, v in values.items()]
+    if any(f < 0 for f in floats):
+        got = (", ".join(f"{k}={f}" for k, f in zip(values, floats)) if len(floats) > 1
+               else str(floats[0]))
+        raise ValueError(f"alae_fast.ops.{op}: {' and '.join(values)} must be >= 0, got {got}")
+    return floats
+
+
+def shaped(op: str, name: str, value, shape: tuple[int, ...], x: torch.Tensor, hint: str,
+           note: str = "") -> None:
+    """A tensor of exactly ``shape`` (named ``[hint]``) on x's device, of x's dtype."""
+    expected = f"[{hint}] = [{', '.join(map(str, shape))}]"
+    tensor(op, name, value, dim=len(shape), shape_hint=expected)
+    same_device_dtype(op, x=x, **{name: value})
+    if tuple(value.shape) != tuple(shape):
+        raise ValueError(f"alae_fast.ops.{op}: {name} must have shape {expected}{note}, got "
+                         f"{tuple(value.shape)}")
+
+
+def vector(op: str, name: str, value, size: int, x: torch.Tensor, hint: str = "C",
+           note: str = "") -> None:
+    """A 1-D tensor of ``size`` elements ([hint]) on x's device, of x's dtype."""
+    shaped(op, name, value, (size,), x, hint, note)
+
+
+def noise(op: str, x: torch.Tensor, noise, noise_weight) -> torch.Tensor | None:
+    """Per-pixel noise [N or 1, 1, H, W] and its [C] weight, both or neither; returns the noise
+    expanded to x's batch (dense), or None."""
+    if (noise is None) != (noise_weight is None):
+        raise ValueError(f"alae_fast.ops.{op}: noise and noise_weight must be given together")
+    if noise is None:
+        return None
+    n, c, h, w = x.shape
+    tensor(op, "noise", noise, dim=4, shape_hint=f"[N, 1, H, W] = [{n}, 1, {h}, {w}]")
+    same_device_dtype(op, x=x, noise=noise)
+    if noise.shape[0] not in (1, n) or tuple(noise.shape[1:]) != (1, h, w):
+        raise ValueError(f"alae_fast.ops.{op}: noise must have shape [N, 1, H, W] = "
+                         f"[{n}, 1, {h}, {w}] (or batch 1), got {tuple(noise.shape)}")
+    if noise.requires_grad:
+        raise ValueError(f"alae_fast.ops.{op}: noise is a constant input and gets no gradient; "
+                         "pass noise.detach()")
+    vector(op, "noise_weight", noise_weight, c, x)
+    return noise.expand(n, 1, h, w).contiguous()

@@ -6,31 +6,19 @@ variable) that cannot run raises :class:`ImplUnavailableError`; the automatic ch
 first available implementation of :func:`auto_order` for the op and the tensors' device, with
 one warning per missing component when it has to skip one.
 
-The orders follow the measurements in ``benchmarks/RESULTS.md`` (2-core AMD EPYC, torch 2.13):
-on CPU the C++ kernels of ``r1_penalty`` (forward 1.4-2.3x, forward+backward 0.9-2.5x, ahead
-from 32x3x64x64 images up) and ``latent_l2`` (forward 0.9-4.7x, forward+backward 0.8-4.0x)
-beat the reference where the work is large. For the softplus losses, at the batch sizes they
-see (64-4096 logits), PyTorch's own path is faster (ours 0.62-0.96x: its ~40 us custom-op
-autograd and SLEEF log1p cost more than the passes the fusion saves), so the automatic choice
-keeps the reference there. The Triton interpreter is a test vehicle only, never an automatic
-choice. On CUDA the fused CUDA kernels come first and Triton second (not yet measured on a GPU).
+The orders follow the CPU measurements in ``benchmarks/RESULTS.md`` ("CPU" section): the C++
+kernels run everywhere on CPU except the softplus losses, where PyTorch's own path is faster at
+the batch sizes they see; the Triton interpreter is a test vehicle, never an automatic choice.
+On CUDA the fused CUDA kernels come first and Triton second.
 
-On CUDA the automatic choice takes a CUDA or Triton kernel only when it is *verified*: its GPU
-parity tests passed on a GPU of this generation, as recorded in
-``alae_fast/verified_kernels.json`` (written by ``scripts/gpu_check.sh``; what a record covers
-is explained in :mod:`alae_fast.verified`). An unverified kernel is skipped; when that leaves
-the reference, one warning per process says how to verify (``scripts/gpu_check.sh``,
-``alae-fast doctor --device cuda``) and how to opt in (``impl=...``,
-``ALAE_FAST_IMPL=cuda|triton``). Explicit requests are not gated: they run the kernel (or raise
-when it cannot run). The CPU choice is not gated (its kernels are tested on every CI run).
+On CUDA the automatic choice takes a CUDA or Triton kernel only when it is *verified* (its GPU
+parity tests passed on a GPU of this generation, :mod:`alae_fast.verified`); otherwise it runs
+the reference and warns once how to verify (``scripts/gpu_check.sh``) or opt in (``impl=``,
+``ALAE_FAST_IMPL``). Explicit requests and the CPU choice are not gated.
 
-The layer ops (``bias_act``, ``blur``, ``encode_norm``, ``adain``, ``linear_act``,
-``lreq_adam_step_``) take their C++ kernels on CPU. Alone, at the small model's shapes,
-``bias_act`` (forward+backward 0.5-0.9x) and ``linear_act`` (0.5-0.9x) lose to PyTorch by their
-custom-op overhead, while ``blur`` (2.2-7.5x), ``encode_norm`` (2.3-5.8x), ``adain`` (1.7-5.4x)
-and the optimizer step (1.5-4x) win; in the whole training iteration of that model the all-C++
-choice measured 80 ms against 84 ms with the reference for ``bias_act`` and ``linear_act``
-(reference model: 105 ms), so none is excluded.
+The layer ops take their C++ kernels on CPU even where one alone loses to PyTorch at small
+shapes (``bias_act``, ``linear_act``): the whole training iteration is faster with them
+(``training iteration`` rows of ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -180,7 +168,6 @@ def _warn_skipped(op: str, chosen: str, skipped: list[tuple[str, str, str]]) -> 
             f"ALAE_FAST_IMPL=cuda|triton.", RuntimeWarning, stacklevel=4)
 
 
-@torch._dynamo.assume_constant_result
 def resolve_impl(op: str, impl: str | None, device_type: str,
                  supported: tuple[str, ...] = IMPLS) -> str:
     """The implementation op ``op`` runs for tensors on ``device_type``.
@@ -204,3 +191,8 @@ def resolve_impl(op: str, impl: str | None, device_type: str,
     if skipped:
         _warn_skipped(op, chosen, skipped)
     return chosen
+
+
+# What torch._dynamo.assume_constant_result sets, without importing torch._dynamo (which imports
+# Triton) when alae_fast.ops is imported: tracing evaluates resolve_impl once, as a constant.
+resolve_impl._dynamo_marked_constant = True  # type: ignore[attr-defined]

@@ -39,3 +39,8 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def empty_dense(x: torch.Tensor) -> torch.Tensor:
     """An uninitialised contiguous tensor of ``x``'s shape, dtype and device."""
     return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def contiguous(x: torch.Tensor | None) -> torch.Tensor | None:
+    """``x`` contiguous (a copy only if it is not), or None."""
+    return None if x is None else x.contiguous()

@@ -31,10 +31,6 @@ def adain_ref(x: torch.Tensor, style: torch.Tensor, *, noise: torch.Tensor | Non
     return style_mod(instance_norm(F.leaky_relu(x, alpha), eps), style)
 
 
-def _dense(t):
-    return None if t is None else t.contiguous()
-
-
 def _forward_fake(x, style, noise, noise_weight, bias, alpha, eps):
     n, c = x.shape[:2]
     return _layout.empty_dense(x), x.new_empty(n, 2 * c, dtype=_layout.acc_dtype(x.dtype))
@@ -48,12 +44,15 @@ def _grad_forward(s, grad_y, _grad_stats):
     return dict(zip(("x", "style", "noise_weight", "bias"), grads))
 
 
+def _contiguous(args):
+    """The tensor arguments made contiguous, then alpha and eps."""
+    return [_layout.contiguous(t) for t in args[:-2]] + list(args[-2:])
+
+
 _backward = define(
     "adain_backward(Tensor grad_y, Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, "
     "Tensor? bias, Tensor stats, float alpha, float eps) -> (Tensor, Tensor, Tensor, Tensor)",
-    kernel=lambda k, grad_y, x, style, noise, noise_weight, bias, stats, alpha, eps: k.adain_bwd(
-        grad_y.contiguous(), x.contiguous(), style.contiguous(), _dense(noise),
-        _dense(noise_weight), _dense(bias), stats.contiguous(), alpha, eps),
+    kernel=lambda k, *args: k.adain_bwd(*_contiguous(args)),
     triton=lambda: _triton.adain,
     fake=lambda grad_y, x, style, *rest: (_layout.empty_dense(x), torch.empty_like(style),
                                           x.new_empty(x.shape[1]), x.new_empty(x.shape[1])),
@@ -61,9 +60,7 @@ _backward = define(
 _forward = define(
     "adain(Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, Tensor? bias, "
     "float alpha, float eps) -> (Tensor, Tensor)",
-    kernel=lambda k, x, style, noise, noise_weight, bias, alpha, eps: k.adain_fwd(
-        x.contiguous(), style.contiguous(), _dense(noise), _dense(noise_weight), _dense(bias),
-        alpha, eps),
+    kernel=lambda k, *args: k.adain_fwd(*_contiguous(args)),
     triton=lambda: _triton.adain, fake=_forward_fake,
     save=("x", "style", "noise", "noise_weight", "bias"), save_outputs={"stats": 1},
     backward=_grad_forward)
@@ -73,14 +70,6 @@ SPEC = OpSpec("adain", adain_ref, _forward, grad_order=1, outputs=lambda out: ou
         x=randn((3, 5, 7, 7), 0), style=randn((3, 10), 1), noise=randn((3, 1, 7, 7), 2),
         noise_weight=randn((5,), 3, 0.5), bias=randn((5,), 4, 0.5), alpha=0.2, eps=1e-8),
         grad=("x", "style", "noise_weight", "bias")),))
-
-
-def _check_channel_vector(name: str, t, c: int, x: torch.Tensor) -> None:
-    _checks.tensor("adain", name, t, dim=1, shape_hint=f"[C] = [{c}]")
-    _checks.same_device_dtype("adain", x=x, **{name: t})
-    if t.shape[0] != c:
-        raise ValueError(f"alae_fast.ops.adain: {name} must have shape [C] = [{c}], got "
-                         f"{tuple(t.shape)}")
 
 
 def adain(x: torch.Tensor, style: torch.Tensor, *, noise: torch.Tensor | None = None,
@@ -97,37 +86,16 @@ def adain(x: torch.Tensor, style: torch.Tensor, *, noise: torch.Tensor | None = 
         bias: [C] or None.
         alpha: leaky ReLU slope for negative inputs (>= 0).
         eps: added to the variance of the instance norm.
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         [N, C, H, W] of x's dtype. First-order gradients for x, style, noise_weight and bias;
         differentiating those gradients again raises (except with ``impl="ref"``).
     """
     _checks.tensor("adain", "x", x, dim=4, shape_hint="[N, C, H, W]")
     n, c, h, w = x.shape
-    _checks.tensor("adain", "style", style, dim=2, shape_hint=f"[N, 2C] = [{n}, {2 * c}]")
-    _checks.same_device_dtype("adain", x=x, style=style)
-    if tuple(style.shape) != (n, 2 * c):
-        raise ValueError(f"alae_fast.ops.adain: style must have shape [N, 2C] = [{n}, {2 * c}], "
-                         f"got {tuple(style.shape)}")
-    if (noise is None) != (noise_weight is None):
-        raise ValueError("alae_fast.ops.adain: noise and noise_weight must be given together")
-    if noise is not None:
-        _checks.tensor("adain", "noise", noise, dim=4, shape_hint=f"[N, 1, H, W] = [{n}, 1, {h}, {w}]")
-        _checks.same_device_dtype("adain", x=x, noise=noise)
-        if noise.shape[0] not in (1, n) or tuple(noise.shape[1:]) != (1, h, w):
-            raise ValueError(f"alae_fast.ops.adain: noise must have shape [N, 1, H, W] = "
-                             f"[{n}, 1, {h}, {w}] (or batch 1), got {tuple(noise.shape)}")
-        if noise.requires_grad:
-            raise ValueError("alae_fast.ops.adain: noise is a constant input and gets no "
-                             "gradient; pass noise.detach()")
-        _check_channel_vector("noise_weight", noise_weight, c, x)
-        noise = noise.expand(n, 1, h, w)
+    _checks.shaped("adain", "style", style, (n, 2 * c), x, "N, 2C")
+    noise = _checks.noise("adain", x, noise, noise_weight)
     if bias is not None:
-        _check_channel_vector("bias", bias, c, x)
-    alpha = _checks.finite_float("adain", "alpha", alpha)
-    eps = _checks.finite_float("adain", "eps", eps)
-    if alpha < 0 or eps < 0:
-        raise ValueError(f"alae_fast.ops.adain: alpha and eps must be >= 0, got alpha={alpha}, "
-                         f"eps={eps}")
+        _checks.vector("adain", "bias", bias, c, x)
+    alpha, eps = _checks.non_negative("adain", alpha=alpha, eps=eps)
     return SPEC(impl, x, style, noise, noise_weight, bias, alpha, eps)

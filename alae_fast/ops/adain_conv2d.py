@@ -12,18 +12,14 @@ applies that whole prologue while loading the convolution's input tile, so neith
     A   = nearest 2x up-sampling of a if up else a
     out = conv2d(A, weight, bias, stride 1, zero padding 1)    (padding after the affine)
 
-``up=True`` is the opening convolution of a DecodeBlock. Both forms the reference uses there
-are this: nearest up-sampling + 3x3 conv below 128x128, and the transposed stride-2 conv with
-the 4x4 transformed kernel from 128x128 up, which equals up-sampling + a 3x3 conv with the
-weight ``w.transpose(0, 1).flip(2, 3)`` (checked in the tests).
+``up=True`` is the opening convolution of a DecodeBlock: both forms of the reference (nearest
+up-sampling + 3x3 conv, and from 128x128 up the transposed stride-2 conv with the 4x4
+transformed kernel) equal it, the latter with :func:`transposed_to_conv_weight`.
 
-``adain_stats`` is its companion: the per-(n, c) mean and ``rsqrt(var + eps)`` of ``t`` in one
-read of ``x`` (nothing written), and :func:`adain_scale_shift` folds them with a style into
-the (scale, shift) pair; :func:`adain_center_scale_shift` into (center, scale, shift) with
-``center = mean``, so that a constant channel gives exactly ``shift`` (``scale * t + shift``
-with ``shift = b - mean * scale`` leaves a rounding residue of ``u * |scale * mean|``, about
-1e-3 with ``rstd = 1 / sqrt(eps) = 1e4``). The generator is not on the R1 path, so both ops
-have first-order gradients only; the backward op refuses a second differentiation.
+``adain_stats`` is its companion: ``[mean | rsqrt(var + eps)]`` of ``t`` per (n, c) in one read
+of ``x``; :func:`adain_center_scale_shift` folds them with a style into (center, scale, shift)
+so that a constant channel gives exactly ``shift``. The generator is not on the R1 path, so
+both ops have first-order gradients only.
 """
 
 from __future__ import annotations
@@ -38,10 +34,7 @@ __all__ = ["adain_conv2d", "adain_conv2d_ref", "adain_stats", "adain_stats_ref",
            "adain_scale_shift", "adain_center_scale_shift", "transposed_to_conv_weight"]
 
 
-# --------------------------------------------------------------------------------------------
-# Reference math (PyTorch), shared by the reference twins and the "ref" implementation.
-# --------------------------------------------------------------------------------------------
-
+# Reference math (PyTorch), shared by the reference twins and the autograd formulas.
 def _activation(x, noise, noise_weight, act_bias, alpha):
     """(pre, t): the pre-activation and the leaky ReLU of it, in x's dtype."""
     pre = x
@@ -136,9 +129,6 @@ def transposed_to_conv_weight(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).flip(2, 3)
 
 
-# --------------------------------------------------------------------------------------------
-# Ops
-# --------------------------------------------------------------------------------------------
 
 def _out_shape(x, weight, up):
     n, _, h, w = x.shape
@@ -241,45 +231,14 @@ STATS_SPEC = OpSpec("adain_stats", adain_stats_ref, _stats, grad_order=1, family
                                       grad=("x", "noise_weight", "act_bias")),))
 
 
-# --------------------------------------------------------------------------------------------
-# Public functions
-# --------------------------------------------------------------------------------------------
-
-def _check_vector(op, name, t, size, x, hint):
-    _checks.tensor(op, name, t, dim=1, shape_hint=f"[{hint}] = [{size}]")
-    _checks.same_device_dtype(op, x=x, **{name: t})
-    if t.shape[0] != size:
-        raise ValueError(f"alae_fast.ops.{op}: {name} must have shape [{hint}] = [{size}], got "
-                         f"{tuple(t.shape)}")
-
 
 def _check_prologue(op, x, noise, noise_weight, act_bias, alpha):
     """Checks shared by both ops; returns (noise expanded to the batch and dense, alpha)."""
     _checks.tensor(op, "x", x, dim=4, shape_hint="[N, C, H, W]")
-    n, c, h, w = x.shape
-    if (noise is None) != (noise_weight is None):
-        raise ValueError(f"alae_fast.ops.{op}: noise and noise_weight must be given together")
-    if noise is not None:
-        _checks.tensor(op, "noise", noise, dim=4, shape_hint=f"[N, 1, H, W] = [{n}, 1, {h}, {w}]")
-        _checks.same_device_dtype(op, x=x, noise=noise)
-        if noise.shape[0] not in (1, n) or tuple(noise.shape[1:]) != (1, h, w):
-            raise ValueError(f"alae_fast.ops.{op}: noise must have shape [N, 1, H, W] = "
-                             f"[{n}, 1, {h}, {w}] (or batch 1), got {tuple(noise.shape)}")
-        if noise.requires_grad:
-            raise ValueError(f"alae_fast.ops.{op}: noise is a constant input and gets no "
-                             "gradient; pass noise.detach()")
-        _check_vector(op, "noise_weight", noise_weight, c, x, "C")
-        noise = noise.expand(n, 1, h, w).contiguous()
+    noise = _checks.noise(op, x, noise, noise_weight)
     if act_bias is not None:
-        _check_vector(op, "act_bias", act_bias, c, x, "C")
-    alpha = _checks.finite_float(op, "alpha", alpha)
-    if alpha < 0:
-        raise ValueError(f"alae_fast.ops.{op}: alpha must be >= 0, got {alpha}")
-    return noise, alpha
-
-
-def _dense_vector(t):
-    return None if t is None else t.contiguous()
+        _checks.vector(op, "act_bias", act_bias, x.shape[1], x)
+    return noise, _checks.non_negative(op, alpha=alpha)[0]
 
 
 def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor,
@@ -307,8 +266,7 @@ def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weig
         up: nearest 2x up-sampling of the affine output before the convolution.
         center: [N, C] subtracted from ``t`` before the scale (see
             :func:`adain_center_scale_shift`), or None (0).
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         [N, Cout, H, W] (``[N, Cout, 2H, 2W]`` with ``up``), x's dtype and layout. First-order
         gradients for x, scale, shift, center, weight, bias, noise_weight and act_bias (float32
@@ -317,26 +275,21 @@ def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weig
     op = "adain_conv2d"
     noise, alpha = _check_prologue(op, x, noise, noise_weight, act_bias, alpha)
     n, c, h, w = x.shape
-    named = (("scale", scale), ("shift", shift)) + ((("center", center),) if center is not None
-                                                   else ())
-    for name, t in named:
-        _checks.tensor(op, name, t, dim=2, shape_hint=f"[N, C] = [{n}, {c}]")
-        _checks.same_device_dtype(op, x=x, **{name: t})
-        if tuple(t.shape) != (n, c):
-            raise ValueError(f"alae_fast.ops.{op}: {name} must have shape [N, C] = [{n}, {c}], "
-                             f"got {tuple(t.shape)}")
+    for name, t in (("scale", scale), ("shift", shift), ("center", center)):
+        if t is not None:
+            _checks.shaped(op, name, t, (n, c), x, "N, C")
     _checks.tensor(op, "weight", weight, dim=4, shape_hint=f"[Cout, C, 3, 3] = [Cout, {c}, 3, 3]")
     _checks.same_device_dtype(op, x=x, weight=weight)
     if weight.shape[1:] != (c, 3, 3):
         raise ValueError(f"alae_fast.ops.{op}: weight must have shape [Cout, C, 3, 3] = "
                          f"[Cout, {c}, 3, 3], got {tuple(weight.shape)}")
     if bias is not None:
-        _check_vector(op, "bias", bias, weight.shape[0], x, "Cout")
+        _checks.vector(op, "bias", bias, weight.shape[0], x, "Cout")
     if not isinstance(up, bool):
         raise TypeError(f"alae_fast.ops.{op}: up must be a bool, got {type(up).__name__}")
     return SPEC(impl, _layout.dense(x), scale.contiguous(), shift.contiguous(),
-                _dense_vector(center), weight.contiguous(), _dense_vector(bias), noise,
-                _dense_vector(noise_weight), _dense_vector(act_bias), alpha, up)
+                _layout.contiguous(center), weight.contiguous(), _layout.contiguous(bias), noise,
+                _layout.contiguous(noise_weight), _layout.contiguous(act_bias), alpha, up)
 
 
 def adain_stats(x: torch.Tensor, *, noise: torch.Tensor | None = None,
@@ -356,8 +309,6 @@ def adain_stats(x: torch.Tensor, *, noise: torch.Tensor | None = None,
     """
     op = "adain_stats"
     noise, alpha = _check_prologue(op, x, noise, noise_weight, act_bias, alpha)
-    eps = _checks.finite_float(op, "eps", eps)
-    if eps < 0:
-        raise ValueError(f"alae_fast.ops.{op}: eps must be >= 0, got {eps}")
-    return STATS_SPEC(impl, _layout.dense(x), noise, _dense_vector(noise_weight),
-                      _dense_vector(act_bias), alpha, eps)
+    (eps,) = _checks.non_negative(op, eps=eps)
+    return STATS_SPEC(impl, _layout.dense(x), noise, _layout.contiguous(noise_weight),
+                      _layout.contiguous(act_bias), alpha, eps)

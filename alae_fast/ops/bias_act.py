@@ -68,10 +68,7 @@ SPEC = OpSpec("bias_act", bias_act_ref, _forward, examples=(
 
 def check_activation(op: str, alpha, gain) -> tuple[float, float]:
     """alpha >= 0 and gain > 0, finite: then the output's sign tells the activation's slope."""
-    alpha = _checks.finite_float(op, "alpha", alpha)
-    gain = _checks.finite_float(op, "gain", gain)
-    if alpha < 0:
-        raise ValueError(f"alae_fast.ops.{op}: alpha must be >= 0 (leaky ReLU slope), got {alpha}")
+    alpha, gain = _checks.non_negative(op, alpha=alpha)[0], _checks.finite_float(op, "gain", gain)
     if gain <= 0:
         raise ValueError(f"alae_fast.ops.{op}: gain must be > 0, got {gain}")
     return alpha, gain
@@ -87,17 +84,12 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, *, alpha: float = 0
         b: per-channel bias [C] of x's dtype and device, or None.
         alpha: slope for negative inputs, >= 0 (1.0 makes the activation the identity).
         gain: positive factor applied after the activation.
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         Tensor of x's shape and dtype (channels_last if x is); differentiable to any order.
     """
     _checks.tensor("bias_act", "x", x, min_dim=2, shape_hint="[N, C, ...]")
     alpha, gain = check_activation("bias_act", alpha, gain)
     if b is not None:
-        _checks.tensor("bias_act", "b", b, dim=1, shape_hint=f"[C] = [{x.shape[1]}]")
-        _checks.same_device_dtype("bias_act", x=x, b=b)
-        if b.shape[0] != x.shape[1]:
-            raise ValueError(f"alae_fast.ops.bias_act: b must have shape [C] = [{x.shape[1]}] "
-                             f"(x's dim 1), got {tuple(b.shape)}")
+        _checks.vector("bias_act", "b", b, x.shape[1], x, note=" (x's dim 1)")
     return SPEC(impl, x, b, alpha, gain)

@@ -37,8 +37,7 @@ def blur(x: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:
 
     Args:
         x: [N, C, H, W] floating point; contiguous and channels_last are read in place.
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         [N, C, H, W] of x's dtype (channels_last if x is); differentiable to any order.
     """

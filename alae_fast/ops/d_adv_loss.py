@@ -61,8 +61,7 @@ def d_adv_loss(d_fake: torch.Tensor, d_real: torch.Tensor, *, impl: str | None =
     Args:
         d_fake: D's logits of generated images, [N], floating point.
         d_real: D's logits of real images, [N], same dtype and device.
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         Scalar (0-d) of the logits' dtype; differentiable (any order).
     """

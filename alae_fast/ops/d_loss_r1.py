@@ -55,8 +55,7 @@ def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
         d_real: D's logits of the real images, [N], computed from ``reals``.
         reals: the real images, [N, C, H, W] (any rank >= 2), with ``requires_grad=True``.
         gamma: R1 weight (0 disables the penalty and the gradient computation).
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``; an explicit choice applies to both ops inside, the
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``; an explicit choice applies to both ops inside, the
             automatic one is made by each op.
     Returns:
         Scalar (0-d). Its backward reaches E and D through the R1 term's double backward.

@@ -120,22 +120,13 @@ def encode_norm(x: torch.Tensor, bias: torch.Tensor, *, alpha: float = 0.2, eps:
         alpha: leaky ReLU slope for negative inputs (>= 0).
         eps: added to the variance of the instance norm (not to the style's std, as in the
             official code).
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         ``(y, style)``: y [N, C, H, W] the normalised activations; style [N, 2C] the mean
         (first C) and population std (last C) of each channel after the activation.
         Differentiable to second order.
     """
     _checks.tensor("encode_norm", "x", x, dim=4, shape_hint="[N, C, H, W]")
-    _checks.tensor("encode_norm", "bias", bias, dim=1, shape_hint=f"[C] = [{x.shape[1]}]")
-    _checks.same_device_dtype("encode_norm", x=x, bias=bias)
-    if bias.shape[0] != x.shape[1]:
-        raise ValueError(f"alae_fast.ops.encode_norm: bias must have shape [C] = [{x.shape[1]}], "
-                         f"got {tuple(bias.shape)}")
-    alpha = _checks.finite_float("encode_norm", "alpha", alpha)
-    eps = _checks.finite_float("encode_norm", "eps", eps)
-    if alpha < 0 or eps < 0:
-        raise ValueError(f"alae_fast.ops.encode_norm: alpha and eps must be >= 0, got alpha="
-                         f"{alpha}, eps={eps}")
+    _checks.vector("encode_norm", "bias", bias, x.shape[1], x)
+    alpha, eps = _checks.non_negative("encode_norm", alpha=alpha, eps=eps)
     return SPEC(impl, x, bias, alpha, eps)

@@ -48,8 +48,7 @@ def g_adv_loss(d_fake: torch.Tensor, *, impl: str | None = None) -> torch.Tensor
 
     Args:
         d_fake: D's logits of generated images, [N], floating point.
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         Scalar (0-d) of the logits' dtype; differentiable (any order).
     """

@@ -54,8 +54,7 @@ def latent_l2(a: torch.Tensor, b: torch.Tensor, *, impl: str | None = None) -> t
     Args:
         a, b: tensors of one shape (any rank, non-empty), dtype and device; in ALAE ``a`` is
             E(G(w)) and ``b`` the target w, [N, 1, L] or [N, L].
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         Scalar (0-d) of the inputs' dtype; differentiable (any order).
     """

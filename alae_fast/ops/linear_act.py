@@ -83,10 +83,6 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         raise ValueError(f"alae_fast.ops.linear_act: weight must have shape [OUT, IN] with IN = "
                          f"{x.shape[-1]} (x's last dim), got {tuple(weight.shape)}")
     if bias is not None:
-        _checks.tensor("linear_act", "bias", bias, dim=1, shape_hint=f"[OUT] = [{weight.shape[0]}]")
-        _checks.same_device_dtype("linear_act", x=x, bias=bias)
-        if bias.shape[0] != weight.shape[0]:
-            raise ValueError(f"alae_fast.ops.linear_act: bias must have shape [OUT] = "
-                             f"[{weight.shape[0]}], got {tuple(bias.shape)}")
+        _checks.vector("linear_act", "bias", bias, weight.shape[0], x, hint="OUT")
     alpha, gain = check_activation("linear_act", alpha, gain)
     return SPEC(impl, x, weight, bias, alpha, gain)

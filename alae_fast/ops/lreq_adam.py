@@ -74,8 +74,7 @@ def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
         beta2: second-moment decay in [0, 1).
         eps: added to ``sqrt(v)``.
         weight_decay: L2 coefficient added to the gradient.
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     """
     op = "lreq_adam_step_"
     if not (len(params) == len(grads) == len(exp_avg_sqs) == len(step_sizes)):

@@ -70,8 +70,7 @@ def r1_penalty(grads: torch.Tensor, gamma: float, *, impl: str | None = None) ->
         grads: gradient of D's real logits w.r.t. the real images, [N, ...] (at least 2-D),
             floating point; contiguous and channels_last are read without a copy.
         gamma: R1 weight, a finite Python float.
-        impl: ``None`` (automatic, or ``$ALAE_FAST_IMPL``), ``"ref"``, ``"triton"``,
-            ``"cuda"`` or ``"cpu"``.
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     Returns:
         [N] of ``grads``' dtype; differentiable to any order.
     """
