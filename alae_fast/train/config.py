@@ -26,6 +26,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from ..reference.networks import STYLE_INJECTIONS
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -42,7 +44,6 @@ __all__ = [
 ]
 
 MODEL_KINDS = ("mlp", "style")
-STYLE_INJECTIONS = ("adain", "modconv")  # alae_fast.reference.networks.STYLE_INJECTIONS
 DATASETS = ("mnist", "image_folder")
 IMPLS = ("ref", "fast", "triton", "cuda", "cpu")
 
