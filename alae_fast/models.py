@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from . import ops
-from .nn import optimize
+from .nn.optimize import optimize
 from .reference import model as _reference
 from .reference.networks import STYLE_INJECTIONS
 

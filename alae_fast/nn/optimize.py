@@ -67,7 +67,7 @@ def optimize(model: nn.Module, impl: str | None = None) -> nn.Module:
             if fast is None:
                 continue
             module.__class__ = fast
-        module.impl = impl
+        setattr(module, "impl", impl)  # noqa: B010 (nn.Module's __setattr__ types reject str)
     if isinstance(model, ref_model.ALAEBase):
         _to_fast_model(model, impl)
     return model

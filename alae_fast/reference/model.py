@@ -23,6 +23,8 @@ __all__ = ["DLatent", "ALAEBase", "StyleALAE", "MLPALAE"]
 class DLatent(nn.Module):
     """Holds the running average of w per style slot: buffer ``buff`` [num_layers, latent]."""
 
+    buff: torch.Tensor
+
     def __init__(self, dlatent_size: int, layer_count: int):
         super().__init__()
         self.register_buffer("buff", torch.zeros(layer_count, dlatent_size))
@@ -63,7 +65,7 @@ class ALAEBase(nn.Module):
     # -- helpers ----------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.mapping_f.map_blocks[0].fc.weight.device
+        return next(self.mapping_f.parameters()).device
 
     @property
     def num_layers(self) -> int:
@@ -200,7 +202,7 @@ class ALAEBase(nn.Module):
 
     # -- EMA --------------------------------------------------------------------------------
     def make_ema(self, truncation_psi: float | None = None,
-                 truncation_cutoff: int | None = None) -> "ALAEBase":
+                 truncation_cutoff: int | None = None) -> ALAEBase:
         """A frozen copy to be updated with :meth:`lerp` (the EMA model of ALAE), set up for
         sampling as the official ``model_s``: no style mixing, no running-average update of
         its own (it copies the live model's), and the given truncation."""
@@ -213,7 +215,7 @@ class ALAEBase(nn.Module):
         return ema
 
     @torch.no_grad()
-    def lerp(self, other: "ALAEBase", beta: float) -> None:
+    def lerp(self, other: ALAEBase, beta: float) -> None:
         """EMA update ``p <- lerp(p, p_other, 1 - beta)`` of every parameter. Buffers (the
         running w average) are copied; the official code skips them, which leaves the EMA
         model truncating towards zero."""
