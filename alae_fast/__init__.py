@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 SUBMODULES = ("checkpoints", "cli", "configs", "data", "doctor", "evaluate", "models", "nn",
               "ops", "optim", "reference", "train", "utils", "verified")
 
-__all__ = ["__version__", "optimize", *SUBMODULES]
+# Submodules stay out of __all__: `from alae_fast import *` should not import all of them.
+__all__ = ["__version__", "optimize"]
 
 
 def __getattr__(name: str) -> ModuleType:
