@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .reference.model import ALAEBase, MLPALAE, StyleALAE
+from .reference.model import MLPALAE, ALAEBase, StyleALAE
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "atomic_save", "load_checkpoint",
            "build_model", "load_official", "OFFICIAL_MODULES"]

@@ -59,6 +59,14 @@ def _parse_capability(value) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def _major(record: dict) -> int:
+    """The major compute capability of a record :func:`load_records` validated."""
+    cap = _parse_capability(record["capability"])
+    if cap is None:
+        raise VerifiedRecordError(f"record has capability {record['capability']!r}, not 'X.Y'")
+    return cap[0]
+
+
 def _validate(data, where: str) -> list[dict]:
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         raise VerifiedRecordError(f"{where}: expected an object with a 'records' list")
@@ -115,7 +123,7 @@ def find_record(op: str, impl: str, capability: tuple[int, int],
     key = (op, impl, capability[0], str(RECORD_PATH if path is None else path))
     if key not in _found:
         found = [r for r in load_records(path) if r["op"] == op and r["impl"] == impl
-                 and _parse_capability(r["capability"])[0] == capability[0]]
+                 and _major(r) == capability[0]]
         _found[key] = max(found, key=lambda r: r["date"]) if found else None
     return _found[key]
 

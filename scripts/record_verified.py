@@ -84,7 +84,7 @@ def read_junit(paths: list[Path]) -> tuple[dict, dict, list[str]]:
         try:
             root = ET.parse(path).getroot()
         except (OSError, ET.ParseError) as exc:
-            raise SystemExit(f"record_verified: cannot read the JUnit XML {path}: {exc}")
+            raise SystemExit(f"record_verified: cannot read the JUnit XML {path}: {exc}") from exc
         for case in root.iter("testcase"):
             classname, name = case.get("classname", ""), case.get("name", "")
             where = _module(classname)
@@ -118,7 +118,7 @@ def _doctor_failures(path: Path | None) -> dict[tuple[str, str], str]:
     try:
         checks = json.loads(path.read_text())["checks"]
     except (OSError, ValueError, KeyError) as exc:
-        raise SystemExit(f"record_verified: cannot read the doctor JSON {path}: {exc}")
+        raise SystemExit(f"record_verified: cannot read the doctor JSON {path}: {exc}") from exc
     return {(c["op"], c["impl"]): c["case"] for c in checks if not c["passed"]}
 
 
@@ -127,7 +127,8 @@ def _gpu() -> tuple[str, str]:
 
     if not torch.cuda.is_available():
         raise SystemExit("record_verified: no GPU here; pass --device and --capability")
-    return torch.cuda.get_device_name(), "%d.%d" % torch.cuda.get_device_capability()
+    major, minor = torch.cuda.get_device_capability()
+    return torch.cuda.get_device_name(), f"{major}.{minor}"
 
 
 def _versions() -> dict:
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
     try:
         old = verified.load_records(args.out) if args.out.exists() else []
     except verified.VerifiedRecordError as exc:
-        raise SystemExit(f"record_verified: {exc}")
+        raise SystemExit(f"record_verified: {exc}") from exc
     tested = set(verdicts)
     kept = [r for r in old if not ((r["op"], r["impl"]) in tested
                                    and r["capability"].split(".")[0] == major)]

@@ -262,6 +262,7 @@ def _lreq_adam_cases(cases, dtypes):
 
 def _conv_cases(cases, dtypes, quick):
     import torch
+
     from alae_fast.ops._triton import adain_conv2d as conv
     # A layer of 256 -> 256 channels at 32 x 32: every tuned tile fits it (none pruned).
     c = cout = 256
@@ -452,7 +453,7 @@ def replace_section(text: str, section: str) -> str:
     """``text`` with its "## Triton compile check" section (up to the next "## " heading)
     replaced by ``section``, or ``section`` appended."""
     lines = text.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
     if start is None:
         return text.rstrip("\n") + "\n\n" + section
     end = next((i for i in range(start + 1, len(lines))

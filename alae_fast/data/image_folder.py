@@ -83,8 +83,8 @@ class ImageFolderDataset(Dataset):
         Returns:
             uint8 tensor ``[C, R, R]``.
         """
-        with Image.open(self.paths[index]) as image:
-            image = image.convert(self._mode)
+        with Image.open(self.paths[index]) as file:
+            image = file.convert(self._mode)
         width, height = image.size
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2

@@ -103,6 +103,14 @@ def _locate(directory: Path, base: str) -> Path | None:
     return None
 
 
+def _require(directory: Path, base: str) -> Path:
+    """:func:`_locate`, for a directory :func:`find_mnist_dir` accepted (it may change since)."""
+    path = _locate(directory, base)
+    if path is None:
+        raise MNISTDataError(f"{directory} no longer holds {base}.gz or {base}")
+    return path
+
+
 def _missing(directory: Path) -> list[str]:
     """The ``.gz`` names (of :data:`MNIST_FILES`) that ``directory`` holds in neither form."""
     if not directory.is_dir():
@@ -310,8 +318,8 @@ def load_mnist(split: str, data: str | os.PathLike | None = None, *,
         raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     directory = find_mnist_dir(data, download=download)
     images_base, labels_base = _SPLITS[split]
-    images = _read(_locate(directory, images_base))
-    labels = _read(_locate(directory, labels_base))
+    images = _read(_require(directory, images_base))
+    labels = _read(_require(directory, labels_base))
     # Copy: the cached arrays are shared and read-only.
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 

@@ -8,5 +8,6 @@ from .blocks import Blur, DecodeBlock, EncodeBlock, FromRGB, Generator, PendingA
 from .mapping import EncoderFC, GeneratorFC, MappingD, MappingDFC, MappingF
 from .optimize import FAST_MODULES, optimize
 
-__all__ = ["Blur", "DecodeBlock", "EncodeBlock", "FromRGB", "Generator", "PendingAdaIN", "ToRGB", "EncoderFC", "GeneratorFC",
-           "MappingD", "MappingDFC", "MappingF", "FAST_MODULES", "optimize"]
+__all__ = ["Blur", "DecodeBlock", "EncodeBlock", "FromRGB", "Generator", "PendingAdaIN", "ToRGB",
+           "EncoderFC", "GeneratorFC", "MappingD", "MappingDFC", "MappingF", "FAST_MODULES",
+           "optimize"]

@@ -14,9 +14,9 @@ import torch
 from torch.nn import functional as F
 
 from .. import ops
-from .conv_dispatch import use_fused_adain_conv
 from ..reference import networks as ref
 from ..reference.layers import add_noise, downscale2d, upscale2d
+from .conv_dispatch import use_fused_adain_conv
 
 __all__ = ["EncodeBlock", "DecodeBlock", "Generator", "PendingAdaIN", "FromRGB", "ToRGB", "Blur"]
 

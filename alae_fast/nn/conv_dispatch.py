@@ -36,12 +36,12 @@ __all__ = ["ENV_VAR", "MODES", "use_fused_adain_conv"]
 ENV_VAR = "ALAE_FAST_ADAIN_CONV"
 MODES = ("auto", "fused", "separate")
 
-# CPU rule, measured (benchmarks/test_adain_conv2d.py, 2-core AMD EPYC, torch 2.13, batch 1,
-# 2026-11-24, machine shared with other jobs): the fused C++ path (prologue-applied im2col
-# tiles + MKL GEMM) lost to oneDNN's convolution + the adain op at every layer shape of the
-# 256 and 1024 configs: forward 0.46-0.86x, forward+backward 0.29-0.97x, the whole 256x256
-# generator forward+backward 4.17 s against 3.24 s. oneDNN's direct convolution is worth more
-# than the one activation pass the fusion saves, so on CPU the separate path is always taken.
+# CPU rule, measured by benchmarks/test_adain_conv2d.py (numbers: the "adain+conv3x3" and
+# "generator" rows of benchmarks/RESULTS.md, CPU section): the fused C++ path (prologue-applied
+# im2col tiles + MKL GEMM) lost to oneDNN's convolution + the adain op at every layer shape of
+# the 256 and 1024 configs, forward and forward+backward, and so did the whole generator.
+# oneDNN's direct convolution is worth more than the one activation pass the fusion saves, so
+# on CPU the separate path is always taken.
 CPU_FUSED = False
 
 

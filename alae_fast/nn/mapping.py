@@ -6,6 +6,8 @@ and state_dict keys as the reference classes they subclass.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch.nn import functional as F
 
@@ -28,7 +30,8 @@ class MappingF(ref.MappingF):
             raise ValueError(f"z must have shape [N, {self.latent_size}], got {list(z.shape)}")
         x = pixel_norm(z)
         for block in self.map_blocks:
-            x = ops.linear_act(x, block.fc.weight, block.fc.bias, alpha=LRELU_SLOPE, impl=self.impl)
+            fc = cast(ref.Linear, block.fc)
+            x = ops.linear_act(x, fc.weight, fc.bias, alpha=LRELU_SLOPE, impl=self.impl)
         return x.unsqueeze(1).expand(-1, self.num_layers, -1)
 
 
@@ -40,7 +43,8 @@ class MappingD(ref.MappingD):
 
     def _run(self, w: torch.Tensor) -> torch.Tensor:
         for block in self.map_blocks:
-            w = ops.linear_act(w, block.weight, block.bias, alpha=1.0, impl=self.impl)
+            fc = cast(ref.Linear, block)
+            w = ops.linear_act(w, fc.weight, fc.bias, alpha=1.0, impl=self.impl)
         return w
 
 
@@ -68,7 +72,8 @@ class GeneratorFC(ref.GeneratorFC):
 
     impl: str | None = None
 
-    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0, noise=True) -> torch.Tensor:
+    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0,
+                noise=True) -> torch.Tensor:
         x = styles[:, 0] if styles.dim() == 3 else styles
         if x.dim() != 2 or x.shape[1] != self.latent_size:
             raise ValueError(f"styles must have shape [N, L, {self.latent_size}] or "

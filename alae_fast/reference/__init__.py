@@ -4,12 +4,33 @@ Everything fast in :mod:`alae_fast` is tested against the modules here.
 """
 
 from . import layers, losses, networks
-from .layers import (Blur, Conv2d, ConvTranspose2d, Linear, downscale2d, instance_norm,
-                     instance_stats, pixel_norm, style_mod, upscale2d)
+from .layers import (
+    Blur,
+    Conv2d,
+    ConvTranspose2d,
+    Linear,
+    downscale2d,
+    instance_norm,
+    instance_stats,
+    pixel_norm,
+    style_mod,
+    upscale2d,
+)
 from .losses import discriminator_logistic_r1, generator_logistic_ns, latent_l2, r1_penalty
-from .model import ALAEBase, DLatent, MLPALAE, StyleALAE
-from .networks import (DecodeBlock, EncodeBlock, Encoder, EncoderFC, FromRGB, Generator,
-                       GeneratorFC, MappingD, MappingDFC, MappingF, ToRGB)
+from .model import MLPALAE, ALAEBase, DLatent, StyleALAE
+from .networks import (
+    DecodeBlock,
+    EncodeBlock,
+    Encoder,
+    EncoderFC,
+    FromRGB,
+    Generator,
+    GeneratorFC,
+    MappingD,
+    MappingDFC,
+    MappingF,
+    ToRGB,
+)
 from .optim import LREQAdam
 
 __all__ = [

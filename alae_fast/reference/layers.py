@@ -137,12 +137,13 @@ class Conv2d(_EqualizedLayer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, dilation=1, groups: int = 1, bias: bool = True, gain: float = SQRT2,
-                 transpose: bool = False, transform_kernel: bool = False, lrmul: float = 1.0):
+                 output_padding=0, dilation=1, groups: int = 1, bias: bool = True,
+                 gain: float = SQRT2, transpose: bool = False, transform_kernel: bool = False,
+                 lrmul: float = 1.0):
         super().__init__()
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) "
+                             f"must be divisible by groups ({groups})")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)
@@ -170,7 +171,7 @@ class Conv2d(_EqualizedLayer):
 
     def effective_weight(self) -> torch.Tensor:
         """The kernel the convolution actually applies (4x4 when ``transform_kernel``)."""
-        w = self.weight
+        w: torch.Tensor = self.weight
         if self.transform_kernel:
             w = _fused_kernel(w)
             if not self.transpose:
@@ -199,8 +200,8 @@ class ConvTranspose2d(Conv2d):
     """:class:`Conv2d` with ``transpose=True``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, dilation=1, groups: int = 1, bias: bool = True, gain: float = SQRT2,
-                 transform_kernel: bool = False, lrmul: float = 1.0):
+                 output_padding=0, dilation=1, groups: int = 1, bias: bool = True,
+                 gain: float = SQRT2, transform_kernel: bool = False, lrmul: float = 1.0):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding,
                          dilation, groups, bias, gain, True, transform_kernel, lrmul)
 
@@ -218,6 +219,8 @@ class Blur(nn.Module):
     The kernel is a persistent buffer named ``weight`` of shape [C, 1, 3, 3], as in official
     checkpoints. Shapes: ``[N, C, H, W] -> [N, C, H, W]``.
     """
+
+    weight: torch.Tensor
 
     def __init__(self, channels: int):
         super().__init__()

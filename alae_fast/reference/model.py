@@ -20,14 +20,10 @@ from .networks import Encoder, EncoderFC, Generator, GeneratorFC, MappingD, Mapp
 __all__ = ["DLatent", "ALAEBase", "StyleALAE", "MLPALAE"]
 
 
-def _loss_ops():
-    # Imported on use: the reference model itself needs nothing from alae_fast.ops.
-    from .. import ops
-    return ops
-
-
 class DLatent(nn.Module):
     """Holds the running average of w per style slot: buffer ``buff`` [num_layers, latent]."""
+
+    buff: torch.Tensor
 
     def __init__(self, dlatent_size: int, layer_count: int):
         super().__init__()
@@ -65,18 +61,11 @@ class ALAEBase(nn.Module):
         self.decoder = decoder_cls(**net, **(decoder_args or {}))
         self.encoder = encoder_cls(**net)
         self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
-        # Which implementation the three losses use: "ref" (the plain-PyTorch functions of
-        # reference.losses), or an impl of alae_fast.ops ("fast" = automatic choice).
-        self.loss_impl = "ref"
 
     # -- helpers ----------------------------------------------------------------------------
     @property
-    def _ops_impl(self) -> str | None:
-        return None if self.loss_impl == "fast" else self.loss_impl
-
-    @property
     def device(self) -> torch.device:
-        return self.mapping_f.map_blocks[0].fc.weight.device
+        return next(self.mapping_f.parameters()).device
 
     @property
     def num_layers(self) -> int:
@@ -124,7 +113,8 @@ class ALAEBase(nn.Module):
             with torch.no_grad():
                 self.dlatent_avg.buff.lerp_(styles.mean(dim=0), 1.0 - self.dlatent_avg_beta)
 
-        if mixing and self.style_mixing_prob is not None and random.random() < self.style_mixing_prob:
+        mix_prob = self.style_mixing_prob
+        if mixing and mix_prob is not None and random.random() < mix_prob:
             z2 = torch.randn(z.shape[0], self.latent_size, device=z.device, dtype=z.dtype)
             styles2 = self.mapping(z2).unsqueeze(1).expand(-1, self.num_layers, -1)
             cutoff = random.randint(1, (lod + 1) * 2)
@@ -153,7 +143,22 @@ class ALAEBase(nn.Module):
         return self.decoder(w.expand(-1, self.num_layers, -1), lod, blend, noise)
 
     # -- losses -----------------------------------------------------------------------------
-    def d_loss(self, x: torch.Tensor, lod: int, blend: float, r1_gamma: float = 10.0) -> torch.Tensor:
+    # The loss formulas, on the logits and latents; the fast models override these three.
+    def d_loss_fn(self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
+                  r1_gamma: float) -> torch.Tensor:
+        """The E,D loss of the logits (:func:`.losses.discriminator_logistic_r1`)."""
+        return losses.discriminator_logistic_r1(d_fake, d_real, reals, r1_gamma)
+
+    def g_loss_fn(self, d_fake: torch.Tensor) -> torch.Tensor:
+        """The F,G loss of the logits (:func:`.losses.generator_logistic_ns`)."""
+        return losses.generator_logistic_ns(d_fake)
+
+    def ae_loss_fn(self, w: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The E,G reciprocity loss (:func:`.losses.latent_l2`)."""
+        return losses.latent_l2(w, target)
+
+    def d_loss(self, x: torch.Tensor, lod: int, blend: float,
+               r1_gamma: float = 10.0) -> torch.Tensor:
         """E,D loss: softplus(D(E(G(F(z))))) + softplus(-D(E(x))) + gamma/2 ||grad_x D(E(x))||^2,
         averaged over the batch. ``x`` must require grad (for R1)."""
         with torch.no_grad():
@@ -162,9 +167,7 @@ class ALAEBase(nn.Module):
         self.mapping_d.requires_grad_(True)
         _, d_real = self.encode(x, lod, blend)
         _, d_fake = self.encode(fake, lod, blend)
-        if self.loss_impl == "ref":
-            return losses.discriminator_logistic_r1(d_fake, d_real, x, r1_gamma)
-        return _loss_ops().d_loss_r1(d_fake, d_real, x, r1_gamma, impl=self._ops_impl)
+        return self.d_loss_fn(d_fake, d_real, x, r1_gamma)
 
     def g_loss(self, batch_size: int, lod: int, blend: float) -> torch.Tensor:
         """F,G loss: softplus(-D(E(G(F(z))))) with E and D frozen."""
@@ -177,9 +180,7 @@ class ALAEBase(nn.Module):
         finally:
             self.encoder.requires_grad_(True)
             self.mapping_d.requires_grad_(True)
-        if self.loss_impl == "ref":
-            return losses.generator_logistic_ns(d_fake)
-        return _loss_ops().g_adv_loss(d_fake, impl=self._ops_impl)
+        return self.g_loss_fn(d_fake)
 
     def ae_loss(self, batch_size: int, lod: int, blend: float) -> torch.Tensor:
         """E,G reciprocity loss in latent space: mean((E(G(w)) - w)^2) with w = F(z) as a
@@ -188,9 +189,7 @@ class ALAEBase(nn.Module):
         self.encoder.requires_grad_(True)
         s, fake = self.generate(lod, blend, z=z, mixing=False, noise=True, return_styles=True)
         w = self.encode_w(fake, lod, blend)
-        if self.loss_impl == "ref":
-            return losses.latent_l2(w, s.detach())
-        return _loss_ops().latent_l2(w, s.detach(), impl=self._ops_impl)
+        return self.ae_loss_fn(w, s.detach())
 
     def forward(self, x: torch.Tensor, lod: int, blend: float, d_train: bool, ae: bool):
         """Official-style entry point: the AE loss if ``ae``, else the D loss if ``d_train``,
@@ -203,7 +202,7 @@ class ALAEBase(nn.Module):
 
     # -- EMA --------------------------------------------------------------------------------
     def make_ema(self, truncation_psi: float | None = None,
-                 truncation_cutoff: int | None = None) -> "ALAEBase":
+                 truncation_cutoff: int | None = None) -> ALAEBase:
         """A frozen copy to be updated with :meth:`lerp` (the EMA model of ALAE), set up for
         sampling as the official ``model_s``: no style mixing, no running-average update of
         its own (it copies the live model's), and the given truncation."""
@@ -216,7 +215,7 @@ class ALAEBase(nn.Module):
         return ema
 
     @torch.no_grad()
-    def lerp(self, other: "ALAEBase", beta: float) -> None:
+    def lerp(self, other: ALAEBase, beta: float) -> None:
         """EMA update ``p <- lerp(p, p_other, 1 - beta)`` of every parameter. Buffers (the
         running w average) are copied; the official code skips them, which leaves the EMA
         model truncating towards zero."""

@@ -13,8 +13,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import (Blur, Conv2d, ConvTranspose2d, Linear, add_noise, downscale2d, instance_norm,
-                     instance_stats, modulated_conv2d, pixel_norm, style_mod, upscale2d)
+from .layers import (
+    Blur,
+    Conv2d,
+    ConvTranspose2d,
+    Linear,
+    add_noise,
+    downscale2d,
+    instance_norm,
+    instance_stats,
+    modulated_conv2d,
+    pixel_norm,
+    style_mod,
+    upscale2d,
+)
 
 __all__ = [
     "EncodeBlock",
@@ -153,6 +165,7 @@ class DecodeBlock(nn.Module):
         self.style_injection = style_injection
         modconv = style_injection == "modconv"
         if has_first_conv:
+            self.conv_1: Conv2d  # a ConvTranspose2d when up-sampling with the fused kernel
             if fused_scale:
                 self.conv_1 = ConvTranspose2d(inputs, outputs, 3, 2, 1, bias=False,
                                               transform_kernel=True)
@@ -270,7 +283,8 @@ class Generator(nn.Module):
         for i in range(layer_count):
             outputs = _channels(startf, maxf, mul)
             fused_scale = self.layer_to_resolution[i] >= 128
-            self.decode_block.append(DecodeBlock(inputs, outputs, latent_size, has_first_conv=i != 0,
+            self.decode_block.append(DecodeBlock(inputs, outputs, latent_size,
+                                                 has_first_conv=i != 0,
                                                  fused_scale=fused_scale, layer=i,
                                                  style_injection=style_injection))
             self.to_rgb.append(ToRGB(outputs, channels))
@@ -279,9 +293,10 @@ class Generator(nn.Module):
 
     def _check(self, styles: torch.Tensor, lod: int, blend: float) -> None:
         _check_lod(lod, blend, self.layer_count)
-        if styles.dim() != 3 or styles.shape[1] < 2 * (lod + 1) or styles.shape[2] != self.latent_size:
-            raise ValueError(f"styles must have shape [N, {2 * self.layer_count}, {self.latent_size}], "
-                             f"got {list(styles.shape)}")
+        if (styles.dim() != 3 or styles.shape[1] < 2 * (lod + 1)
+                or styles.shape[2] != self.latent_size):
+            raise ValueError(f"styles must have shape [N, {2 * self.layer_count}, "
+                             f"{self.latent_size}], got {list(styles.shape)}")
 
     def _run_blocks(self, styles: torch.Tensor, count: int, noise) -> torch.Tensor:
         x = self.const
@@ -492,7 +507,8 @@ class GeneratorFC(nn.Module):
         self.fc_3 = Linear(1024, channels * 28 * 28)
         self.layer_to_resolution = [28] * 10
 
-    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0, noise=True) -> torch.Tensor:
+    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0,
+                noise=True) -> torch.Tensor:
         x = styles[:, 0] if styles.dim() == 3 else styles  # one w for the whole image
         if x.dim() != 2 or x.shape[1] != self.latent_size:
             raise ValueError(f"styles must have shape [N, L, {self.latent_size}] or "

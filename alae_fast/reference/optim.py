@@ -41,7 +41,8 @@ class LREQAdam(Optimizer):
             raise ValueError(f"betas[0] must be 0 (no first moment), got {betas[0]}")
         if not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"betas[1] must be in [0, 1), got {betas[1]}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(params,
+                         dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -20,11 +20,14 @@ import re
 import tempfile
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
+
+from ..reference.networks import STYLE_INJECTIONS
 
 __all__ = [
     "Config",
@@ -42,7 +45,6 @@ __all__ = [
 ]
 
 MODEL_KINDS = ("mlp", "style")
-STYLE_INJECTIONS = ("adain", "modconv")  # alae_fast.reference.networks.STYLE_INJECTIONS
 DATASETS = ("mnist", "image_folder")
 IMPLS = ("ref", "fast", "triton", "cuda", "cpu")
 

@@ -22,6 +22,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,8 @@ def select_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available; use 'auto' or 'cpu'")
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available; "
+                          f"use 'auto' or 'cpu'")
     return device
 
 
@@ -89,7 +91,9 @@ class _Images:
                               f"resolution 4 * 2**(layer_count - 1) = {final} "
                               f"(model.layer_count = {m.layer_count})")
         path = data_override or d.path
-        self.folder = None
+        # The items: one uint8 tensor [N, C, R, R] (MNIST) or a dataset read from disk.
+        self.images: torch.Tensor | ImageFolderDataset
+        self.fixed: torch.Tensor | None = None
         if d.dataset == "mnist":
             if m.channels != 1:
                 raise ConfigError(f"MNIST images have 1 channel but model.channels is {m.channels}")
@@ -103,10 +107,8 @@ class _Images:
         else:
             if path is None:
                 raise ConfigError("data.path (or --data) is required for data.dataset image_folder")
-            self.folder = ImageFolderDataset(path, d.resolution, channels=m.channels)
-            self.images = None
-            self.fixed = None
-        self.size = len(self.folder) if self.folder is not None else self.images.shape[0]
+            self.images = ImageFolderDataset(path, d.resolution, channels=m.channels)
+        self.size = len(self.images)
         if d.limit is not None:
             self.size = min(self.size, d.limit)
         self.num_workers = d.num_workers
@@ -114,7 +116,7 @@ class _Images:
     def fixed_batch(self, n: int) -> torch.Tensor:
         if self.fixed is not None:
             return self.fixed[:n]
-        return torch.stack([self.folder[i] for i in range(min(n, self.size))])
+        return torch.stack([self.images[i] for i in range(min(n, self.size))])
 
     def batches(self, order: torch.Tensor, batch_size: int, start_batch: int):
         """Yield uint8 batches [B, C, R, R] of ``order`` from batch ``start_batch`` on; the last
@@ -122,14 +124,15 @@ class _Images:
         count = len(order) // batch_size
         index_lists = [order[b * batch_size:(b + 1) * batch_size].tolist()
                        for b in range(start_batch, count)]
-        if self.folder is None:
+        images = self.images
+        if isinstance(images, torch.Tensor):
             for idx in index_lists:
-                yield self.images[idx]
+                yield images[idx]
         elif self.num_workers == 0:
             for idx in index_lists:
-                yield torch.stack([self.folder[i] for i in idx])
+                yield torch.stack([images[i] for i in idx])
         else:
-            loader = torch.utils.data.DataLoader(self.folder, batch_sampler=index_lists,
+            loader = torch.utils.data.DataLoader(images, batch_sampler=index_lists,
                                                  num_workers=self.num_workers)
             yield from loader
 
@@ -202,7 +205,8 @@ class Trainer:
             optimize(self.model, ops_impl)
         self.ema = self.model.make_ema(cfg.model.truncation_psi, cfg.model.truncation_cutoff)
         t = cfg.train
-        opt_args = dict(lr=t.learning_rates[0], betas=tuple(t.adam_betas), eps=t.adam_eps)
+        opt_args: dict[str, Any] = dict(lr=t.learning_rates[0], betas=tuple(t.adam_betas),
+                                        eps=t.adam_eps)
         opt_cls = LREQAdam if cfg.train.impl == "ref" else partial(FusedLREQAdam, impl=ops_impl)
         self.opt_e = opt_cls([{"params": self.model.encoder.parameters()},
                               {"params": self.model.mapping_d.parameters()}], **opt_args)
@@ -290,7 +294,8 @@ class Trainer:
 
     # -- outputs ---------------------------------------------------------------------------
     @torch.no_grad()
-    def write_grids(self, lod: int, blend: float, in_transition: bool, tag: str) -> tuple[Path, Path]:
+    def write_grids(self, lod: int, blend: float, in_transition: bool,
+                    tag: str) -> tuple[Path, Path]:
         """Samples of the EMA model from the fixed z, and reconstructions of the fixed reals
         (rows of reals interleaved with their reconstructions)."""
         ema = self.ema
@@ -305,10 +310,10 @@ class Trainer:
         pairs = []
         for r in range(0, len(reals), ncol):
             pairs += [reals[r:r + ncol], recs[r:r + ncol]]
-        s = save_grid(samples.float().cpu(), self.out / f"samples_{tag}.png")
-        r = save_grid(torch.cat(pairs).float().cpu(), self.out / f"reconstructions_{tag}.png",
-                      nrow=ncol)
-        return s, r
+        samples_png = save_grid(samples.float().cpu(), self.out / f"samples_{tag}.png")
+        recs_png = save_grid(torch.cat(pairs).float().cpu(),
+                             self.out / f"reconstructions_{tag}.png", nrow=ncol)
+        return samples_png, recs_png
 
     # -- the loop --------------------------------------------------------------------------
     def _set_lr(self, lr: float) -> None:

@@ -48,7 +48,7 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
     x = torch.nan_to_num(x, nan=-1.0).clamp(-1.0, 1.0)
     # +0.5 then floor = round half up, independent of torch.round's half-to-even.
     pixels = torch.floor((x + 1.0) * 127.5 + 0.5).to(torch.uint8)
-    pixels = pixels.permute(0, 2, 3, 1).numpy()  # [N, H, W, C]
+    tiles = pixels.permute(0, 2, 3, 1).numpy()  # [N, H, W, C]
 
     cols = min(nrow, n)
     rows = math.ceil(n / cols)
@@ -58,7 +58,7 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
         r, col = divmod(i, cols)
         top = padding + r * (h + padding)
         left = padding + col * (w + padding)
-        grid[top : top + h, left : left + w] = pixels[i]
+        grid[top : top + h, left : left + w] = tiles[i]
     return grid[:, :, 0] if c == 1 else grid
 
 

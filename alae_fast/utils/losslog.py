@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["LossLog", "RunningMeans"]
 

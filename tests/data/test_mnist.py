@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from alae_fast.data import (MNIST_FILES, MNISTDataError, downsample_to, find_mnist_dir,
-                            load_mnist, mnist_images, pad_to, uint8_to_float)
+from alae_fast.data import (
+    MNIST_FILES,
+    MNISTDataError,
+    downsample_to,
+    find_mnist_dir,
+    load_mnist,
+    mnist_images,
+    pad_to,
+    uint8_to_float,
+)
 from alae_fast.data import mnist as mnist_module
 
 MNIST_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"

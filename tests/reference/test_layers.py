@@ -87,7 +87,8 @@ def test_blur_kernel_and_border():
 def test_pixel_norm_unit_mean_square():
     x = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
     y = L.pixel_norm(x, eps=0.0)
-    torch.testing.assert_close(y, torch.tensor([[3 / math.sqrt(12.5), 4 / math.sqrt(12.5)], [1.0, 1.0]]))
+    expected = torch.tensor([[3 / math.sqrt(12.5), 4 / math.sqrt(12.5)], [1.0, 1.0]])
+    torch.testing.assert_close(y, expected)
 
 
 def test_style_mod_scale_and_shift():

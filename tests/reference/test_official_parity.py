@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import ReductionBudget, assert_reorder_close
 
 from alae_fast.reference import EncoderFC, GeneratorFC, MappingDFC, MappingF, StyleALAE
-
-from support import ReductionBudget, assert_reorder_close
 
 GOLDEN = torch.load(Path(__file__).parent / "data" / "official_golden.pt", weights_only=True)
 STYLE_CONFIGS = ["small", "fused"]
@@ -94,9 +93,12 @@ def test_training_losses_and_gradients_match_official(name):
             m.zero_grad(set_to_none=True)
             # The D loss differentiates R1's input gradient: two backward passes.
             with ReductionBudget(m, backward=2 if kind == "d" else 1) as budget:
-                loss = {"d": lambda: m.d_loss(x, lod, blend),
-                        "g": lambda: m.g_loss(x.shape[0], lod, blend),
-                        "ae": lambda: m.ae_loss(x.shape[0], lod, blend)}[kind]()
+                if kind == "d":
+                    loss = m.d_loss(x, lod, blend)
+                elif kind == "g":
+                    loss = m.g_loss(x.shape[0], lod, blend)
+                else:
+                    loss = m.ae_loss(x.shape[0], lod, blend)
             loss.backward()
             assert_reorder_close(loss.detach(), case[kind], budget, f"{kind} loss lod {lod}")
             grads = {n: p.grad for n, p in m.named_parameters() if p.grad is not None}
@@ -131,7 +133,8 @@ def test_mlp_networks_match_official():
     rec = GOLDEN["mlp"]
     L = 50
     mods = {
-        "mapping_f": MappingF(num_layers=8, mapping_layers=6, latent_size=L, dlatent_size=L, mapping_fmaps=L),
+        "mapping_f": MappingF(num_layers=8, mapping_layers=6, latent_size=L, dlatent_size=L,
+                              mapping_fmaps=L),
         "mapping_d": MappingDFC(mapping_layers=3, latent_size=L, dlatent_size=L, mapping_fmaps=L),
         "decoder": GeneratorFC(layer_count=4, latent_size=L, channels=1),
         "encoder": EncoderFC(layer_count=4, latent_size=L, channels=1),

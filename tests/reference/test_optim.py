@@ -83,7 +83,8 @@ def test_linear_init_std(lrmul):
     "kwargs, wshape, fan_in",
     [
         (dict(in_channels=64, out_channels=32, kernel_size=3), (32, 64, 3, 3), 9 * 64),
-        (dict(in_channels=64, out_channels=32, kernel_size=3, transpose=True), (64, 32, 3, 3), 9 * 64),
+        (dict(in_channels=64, out_channels=32, kernel_size=3, transpose=True), (64, 32, 3, 3),
+         9 * 64),
         (dict(in_channels=64, out_channels=32, kernel_size=3, groups=4), (32, 16, 3, 3), 9 * 16),
         (dict(in_channels=64, out_channels=32, kernel_size=3, groups=4, transpose=True),
          (64, 8, 3, 3), 9 * 16),
