@@ -22,7 +22,8 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -144,8 +145,8 @@ def _run_side(case: Case, base: dict, impl: str | None, second: bool):
 def check_case(case: Case, impl: str, device: torch.device) -> dict:
     """Parity of ``impl`` against the reference twin for one case, as a result row."""
     start = time.perf_counter()
-    row = dict(case=case.name, op=case.op, impl=impl, forward=None, backward=None,
-               second_order=None, passed=False, error=None)
+    row: dict[str, Any] = dict(case=case.name, op=case.op, impl=impl, forward=None,
+                               backward=None, second_order=None, passed=False, error=None)
     try:
         base = case.inputs(device)
         ref = _run_side(case, base, None, case.second_order)
@@ -213,9 +214,9 @@ def choices(device: torch.device) -> list[dict]:
                               verified=ok if why != "not gated" else None,
                               verification=why if why != "not gated" else None))
         chosen, skipped = _dispatch.auto_choice(op, device.type, supported)
-        why = [f"{name} {kind}" for name, kind, _ in skipped]
+        skips = [f"{name} {kind}" for name, kind, _ in skipped]
         rows.append(dict(op=op, order=order, chosen=chosen, impls=impls,
-                         why=("first in order" if not why else "skipped: " + ", ".join(why))))
+                         why=("first in order" if not skips else "skipped: " + ", ".join(skips))))
     return rows
 
 

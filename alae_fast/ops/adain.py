@@ -24,7 +24,7 @@ def adain_ref(x: torch.Tensor, style: torch.Tensor, *, noise: torch.Tensor | Non
               noise_weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
               alpha: float = 0.2, eps: float = 1e-8) -> torch.Tensor:
     """Reference twin of :func:`adain`: the reference ``DecodeBlock``'s computation."""
-    if noise is not None:
+    if noise is not None and noise_weight is not None:  # given together (checked)
         x = torch.addcmul(x, noise_weight.view(1, -1, 1, 1), noise)
     if bias is not None:
         x = x + bias.view(1, -1, 1, 1)

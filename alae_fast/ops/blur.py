@@ -6,6 +6,8 @@ the gradient of ``blur`` is ``blur`` of the incoming gradient, and every order w
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.nn import functional as F
 
@@ -23,7 +25,7 @@ def blur_ref(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, k, padding=1, groups=c)
 
 
-_forward = define(
+_forward: Any = define(  # its gradient is itself
     "blur(Tensor x) -> Tensor",
     kernel=lambda k, x: k.blur_fwd(_layout.dense(x)), triton=lambda: _triton.blur,
     fake=_layout.empty_like, backward=lambda s, grad: {"x": _forward(grad, s.impl)})

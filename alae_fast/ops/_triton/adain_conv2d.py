@@ -612,9 +612,9 @@ def adain_conv2d_fwd(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
     phases = 4 if up else 1
     with device_of(x):
         if _tuned(x):
-            grid = lambda meta_: (triton.cdiv(m, meta_["BM"]) * triton.cdiv(cout, meta_["BN"]),  # noqa: E731
-                                  phases)
-            _fwd_tuned[x.dtype][grid](*args, **meta)
+            def tuned_grid(meta_):
+                return (triton.cdiv(m, meta_["BM"]) * triton.cdiv(cout, meta_["BN"]), phases)
+            _fwd_tuned[x.dtype][tuned_grid](*args, **meta)
         else:
             bm, bn, bk = _dot_tiles(m, cout, c, 256, 64, 64, use_dot)
             grid = (triton.cdiv(m, bm) * triton.cdiv(cout, bn), phases)
