@@ -6,12 +6,9 @@ move freely between this and :class:`alae_fast.reference.LREQAdam`.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import ops
-from .reference.layers import lr_equalization_coef
 from .reference.optim import LREQAdam as _ReferenceLREQAdam
 
 __all__ = ["LREQAdam"]
@@ -38,20 +35,7 @@ class LREQAdam(_ReferenceLREQAdam):
         for group in self.param_groups:
             beta2 = group["betas"][1]
             batches: dict[tuple, tuple[list, list, list, list]] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("LREQAdam does not support sparse gradients")
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                # The same double arithmetic as the reference optimizer.
-                step_size = group["lr"] * math.sqrt(1.0 - beta2 ** state["step"])
-                step_size *= lr_equalization_coef(p)
-                grad, v = p.grad, state["exp_avg_sq"]
+            for p, grad, v, step_size in self._updates(group):
                 if not (p.is_contiguous() and grad.is_contiguous() and v.is_contiguous()):
                     ops.lreq_adam_step_ref([p], [grad], [v], [step_size], beta2=beta2,
                                            eps=group["eps"], weight_decay=group["weight_decay"])

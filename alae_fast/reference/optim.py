@@ -44,6 +44,23 @@ class LREQAdam(Optimizer):
         super().__init__(params,
                          dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
+    def _updates(self, group):
+        """(p, grad, exp_avg_sq, step_size) of every parameter of ``group`` with a gradient,
+        its step counted: ``step_size = lr * sqrt(1 - beta2^t) * coef``."""
+        beta2 = group["betas"][1]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("LREQAdam does not support sparse gradients")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = 0
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            step_size = group["lr"] * math.sqrt(1.0 - beta2 ** state["step"])
+            yield p, p.grad, state["exp_avg_sq"], step_size * lr_equalization_coef(p)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -52,23 +69,10 @@ class LREQAdam(Optimizer):
                 loss = closure()
         for group in self.param_groups:
             beta2 = group["betas"][1]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if grad.is_sparse:
-                    raise RuntimeError("LREQAdam does not support sparse gradients")
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
+            for p, grad, v, step_size in self._updates(group):
                 if group["weight_decay"] != 0:
                     grad = grad.add(p, alpha=group["weight_decay"])
-                v = state["exp_avg_sq"]
                 v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
                 denom = v.sqrt().add_(group["eps"])
-                step_size = group["lr"] * math.sqrt(1.0 - beta2 ** state["step"])
-                step_size *= lr_equalization_coef(p)
                 p.addcdiv_(grad, denom, value=-step_size)
         return loss
