@@ -163,9 +163,18 @@ ALAE_TARGET_AVX2 void adam_reduced_avx2(scalar_t* p, const scalar_t* g, scalar_t
 
 // 256-bit vectors of T = float (8 lanes) or double (4 lanes) for the float32/float64 passes.
 template <typename T>
+ALAE_TARGET_AVX2 inline auto avx2_zero() {
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm256_setzero_ps();
+  } else {
+    return _mm256_setzero_pd();
+  }
+}
+
+template <typename T>
 struct Avx2Vec {
   static constexpr bool kFloat = std::is_same_v<T, float>;
-  using V = std::conditional_t<kFloat, __m256, __m256d>;
+  using V = decltype(avx2_zero<T>());  // __m256 or __m256d (their attributes kept)
   static constexpr int kWidth = kFloat ? 8 : 4;
   static ALAE_INLINE ALAE_TARGET_AVX2 V set1(T x) {
     if constexpr (kFloat) return _mm256_set1_ps(x); else return _mm256_set1_pd(x);
