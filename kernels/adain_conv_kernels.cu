@@ -275,6 +275,28 @@ __device__ __forceinline__ void multiply_tiles(const SharedTiles<Acc>& s, Roles 
   }
 }
 
+// One K step on a tile of the packed weight [taps][rows][cols]: b[k][col] = the weight at
+// (tap, row0 + k, col0 + col), 0 outside rows x cols; then acc += a x b (a already loaded).
+template <typename Acc>
+__device__ __forceinline__ void weight_tile_step(SharedTiles<Acc>& tiles,
+                                                 const Acc* __restrict__ wpack, int64_t tap,
+                                                 int64_t row0, int64_t rows, int64_t col0,
+                                                 int64_t cols, Roles roles,
+                                                 Acc (&acc)[kMicro][kMicro]) {
+#pragma unroll
+  for (int r = 0; r < kLoads; ++r) {
+    const int e = load_index(r);
+    const int k = e / kTileN;
+    const int col = e % kTileN;
+    const int64_t row = row0 + k;
+    const int64_t c = col0 + col;
+    tiles.b[k][col] = row < rows && c < cols ? wpack[(tap * rows + row) * cols + c] : Acc(0);
+  }
+  __syncthreads();
+  multiply_tiles(tiles, roles, acc);
+  __syncthreads();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Weight re-layouts
 // ---------------------------------------------------------------------------------------------
@@ -400,18 +422,7 @@ __global__ void __launch_bounds__(kGemmThreads) adain_conv_forward_kernel(Forwar
                                      args.out_w)
                     : Acc(0);
       }
-#pragma unroll
-      for (int r = 0; r < kLoads; ++r) {
-        const int e = load_index(r);
-        const int k = e / kTileN;
-        const int col = e % kTileN;
-        const int64_t c = c0 + k;
-        const int64_t co = co0 + col;
-        tiles.b[k][col] = c < C && co < cout ? args.wpack[(tap * C + c) * cout + co] : Acc(0);
-      }
-      __syncthreads();
-      multiply_tiles(tiles, roles, acc);
-      __syncthreads();
+      weight_tile_step(tiles, args.wpack, tap, c0, C, co0, cout, roles, acc);
     }
   }
 
@@ -539,18 +550,7 @@ __global__ void __launch_bounds__(kGemmThreads)
           tiles.a[load_k[r]][load_m[r]] =
               inside ? to_acc(g[n * gs.n + co * gs.c + gh * gs.h + gw * gs.w]) : Acc(0);
         }
-#pragma unroll
-        for (int r = 0; r < kLoads; ++r) {
-          const int e = load_index(r);
-          const int k = e / kTileN;
-          const int col = e % kTileN;
-          const int64_t co = co0 + k;
-          const int64_t ci = ci0 + col;
-          tiles.b[k][col] = co < cout && ci < C ? args.wpack[(tap * cout + co) * C + ci] : Acc(0);
-        }
-        __syncthreads();
-        multiply_tiles(tiles, roles, acc);
-        __syncthreads();
+        weight_tile_step(tiles, args.wpack, tap, co0, cout, ci0, C, roles, acc);
       }
     }
 
@@ -954,19 +954,8 @@ __global__ void __launch_bounds__(kStatsThreads)
     // Shifted by the (n, c) row's first value, as row_mean_m2 (the merge kernel adds it back).
     const Acc shift = lrelu(pre(0), args.alpha);
     for (int64_t tile = j_begin; tile < j_end; tile += kStatsPass) {
-      Acc a[kRowItems];
-      int count = 0;
-#pragma unroll
-      for (int k = 0; k < kRowItems; ++k) {
-        const int64_t j = tile + warp + int64_t{k} * kStatsWarps;
-        a[k] = Acc(0);
-        if (j < j_end) {
-          a[k] = lrelu(pre(j), args.alpha) - shift;
-          ++count;
-        }
-      }
-      // The valid items are a[0 .. count) (j grows with k); the others are 0.
-      if (count > 0) state = combine(state, tile_mean_m2(a, count));
+      merge_tile(state, tile + warp, kStatsWarps, j_end,
+                 [&](int64_t j) { return lrelu(pre(j), args.alpha) - shift; });
     }
   }
   warp_states[warp][lane] = state;

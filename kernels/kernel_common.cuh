@@ -1,6 +1,6 @@
-// Device helpers shared by the CUDA kernels of kernels/*.cu: accumulator types and
-// conversions, the leaky ReLU, mean/M2 states merged with Chan et al.'s update, fixed-tree warp
-// and group reductions, and the row-kernel machinery (one group of threads per row, with the
+// Device helpers shared by the CUDA kernels of kernels/*.cu (dtypes and conversions are in
+// dtype_dispatch.cuh): the leaky ReLU, mean/M2 states merged with Chan et al.'s update,
+// fixed-tree warp and group reductions, and the row-kernel machinery (one group of threads per row, with the
 // per-row mean/M2 of a leaky ReLU'd pre-activation).
 //
 // Torch-free like the rest of kernels/. Everything lives in alae_fast::kernels::detail; the .cu
@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+
+#include "dtype_dispatch.cuh"
 
 namespace alae_fast {
 namespace kernels {
@@ -42,45 +44,18 @@ constexpr int64_t kMaxRowBlocks = int64_t{1} << 20;
 // gridDim.y may not exceed 65535 (a loop covers larger counts).
 constexpr int64_t kMaxGridY = 65535;
 
-static_assert(kRowBlockThreads % kWarpSize == 0, "block sizes must be whole warps");
+// True when every block size given is a whole number of warps.
+template <int... kSizes>
+constexpr bool whole_warps() {
+  return ((kSizes % kWarpSize == 0) && ...);
+}
+
+static_assert(whole_warps<kRowBlockThreads>(), "block sizes must be whole warps");
 static_assert((kRowItems & (kRowItems - 1)) == 0, "kRowItems must be a power of two");
 
 __host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
-// ---------------------------------------------------------------------------------------------
-// Types and conversions
-// ---------------------------------------------------------------------------------------------
-
-template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccType<T>::type;
-
-__device__ __forceinline__ float to_acc(float x) { return x; }
-__device__ __forceinline__ double to_acc(double x) { return x; }
-__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_acc(acc_t<T> x);
-template <>
-__device__ __forceinline__ float from_acc<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ double from_acc<double>(double x) { return x; }
-template <>
-__device__ __forceinline__ __half from_acc<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
 
 template <typename Acc>
 __device__ __forceinline__ Acc lrelu(Acc t, Acc alpha) {
@@ -263,6 +238,26 @@ __device__ __forceinline__ MeanM2<Acc> tile_mean_m2(const Acc (&a)[kRowItems], i
   return {mean, m2, count};
 }
 
+// Merges the tile of values value(j), j = first + k * step (k < kRowItems, j < end), into state
+// by its exact two-pass mean and M2 (nothing when no j is below end).
+template <typename Acc, typename Value>
+__device__ __forceinline__ void merge_tile(MeanM2<Acc>& state, int64_t first, int64_t step,
+                                           int64_t end, const Value& value) {
+  Acc a[kRowItems];
+  int count = 0;
+#pragma unroll
+  for (int k = 0; k < kRowItems; ++k) {
+    const int64_t j = first + int64_t{k} * step;
+    a[k] = Acc(0);
+    if (j < end) {
+      a[k] = value(j);
+      ++count;
+    }
+  }
+  // The valid items are a[0 .. count) (j grows with k); the others are 0.
+  if (count > 0) state = combine(state, tile_mean_m2(a, count));
+}
+
 // Mean and sum of squared deviations of a = lrelu(t) over a row, returned to the whole group.
 // Each thread takes tiles of kRowItems elements (j = tile + lane + k * kGroup), computes the
 // tile's exact two-pass mean and M2 in registers and merges it into its running MeanM2; the
@@ -279,19 +274,8 @@ __device__ __forceinline__ MeanM2<acc_t<T>> row_mean_m2(const RowPreact<T>& pre,
   const Acc shift = lrelu(pre(0), alpha);
   MeanM2<Acc> state{Acc(0), Acc(0), 0};
   for (int64_t tile = 0; tile < row_len; tile += kTile) {
-    Acc a[kRowItems];
-    int count = 0;
-#pragma unroll
-    for (int k = 0; k < kRowItems; ++k) {
-      const int64_t j = tile + lane + int64_t{k} * kGroup;
-      a[k] = Acc(0);
-      if (j < row_len) {
-        a[k] = lrelu(pre(j), alpha) - shift;
-        ++count;
-      }
-    }
-    // The valid items are a[0 .. count) (j grows with k); the others are 0.
-    if (count > 0) state = combine(state, tile_mean_m2(a, count));
+    merge_tile(state, tile + lane, kGroup, row_len,
+               [&](int64_t j) { return lrelu(pre(j), alpha) - shift; });
   }
   MeanM2<Acc> total = group_reduce<kGroup>(state);
   total.mean += shift;

@@ -54,9 +54,8 @@ constexpr int64_t kAdamChunk = 65536;
 constexpr int kAdamMaxTensors = 36;
 constexpr int kAdamMaxBlocks = 320;
 
-static_assert(kElemThreads % kWarpSize == 0, "block sizes must be whole warps");
-static_assert(kColThreads % kWarpSize == 0, "block sizes must be whole warps");
-static_assert(kAdamThreads % kWarpSize == 0, "block sizes must be whole warps");
+static_assert(whole_warps<kElemThreads, kColThreads, kAdamThreads>(),
+              "block sizes must be whole warps");
 
 // ---------------------------------------------------------------------------------------------
 // Index division

@@ -49,11 +49,9 @@ constexpr int kElemItemsPerThread = 4;
 // Cap on blocks along x for the grid-stride loops (plenty to fill a GPU; the loop does the rest).
 constexpr int64_t kElemMaxBlocks = 8192;
 
-static_assert(kMeanThreads % kWarpSize == 0, "block sizes must be whole warps");
-static_assert(kMeanFinalThreads % kWarpSize == 0, "block sizes must be whole warps");
-static_assert(kR1Threads % kWarpSize == 0, "block sizes must be whole warps");
-static_assert(kR1FinalThreads % kWarpSize == 0, "block sizes must be whole warps");
-static_assert(kElemThreads % kWarpSize == 0, "block sizes must be whole warps");
+static_assert(whole_warps<kMeanThreads, kMeanFinalThreads, kR1Threads, kR1FinalThreads,
+                          kElemThreads>(),
+              "block sizes must be whole warps");
 
 // ---------------------------------------------------------------------------------------------
 // Numerics

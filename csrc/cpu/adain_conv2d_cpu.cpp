@@ -384,53 +384,24 @@ Blocks row_blocks(int64_t Ho, int64_t bytes_per_row, bool even) {
 // Checks
 // --------------------------------------------------------------------------------------------
 
-void check_dense_4d(const char* op, const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), op, " (CPU): ", name, " must be a CPU tensor, got ",
-              t.device());
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, " (CPU): ", name,
-              " must be a floating-point tensor, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 4, op, " (CPU): ", name, " must be 4-D [N, C, H, W], got shape ",
-              t.sizes());
-  TORCH_CHECK(t.is_contiguous() || t.is_contiguous(at::MemoryFormat::ChannelsLast), op,
-              " (CPU): ", name, " must be contiguous or channels_last, got strides ",
-              t.strides());
-}
-
-// The prologue's optional inputs of x [N, C, H, W].
-void check_prologue(const char* op, const at::Tensor& x, const std::optional<at::Tensor>& noise,
-                    const std::optional<at::Tensor>& noise_weight,
-                    const std::optional<at::Tensor>& act_bias) {
-  using norm_cpu::check_arg;
-  TORCH_CHECK(noise.has_value() == noise_weight.has_value(), op,
-              " (CPU): noise and noise_weight must be both given or both None");
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  if (noise) {
-    check_arg(op, *noise, "noise", {N, 1, H, W}, x.scalar_type());
-    check_arg(op, *noise_weight, "noise_weight", {C}, x.scalar_type());
-  }
-  if (act_bias) {
-    check_arg(op, *act_bias, "act_bias", {C}, x.scalar_type());
-  }
-}
-
 void check_conv_args(const char* op, const at::Tensor& x, const at::Tensor& scale,
                      const at::Tensor& shift, const std::optional<at::Tensor>& center,
                      const at::Tensor& weight, const std::optional<at::Tensor>& noise,
                      const std::optional<at::Tensor>& noise_weight,
                      const std::optional<at::Tensor>& act_bias) {
   using norm_cpu::check_arg;
-  check_dense_4d(op, x, "x");
+  norm_cpu::check_x(op, x, "x", /*channels_last_ok=*/true);
   const int64_t N = x.size(0), C = x.size(1);
   check_arg(op, scale, "scale", {N, C}, x.scalar_type());
   check_arg(op, shift, "shift", {N, C}, x.scalar_type());
   if (center) {
     check_arg(op, *center, "center", {N, C}, x.scalar_type());
   }
-  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == C && weight.size(2) == 3 &&
-                  weight.size(3) == 3,
-              op, " (CPU): weight must have shape [Cout, ", C, ", 3, 3], got ", weight.sizes());
+  ALAE_CHECK_CPU(weight.dim() == 4 && weight.size(1) == C && weight.size(2) == 3 &&
+                     weight.size(3) == 3,
+                 op, "weight must have shape [Cout, ", C, ", 3, 3], got ", weight.sizes());
   check_arg(op, weight, "weight", weight.sizes(), x.scalar_type());
-  check_prologue(op, x, noise, noise_weight, act_bias);
+  norm_cpu::check_noise_bias(op, x, noise, noise_weight, act_bias, "act_bias");
 }
 
 at::MemoryFormat format_of(const at::Tensor& t) {
@@ -518,7 +489,7 @@ at::Tensor adain_conv2d_fwd(const at::Tensor& x, const at::Tensor& scale, const 
   if (C == 0) {
     return bias ? out.copy_(bias->view({1, Cout, 1, 1})) : out.zero_();
   }
-  ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kFwd, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), kFwd, [&] {
     using acc = at::opmath_type<scalar_t>;
     const PrologueData<scalar_t> data(x, scale, shift, center, noise, noise_weight, act_bias, alpha,
                                       up);
@@ -745,12 +716,12 @@ adain_conv2d_bwd(const at::Tensor& grad_out, const at::Tensor& x, const at::Tens
   check_conv_args(kBwd, x, scale, shift, center, weight, noise, noise_weight, act_bias);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Cout = weight.size(0), Ho = up ? 2 * H : H, Wo = up ? 2 * W : W;
-  check_dense_4d(kBwd, grad_out, "grad_out");
-  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef({N, Cout, Ho, Wo}), kBwd,
-              " (CPU): grad_out must have shape [", N, ", ", Cout, ", ", Ho, ", ", Wo, "], got ",
-              grad_out.sizes());
-  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), kBwd, " (CPU): grad_out must have dtype ",
-              x.scalar_type(), ", got ", grad_out.scalar_type());
+  norm_cpu::check_x(kBwd, grad_out, "grad_out", /*channels_last_ok=*/true);
+  ALAE_CHECK_CPU(grad_out.sizes() == at::IntArrayRef({N, Cout, Ho, Wo}), kBwd,
+                 "grad_out must have shape [", N, ", ", Cout, ", ", Ho, ", ", Wo, "], got ",
+                 grad_out.sizes());
+  ALAE_CHECK_CPU(grad_out.scalar_type() == x.scalar_type(), kBwd, "grad_out must have dtype ",
+                 x.scalar_type(), ", got ", grad_out.scalar_type());
   at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(format_of(x)));
   at::Tensor grad_scale = at::empty({N, C}, scale.options());
   at::Tensor grad_shift = at::empty({N, C}, shift.options());
@@ -768,7 +739,7 @@ adain_conv2d_bwd(const at::Tensor& grad_out, const at::Tensor& x, const at::Tens
     }
     return {grad_x, grad_scale, grad_shift, grad_weight, grad_bias, grad_nw, grad_ab};
   }
-  ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kBwd, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), kBwd, [&] {
     using acc = at::opmath_type<scalar_t>;
     constexpr auto acc_type = c10::CppTypeToScalarType<acc>::value;
     const PrologueData<scalar_t> data(x, scale, shift, center, noise, noise_weight, act_bias, alpha,
@@ -943,16 +914,16 @@ ALAE_INLINE void stats_task_cl(const Prologue<scalar_t>& p, double eps,
 at::Tensor adain_stats_fwd(const at::Tensor& x, const std::optional<at::Tensor>& noise,
                            const std::optional<at::Tensor>& noise_weight,
                            const std::optional<at::Tensor>& act_bias, double alpha, double eps) {
-  check_dense_4d(kStats, x, "x");
-  check_prologue(kStats, x, noise, noise_weight, act_bias);
+  norm_cpu::check_x(kStats, x, "x", /*channels_last_ok=*/true);
+  norm_cpu::check_noise_bias(kStats, x, noise, noise_weight, act_bias, "act_bias");
   const int64_t N = x.size(0), C = x.size(1), m = x.size(2) * x.size(3);
-  TORCH_CHECK(m > 0, kStats, " (CPU): x must have H * W > 0, got shape ", x.sizes());
+  ALAE_CHECK_CPU(m > 0, kStats, "x must have H * W > 0, got shape ", x.sizes());
   at::Tensor stats =
       at::empty({N, 2 * C}, x.options().dtype(norm_cpu::acc_dtype(x.scalar_type())));
   if (stats.numel() == 0) {
     return stats;
   }
-  ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kStats, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), kStats, [&] {
     using acc = at::opmath_type<scalar_t>;
     const PrologueData<scalar_t> data(x, std::nullopt, std::nullopt, std::nullopt, noise,
                                       noise_weight, act_bias, alpha, false);

@@ -13,7 +13,7 @@
 #include <tuple>
 #include <vector>
 
-#include "norm_common.h"
+#include "csrc/cpu/norm_common.h"
 
 namespace alae_fast {
 namespace {
@@ -36,7 +36,7 @@ struct FwdArgs {
 };
 
 template <int kBytes, typename scalar_t>
-ALAE_NORM_INLINE void fwd_rows(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
+ALAE_INLINE void fwd_rows(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t C = p.channels, m = p.m;
   RowBuffers<scalar_t> buffers(m, 3);
@@ -86,7 +86,7 @@ struct BwdArgs {
 };
 
 template <int kBytes, typename scalar_t>
-ALAE_NORM_INLINE void bwd_rows(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
+ALAE_INLINE void bwd_rows(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t C = p.channels, m = p.m;
   const double inv_m = 1.0 / static_cast<double>(m);
@@ -124,50 +124,8 @@ ALAE_NORM_INLINE void bwd_rows(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r
   }
 }
 
-// The row loops compiled for the baseline ISA and for AVX2 + FMA.
-template <typename scalar_t>
-ALAE_NORM_ROWS void fwd_rows_base(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
-  fwd_rows<kBaseBytes>(p, r0, r1);
-}
-template <typename scalar_t>
-ALAE_NORM_ROWS void bwd_rows_base(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
-  bwd_rows<kBaseBytes>(p, r0, r1);
-}
-#ifdef ALAE_NORM_X86_AVX2
-template <typename scalar_t>
-ALAE_NORM_ROWS_AVX2 void fwd_rows_avx2(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
-  fwd_rows<kAvx2Bytes>(p, r0, r1);
-}
-template <typename scalar_t>
-ALAE_NORM_ROWS_AVX2 void bwd_rows_avx2(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
-  bwd_rows<kAvx2Bytes>(p, r0, r1);
-}
-#endif
-
 constexpr const char* kFwd = "alae_fast_C.adain_fwd";
 constexpr const char* kBwd = "alae_fast_C.adain_bwd";
-
-// Checks the optional noise, noise_weight and bias of x [N, C, H, W].
-void check_optional_inputs(const char* op, const at::Tensor& x,
-                           const std::optional<at::Tensor>& noise,
-                           const std::optional<at::Tensor>& noise_weight,
-                           const std::optional<at::Tensor>& bias) {
-  TORCH_CHECK(noise.has_value() == noise_weight.has_value(), op,
-              " (CPU): noise and noise_weight must be both given or both None");
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  if (noise) {
-    check_arg(op, *noise, "noise", {N, 1, H, W}, x.scalar_type());
-    check_arg(op, *noise_weight, "noise_weight", {C}, x.scalar_type());
-  }
-  if (bias) {
-    check_arg(op, *bias, "bias", {C}, x.scalar_type());
-  }
-}
-
-template <typename scalar_t>
-const scalar_t* data_or_null(const std::optional<at::Tensor>& t) {
-  return t ? t->data_ptr<scalar_t>() : nullptr;
-}
 
 std::tuple<at::Tensor, at::Tensor> adain_fwd(const at::Tensor& x, const at::Tensor& style,
                                              const std::optional<at::Tensor>& noise,
@@ -177,10 +135,10 @@ std::tuple<at::Tensor, at::Tensor> adain_fwd(const at::Tensor& x, const at::Tens
   check_x(kFwd, x, "x");
   const int64_t N = x.size(0), C = x.size(1), m = x.size(2) * x.size(3);
   check_arg(kFwd, style, "style", {N, 2 * C}, x.scalar_type());
-  check_optional_inputs(kFwd, x, noise, noise_weight, bias);
+  check_noise_bias(kFwd, x, noise, noise_weight, bias, "bias");
   at::Tensor y = at::empty(x.sizes(), x.options());
   at::Tensor stats = at::empty({N, 2 * C}, x.options().dtype(acc_dtype(x.scalar_type())));
-  ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kFwd, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), kFwd, [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const FwdArgs<scalar_t> p{x.data_ptr<scalar_t>(),
                               style.data_ptr<scalar_t>(),
@@ -193,14 +151,8 @@ std::tuple<at::Tensor, at::Tensor> adain_fwd(const at::Tensor& x, const at::Tens
                               m,
                               static_cast<acc_t>(alpha),
                               eps};
-    at::parallel_for(0, N * C, row_grain(m), [&](int64_t r0, int64_t r1) {
-#ifdef ALAE_NORM_X86_AVX2
-      if (cpu_has_avx2()) {
-        fwd_rows_avx2(p, r0, r1);
-        return;
-      }
-#endif
-      fwd_rows_base(p, r0, r1);
+    parallel_rows(N * C, m, [&](auto bytes, int64_t r0, int64_t r1) ALAE_INLINE_LAMBDA {
+      fwd_rows<decltype(bytes)::value>(p, r0, r1);
     });
   });
   return {y, stats};
@@ -215,7 +167,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> adain_bwd(
   const int64_t N = x.size(0), C = x.size(1), m = x.size(2) * x.size(3);
   check_arg(kBwd, grad_y, "grad_y", x.sizes(), x.scalar_type());
   check_arg(kBwd, style, "style", {N, 2 * C}, x.scalar_type());
-  check_optional_inputs(kBwd, x, noise, noise_weight, bias);
+  check_noise_bias(kBwd, x, noise, noise_weight, bias, "bias");
   check_arg(kBwd, stats, "stats", {N, 2 * C}, acc_dtype(x.scalar_type()));
   at::Tensor grad_x = at::empty(x.sizes(), x.options());
   at::Tensor grad_style = at::empty({N, 2 * C}, x.options());
@@ -223,7 +175,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> adain_bwd(
   at::Tensor grad_bias = at::empty({C}, x.options());
   std::vector<double> bias_partial(N * C);
   std::vector<double> noise_partial(noise ? N * C : 0);
-  ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kBwd, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), kBwd, [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const BwdArgs<scalar_t> p{grad_y.data_ptr<scalar_t>(),
                               x.data_ptr<scalar_t>(),
@@ -239,14 +191,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> adain_bwd(
                               C,
                               m,
                               static_cast<acc_t>(alpha)};
-    at::parallel_for(0, N * C, row_grain(m), [&](int64_t r0, int64_t r1) {
-#ifdef ALAE_NORM_X86_AVX2
-      if (cpu_has_avx2()) {
-        bwd_rows_avx2(p, r0, r1);
-        return;
-      }
-#endif
-      bwd_rows_base(p, r0, r1);
+    parallel_rows(N * C, m, [&](auto bytes, int64_t r0, int64_t r1) ALAE_INLINE_LAMBDA {
+      bwd_rows<decltype(bytes)::value>(p, r0, r1);
     });
     channel_sums(bias_partial, N, C, grad_bias.data_ptr<scalar_t>());
     if (noise) {

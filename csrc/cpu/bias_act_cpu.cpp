@@ -30,11 +30,11 @@ struct ChannelLayout {
 };
 
 ChannelLayout channel_layout(const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK(x.dim() >= 2, op, " (CPU): ", name, " must be at least 2-D [N, C, ...], got shape ",
-              x.sizes());
+  ALAE_CHECK_CPU(x.dim() >= 2, op, name, " must be at least 2-D [N, C, ...], got shape ",
+                 x.sizes());
   const bool channels_last = is_channels_last_only(x);
-  TORCH_CHECK(channels_last || x.is_contiguous(), op, " (CPU): ", name,
-              " must be contiguous or 4-D channels_last, got strides ", x.strides());
+  ALAE_CHECK_CPU(channels_last || x.is_contiguous(), op, name,
+                 " must be contiguous or 4-D channels_last, got strides ", x.strides());
   const int64_t channels = x.size(1);
   const int64_t inner = channels_last ? 1 : x.numel() / std::max<int64_t>(1, x.size(0) * channels);
   const int64_t outer = x.numel() / std::max<int64_t>(1, channels * inner);
@@ -202,15 +202,15 @@ at::Tensor bias_act_fwd(const at::Tensor& x, const c10::optional<at::Tensor>& b,
   if (b.has_value()) {
     check_cpu_float(*b, op, "b");
     check_same_dtype(x, *b, op, "b");
-    TORCH_CHECK(b->dim() == 1 && b->size(0) == L.channels && b->is_contiguous(), op,
-                " (CPU): b must be contiguous of shape [", L.channels, "], got ", b->sizes());
+    ALAE_CHECK_CPU(b->dim() == 1 && b->size(0) == L.channels && b->is_contiguous(), op,
+                   "b must be contiguous of shape [", L.channels, "], got ", b->sizes());
   }
   at::Tensor y = at::empty_like(x);
   const int64_t n = x.numel();
   if (n == 0) {
     return y;
   }
-  ALAE_LAYER_DISPATCH(x.scalar_type(), op, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), op, [&] {
     using acc = acc_t<scalar_t>;
     const std::vector<acc> bias = bias_acc<scalar_t>(b, L.channels);
     const acc pos = static_cast<acc>(gain), neg = static_cast<acc>(alpha * gain);
@@ -233,12 +233,12 @@ std::tuple<at::Tensor, at::Tensor> bias_act_bwd(const at::Tensor& grad, const at
   check_cpu_float(y, op, "y");
   check_same_dtype(y, grad, op, "grad");
   const ChannelLayout L = channel_layout(y, op, "y");
-  TORCH_CHECK(grad.sizes() == y.sizes() &&
-                  grad.is_contiguous(is_channels_last_only(y) ? at::MemoryFormat::ChannelsLast
-                                                              : at::MemoryFormat::Contiguous),
-              op, " (CPU): grad must have the shape and memory format of y, got shapes ",
-              grad.sizes(), " and ", y.sizes(), ", strides ", grad.strides(), " and ",
-              y.strides());
+  ALAE_CHECK_CPU(grad.sizes() == y.sizes() &&
+                     grad.is_contiguous(is_channels_last_only(y) ? at::MemoryFormat::ChannelsLast
+                                                                 : at::MemoryFormat::Contiguous),
+                 op, "grad must have the shape and memory format of y, got shapes ",
+                 grad.sizes(), " and ", y.sizes(), ", strides ", grad.strides(), " and ",
+                 y.strides());
   at::Tensor grad_x = at::empty_like(y);
   at::Tensor grad_b = at::empty({L.channels}, y.options());
   const int64_t n = y.numel();
@@ -247,7 +247,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_bwd(const at::Tensor& grad, const at
     return {grad_x, grad_b};
   }
   std::vector<double> totals(L.channels, 0.0);
-  ALAE_LAYER_DISPATCH(y.scalar_type(), op, [&] {
+  ALAE_DISPATCH_FLOATS(y.scalar_type(), op, [&] {
     using acc = acc_t<scalar_t>;
     const acc pos = static_cast<acc>(gain), neg = static_cast<acc>(alpha * gain);
     const scalar_t* pg = grad.data_ptr<scalar_t>();

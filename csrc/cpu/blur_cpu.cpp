@@ -209,10 +209,10 @@ ALAE_INLINE void blur_groups(const scalar_t* x, scalar_t* y, int64_t images, int
 at::Tensor blur_fwd(const at::Tensor& x) {
   constexpr const char* op = "blur_fwd";
   check_cpu_float(x, op, "x");
-  TORCH_CHECK(x.dim() == 4, op, " (CPU): x must be 4-D [N, C, H, W], got shape ", x.sizes());
+  ALAE_CHECK_CPU(x.dim() == 4, op, "x must be 4-D [N, C, H, W], got shape ", x.sizes());
   const bool channels_last = is_channels_last_only(x);
-  TORCH_CHECK(channels_last || x.is_contiguous(), op,
-              " (CPU): x must be contiguous or channels_last, got strides ", x.strides());
+  ALAE_CHECK_CPU(channels_last || x.is_contiguous(), op,
+                 "x must be contiguous or channels_last, got strides ", x.strides());
   at::Tensor y = at::empty_like(x);
   if (x.numel() == 0) {
     return y;
@@ -227,7 +227,7 @@ at::Tensor blur_fwd(const at::Tensor& x) {
     const int64_t group = kStackElems / (H * len);
     const int64_t groups = (images + group - 1) / group;
     const int64_t grain = std::max<int64_t>(1, kGrain / (group * H * len));
-    ALAE_LAYER_DISPATCH(x.scalar_type(), op, [&] {
+    ALAE_DISPATCH_FLOATS(x.scalar_type(), op, [&] {
       const scalar_t* px = x.data_ptr<scalar_t>();
       scalar_t* py = y.data_ptr<scalar_t>();
       at::parallel_for(0, groups, grain, [&](int64_t t0, int64_t t1) {
@@ -243,7 +243,7 @@ at::Tensor blur_fwd(const at::Tensor& x) {
   const int64_t band_rows = std::max<int64_t>(1, kBandElems / len);
   const int64_t band_count = (H + band_rows - 1) / band_rows;
   const int64_t grain = std::max<int64_t>(1, kGrain / (std::min(band_rows, H) * len));
-  ALAE_LAYER_DISPATCH(x.scalar_type(), op, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), op, [&] {
     const scalar_t* px = x.data_ptr<scalar_t>();
     scalar_t* py = y.data_ptr<scalar_t>();
     at::parallel_for(0, images * band_count, grain, [&](int64_t t0, int64_t t1) {

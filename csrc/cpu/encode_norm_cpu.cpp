@@ -11,7 +11,7 @@
 #include <tuple>
 #include <vector>
 
-#include "norm_common.h"
+#include "csrc/cpu/norm_common.h"
 
 namespace alae_fast {
 namespace {
@@ -32,7 +32,7 @@ struct FwdArgs {
 };
 
 template <int kBytes, typename scalar_t>
-ALAE_NORM_INLINE void fwd_rows(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
+ALAE_INLINE void fwd_rows(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t C = p.channels, m = p.m;
   RowBuffers<scalar_t> buffers(m, 2);
@@ -73,7 +73,7 @@ struct BwdArgs {
 };
 
 template <int kBytes, typename scalar_t>
-ALAE_NORM_INLINE void bwd_rows(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
+ALAE_INLINE void bwd_rows(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t C = p.channels, m = p.m;
   const double inv_m = 1.0 / static_cast<double>(m);
@@ -103,26 +103,6 @@ ALAE_NORM_INLINE void bwd_rows(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r
   }
 }
 
-// The row loops compiled for the baseline ISA and for AVX2 + FMA.
-template <typename scalar_t>
-ALAE_NORM_ROWS void fwd_rows_base(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
-  fwd_rows<kBaseBytes>(p, r0, r1);
-}
-template <typename scalar_t>
-ALAE_NORM_ROWS void bwd_rows_base(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
-  bwd_rows<kBaseBytes>(p, r0, r1);
-}
-#ifdef ALAE_NORM_X86_AVX2
-template <typename scalar_t>
-ALAE_NORM_ROWS_AVX2 void fwd_rows_avx2(const FwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
-  fwd_rows<kAvx2Bytes>(p, r0, r1);
-}
-template <typename scalar_t>
-ALAE_NORM_ROWS_AVX2 void bwd_rows_avx2(const BwdArgs<scalar_t>& p, int64_t r0, int64_t r1) {
-  bwd_rows<kAvx2Bytes>(p, r0, r1);
-}
-#endif
-
 constexpr const char* kFwd = "alae_fast_C.encode_norm_fwd";
 constexpr const char* kBwd = "alae_fast_C.encode_norm_bwd";
 
@@ -135,21 +115,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> encode_norm_fwd(const at::Tensor&
   at::Tensor y = at::empty(x.sizes(), x.options());
   at::Tensor style = at::empty({N, 2 * C}, x.options());
   at::Tensor stats = at::empty({N, 3 * C}, x.options().dtype(acc_dtype(x.scalar_type())));
-  ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kFwd, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), kFwd, [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const FwdArgs<scalar_t> p{x.data_ptr<scalar_t>(),     bias.data_ptr<scalar_t>(),
                               y.data_ptr<scalar_t>(),     style.data_ptr<scalar_t>(),
                               stats.data_ptr<acc_t>(),    C,
                               m,                          static_cast<acc_t>(alpha),
                               eps};
-    at::parallel_for(0, N * C, row_grain(m), [&](int64_t r0, int64_t r1) {
-#ifdef ALAE_NORM_X86_AVX2
-      if (cpu_has_avx2()) {
-        fwd_rows_avx2(p, r0, r1);
-        return;
-      }
-#endif
-      fwd_rows_base(p, r0, r1);
+    parallel_rows(N * C, m, [&](auto bytes, int64_t r0, int64_t r1) ALAE_INLINE_LAMBDA {
+      fwd_rows<decltype(bytes)::value>(p, r0, r1);
     });
   });
   return {y, style, stats};
@@ -170,21 +144,15 @@ std::tuple<at::Tensor, at::Tensor> encode_norm_bwd(const at::Tensor& grad_y,
   at::Tensor grad_x = at::empty(x.sizes(), x.options());
   at::Tensor grad_bias = at::empty({C}, x.options());
   std::vector<double> bias_partial(N * C);
-  ALAE_NORM_DISPATCH_FLOATS(x.scalar_type(), kBwd, [&] {
+  ALAE_DISPATCH_FLOATS(x.scalar_type(), kBwd, [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const BwdArgs<scalar_t> p{grad_y.data_ptr<scalar_t>(), grad_style.data_ptr<scalar_t>(),
                               x.data_ptr<scalar_t>(),      bias.data_ptr<scalar_t>(),
                               stats.data_ptr<acc_t>(),     grad_x.data_ptr<scalar_t>(),
                               bias_partial.data(),         C,
                               m,                           static_cast<acc_t>(alpha)};
-    at::parallel_for(0, N * C, row_grain(m), [&](int64_t r0, int64_t r1) {
-#ifdef ALAE_NORM_X86_AVX2
-      if (cpu_has_avx2()) {
-        bwd_rows_avx2(p, r0, r1);
-        return;
-      }
-#endif
-      bwd_rows_base(p, r0, r1);
+    parallel_rows(N * C, m, [&](auto bytes, int64_t r0, int64_t r1) ALAE_INLINE_LAMBDA {
+      bwd_rows<decltype(bytes)::value>(p, r0, r1);
     });
     channel_sums(bias_partial, N, C, grad_bias.data_ptr<scalar_t>());
   });

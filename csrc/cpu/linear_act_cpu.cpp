@@ -34,23 +34,23 @@ at::Tensor linear_act_fwd(const at::Tensor& x, const at::Tensor& weight,
   check_cpu_float(x, op, "x");
   check_cpu_float(weight, op, "weight");
   check_same_dtype(x, weight, op, "weight");
-  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), op,
-              " (CPU): x must be a contiguous 2-D [B, IN] tensor, got shape ", x.sizes());
-  TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous() && weight.size(1) == x.size(1), op,
-              " (CPU): weight must be a contiguous [OUT, ", x.size(1), "] tensor, got shape ",
-              weight.sizes());
+  ALAE_CHECK_CPU(x.dim() == 2 && x.is_contiguous(), op,
+                 "x must be a contiguous 2-D [B, IN] tensor, got shape ", x.sizes());
+  ALAE_CHECK_CPU(weight.dim() == 2 && weight.is_contiguous() && weight.size(1) == x.size(1), op,
+                 "weight must be a contiguous [OUT, ", x.size(1), "] tensor, got shape ",
+                 weight.sizes());
   if (bias.has_value()) {
     check_cpu_float(*bias, op, "bias");
     check_same_dtype(x, *bias, op, "bias");
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op,
-                " (CPU): bias must have shape [", weight.size(0), "], got ", bias->sizes());
+    ALAE_CHECK_CPU(bias->dim() == 1 && bias->size(0) == weight.size(0), op,
+                   "bias must have shape [", weight.size(0), "], got ", bias->sizes());
   }
   at::Tensor y = bias.has_value() ? at::cpu::addmm(*bias, x, weight.t())
                                   : at::cpu::mm(x, weight.t());
   if ((alpha == 1.0 && gain == 1.0) || y.numel() == 0) {
     return y;
   }
-  ALAE_LAYER_DISPATCH(y.scalar_type(), op, [&] {
+  ALAE_DISPATCH_FLOATS(y.scalar_type(), op, [&] {
     scalar_t* py = y.data_ptr<scalar_t>();
     const auto p = static_cast<acc_t<scalar_t>>(gain);
     const auto n = static_cast<acc_t<scalar_t>>(alpha * gain);

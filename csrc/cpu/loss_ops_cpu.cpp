@@ -11,9 +11,9 @@
 #include <cmath>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define ALAE_FAST_X86_AVX2 1
-#include <immintrin.h>
+#include "csrc/cpu/cpu_common.h"
+
+#ifdef ALAE_CPU_X86
 // AVX2 code lives in functions compiled for that target and runs only where the CPU has it.
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -27,6 +27,8 @@ __m256 Sleef_log1pf8_u10(__m256);
 
 namespace alae_fast {
 namespace {
+
+using cpu::cpu_has_avx2;
 
 // Elements per partial sum; fixed (not per-thread) so that the summation order is fixed.
 constexpr int64_t kChunk = 16384;
@@ -120,16 +122,11 @@ double float_sum_sq_generic(const float* a, const float* b, int64_t begin, int64
   return total;
 }
 
-#ifdef ALAE_FAST_X86_AVX2
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-
+#ifdef ALAE_CPU_X86
 // AVX2 version: four 8-float FMA accumulators (independent, so the adds pipeline).
 template <bool kDiff>
-__attribute__((target("avx2,fma"))) double float_sum_sq_avx2(const float* a, const float* b,
-                                                             int64_t begin, int64_t end) {
+ALAE_TARGET_AVX2 double float_sum_sq_avx2(const float* a, const float* b, int64_t begin,
+                                           int64_t end) {
   double total = 0.0;
   for (int64_t block = begin; block < end; block += kFloatBlock) {
     const int64_t stop = std::min(end, block + kFloatBlock);
@@ -159,7 +156,7 @@ __attribute__((target("avx2,fma"))) double float_sum_sq_avx2(const float* a, con
   return total;
 }
 
-__attribute__((target("avx2,fma"))) inline __m256 softplus8(__m256 x) {
+ALAE_TARGET_AVX2 inline __m256 softplus8(__m256 x) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256 neg_abs = _mm256_or_ps(x, sign);  // -|x|
   return _mm256_add_ps(_mm256_max_ps(x, _mm256_setzero_ps()),
@@ -167,9 +164,8 @@ __attribute__((target("avx2,fma"))) inline __m256 softplus8(__m256 x) {
 }
 
 // sum over [begin, end) of softplus(sx * x[j]) (+ softplus(sy * y[j]) when y is not null).
-__attribute__((target("avx2,fma"))) double softplus_sum_avx2(const float* x, float sx,
-                                                             const float* y, float sy,
-                                                             int64_t begin, int64_t end) {
+ALAE_TARGET_AVX2 double softplus_sum_avx2(const float* x, float sx, const float* y, float sy,
+                                           int64_t begin, int64_t end) {
   double total = 0.0;
   const __m256 vsx = _mm256_set1_ps(sx), vsy = _mm256_set1_ps(sy);
   for (int64_t block = begin; block < end; block += kFloatBlock) {
@@ -195,9 +191,8 @@ __attribute__((target("avx2,fma"))) double softplus_sum_avx2(const float* x, flo
 }
 
 // out[j] = scale * sigmoid(s * x[j]) for j in [begin, end).
-__attribute__((target("avx2,fma"))) void scaled_sigmoid_avx2(const float* x, float s, float scale,
-                                                             float* out, int64_t begin,
-                                                             int64_t end) {
+ALAE_TARGET_AVX2 void scaled_sigmoid_avx2(const float* x, float s, float scale, float* out,
+                                         int64_t begin, int64_t end) {
   const __m256 vs = _mm256_set1_ps(s), vscale = _mm256_set1_ps(scale);
   const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
   int64_t j = begin;
@@ -220,7 +215,7 @@ template <typename scalar_t>
 double softplus_sum(const scalar_t* x, float sx, const scalar_t* y, float sy, int64_t begin,
                     int64_t end) {
   using math_t = at::opmath_type<scalar_t>;
-#ifdef ALAE_FAST_X86_AVX2
+#ifdef ALAE_CPU_X86
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (cpu_has_avx2()) {
       return softplus_sum_avx2(x, sx, y, sy, begin, end);
@@ -241,7 +236,7 @@ template <typename scalar_t>
 void scaled_sigmoid(const scalar_t* x, float s, double scale, scalar_t* out, int64_t begin,
                     int64_t end) {
   using math_t = at::opmath_type<scalar_t>;
-#ifdef ALAE_FAST_X86_AVX2
+#ifdef ALAE_CPU_X86
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (cpu_has_avx2()) {
       scaled_sigmoid_avx2(x, s, static_cast<float>(scale), out, begin, end);
@@ -259,7 +254,7 @@ void scaled_sigmoid(const scalar_t* x, float s, double scale, scalar_t* out, int
 template <typename scalar_t>
 double sum_sq(const scalar_t* a, const scalar_t* b, int64_t begin, int64_t end) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-#ifdef ALAE_FAST_X86_AVX2
+#ifdef ALAE_CPU_X86
     if (cpu_has_avx2()) {
       return b ? float_sum_sq_avx2<true>(a, b, begin, end)
                : float_sum_sq_avx2<false>(a, b, begin, end);
@@ -278,52 +273,66 @@ double sum_sq(const scalar_t* a, const scalar_t* b, int64_t begin, int64_t end) 
 }
 
 void check_input(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), "alae_fast_C (CPU): ", name, " must be a CPU tensor, got ",
-              t.device());
-  TORCH_CHECK(t.is_contiguous(), "alae_fast_C (CPU): ", name, " must be contiguous");
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "alae_fast_C (CPU): ", name,
-              " must be a floating-point tensor, got ", t.scalar_type());
+  ALAE_CHECK_CPU(t.device().is_cpu(), "alae_fast_C", name, " must be a CPU tensor, got ",
+                 t.device());
+  ALAE_CHECK_CPU(t.is_contiguous(), "alae_fast_C", name, " must be contiguous");
+  ALAE_CHECK_CPU(at::isFloatingType(t.scalar_type()), "alae_fast_C", name,
+                 " must be a floating-point tensor, got ", t.scalar_type());
 }
 
 void check_same(const at::Tensor& a, const char* a_name, const at::Tensor& b, const char* b_name) {
-  TORCH_CHECK(a.sizes() == b.sizes(), "alae_fast_C (CPU): ", a_name, " and ", b_name,
-              " must have the same shape, got ", a.sizes(), " and ", b.sizes());
-  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "alae_fast_C (CPU): ", a_name, " and ",
-              b_name, " must have the same dtype, got ", a.scalar_type(), " and ",
-              b.scalar_type());
+  ALAE_CHECK_CPU(a.sizes() == b.sizes(), "alae_fast_C", a_name, " and ", b_name,
+                 " must have the same shape, got ", a.sizes(), " and ", b.sizes());
+  ALAE_CHECK_CPU(a.scalar_type() == b.scalar_type(), "alae_fast_C", a_name, " and ",
+                 b_name, " must have the same dtype, got ", a.scalar_type(), " and ",
+                 b.scalar_type());
+}
+
+// The two inputs of a pair loss: checked, of one shape and dtype.
+void check_pair(const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                const char* b_name) {
+  check_input(a, a_name);
+  check_input(b, b_name);
+  check_same(a, a_name, b, b_name);
+}
+
+// The element count of the input of a mean loss, which must not be empty.
+int64_t mean_count(const at::Tensor& t, const char* name) {
+  const int64_t n = t.numel();
+  ALAE_CHECK_CPU(n > 0, "alae_fast_C", name, " must not be empty");
+  return n;
+}
+
+// sum over [0, n) in fixed chunks: chunk_sum(begin, end) adds one.
+template <typename ChunkSum>
+double total_sum(int64_t n, const ChunkSum& chunk_sum) {
+  return row_sums(1, n, [&](int64_t, int64_t b, int64_t e) { return chunk_sum(b, e); })[0];
 }
 
 double scalar_grad(const at::Tensor& grad) {
-  TORCH_CHECK(grad.numel() == 1, "alae_fast_C (CPU): grad must hold one element, got shape ",
-              grad.sizes());
+  ALAE_CHECK_CPU(grad.numel() == 1, "alae_fast_C", "grad must hold one element, got shape ",
+                 grad.sizes());
   return grad.to(at::kDouble).item<double>();
 }
 
-#define ALAE_DISPATCH_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 at::Tensor d_adv_loss_fwd(const at::Tensor& d_fake, const at::Tensor& d_real) {
-  check_input(d_fake, "d_fake");
-  check_input(d_real, "d_real");
-  check_same(d_fake, "d_fake", d_real, "d_real");
-  const int64_t n = d_fake.numel();
-  TORCH_CHECK(n > 0, "alae_fast_C (CPU): d_fake must not be empty");
+  check_pair(d_fake, "d_fake", d_real, "d_real");
+  const int64_t n = mean_count(d_fake, "d_fake");
   double total = 0.0;
   ALAE_DISPATCH_FLOATS(d_fake.scalar_type(), "d_adv_loss_fwd", [&] {
     const scalar_t* f = d_fake.data_ptr<scalar_t>();
     const scalar_t* r = d_real.data_ptr<scalar_t>();
-    total = row_sums(1, n, [&](int64_t, int64_t b, int64_t e) {
+    total = total_sum(n, [&](int64_t b, int64_t e) {
       return softplus_sum(f, 1.0f, r, -1.0f, b, e);
-    })[0];
+    });
   });
   return at::scalar_tensor(total / static_cast<double>(n), d_fake.options());
 }
 
 std::tuple<at::Tensor, at::Tensor> d_adv_loss_bwd(const at::Tensor& grad, const at::Tensor& d_fake,
                                                   const at::Tensor& d_real) {
-  check_input(d_fake, "d_fake");
-  check_input(d_real, "d_real");
-  check_same(d_fake, "d_fake", d_real, "d_real");
+  check_pair(d_fake, "d_fake", d_real, "d_real");
   const int64_t n = d_fake.numel();
   const double scale = scalar_grad(grad) / static_cast<double>(n);
   at::Tensor grad_fake = at::empty_like(d_fake);
@@ -343,14 +352,13 @@ std::tuple<at::Tensor, at::Tensor> d_adv_loss_bwd(const at::Tensor& grad, const 
 
 at::Tensor g_adv_loss_fwd(const at::Tensor& d_fake) {
   check_input(d_fake, "d_fake");
-  const int64_t n = d_fake.numel();
-  TORCH_CHECK(n > 0, "alae_fast_C (CPU): d_fake must not be empty");
+  const int64_t n = mean_count(d_fake, "d_fake");
   double total = 0.0;
   ALAE_DISPATCH_FLOATS(d_fake.scalar_type(), "g_adv_loss_fwd", [&] {
     const scalar_t* f = d_fake.data_ptr<scalar_t>();
-    total = row_sums(1, n, [&](int64_t, int64_t b, int64_t e) {
+    total = total_sum(n, [&](int64_t b, int64_t e) {
       return softplus_sum<scalar_t>(f, -1.0f, nullptr, 0.0f, b, e);
-    })[0];
+    });
   });
   return at::scalar_tensor(total / static_cast<double>(n), d_fake.options());
 }
@@ -372,8 +380,8 @@ at::Tensor g_adv_loss_bwd(const at::Tensor& grad, const at::Tensor& d_fake) {
 
 at::Tensor r1_penalty_fwd(const at::Tensor& grads, double gamma) {
   check_input(grads, "grads");
-  TORCH_CHECK(grads.dim() == 2, "alae_fast_C (CPU): grads must be 2-D [N, M], got shape ",
-              grads.sizes());
+  ALAE_CHECK_CPU(grads.dim() == 2, "alae_fast_C", "grads must be 2-D [N, M], got shape ",
+                 grads.sizes());
   const int64_t rows = grads.size(0);
   const int64_t row_len = grads.size(1);
   at::Tensor out = at::empty({rows}, grads.options());
@@ -392,12 +400,12 @@ at::Tensor r1_penalty_fwd(const at::Tensor& grads, double gamma) {
 
 at::Tensor r1_penalty_bwd(const at::Tensor& grad, const at::Tensor& grads, double gamma) {
   check_input(grads, "grads");
-  TORCH_CHECK(grads.dim() == 2, "alae_fast_C (CPU): grads must be 2-D [N, M], got shape ",
-              grads.sizes());
+  ALAE_CHECK_CPU(grads.dim() == 2, "alae_fast_C", "grads must be 2-D [N, M], got shape ",
+                 grads.sizes());
   const int64_t rows = grads.size(0);
   const int64_t row_len = grads.size(1);
-  TORCH_CHECK(grad.dim() == 1 && grad.size(0) == rows,
-              "alae_fast_C (CPU): grad must have shape [", rows, "], got ", grad.sizes());
+  ALAE_CHECK_CPU(grad.dim() == 1 && grad.size(0) == rows, "alae_fast_C", "grad must have shape [",
+                 rows, "], got ", grad.sizes());
   const at::Tensor grad_acc = grad.to(at::kDouble).contiguous();
   const double* go = grad_acc.data_ptr<double>();
   at::Tensor out = at::empty_like(grads);
@@ -424,27 +432,20 @@ at::Tensor r1_penalty_bwd(const at::Tensor& grad, const at::Tensor& grads, doubl
 }
 
 at::Tensor latent_l2_fwd(const at::Tensor& a, const at::Tensor& b) {
-  check_input(a, "a");
-  check_input(b, "b");
-  check_same(a, "a", b, "b");
-  const int64_t n = a.numel();
-  TORCH_CHECK(n > 0, "alae_fast_C (CPU): a must not be empty");
+  check_pair(a, "a", b, "b");
+  const int64_t n = mean_count(a, "a");
   double total = 0.0;
   ALAE_DISPATCH_FLOATS(a.scalar_type(), "latent_l2_fwd", [&] {
     const scalar_t* pa = a.data_ptr<scalar_t>();
     const scalar_t* pb = b.data_ptr<scalar_t>();
-    total = row_sums(1, n, [&](int64_t, int64_t b, int64_t e) {
-      return sum_sq(pa, pb, b, e);
-    })[0];
+    total = total_sum(n, [&](int64_t b, int64_t e) { return sum_sq(pa, pb, b, e); });
   });
   return at::scalar_tensor(total / static_cast<double>(n), a.options());
 }
 
 std::tuple<at::Tensor, at::Tensor> latent_l2_bwd(const at::Tensor& grad, const at::Tensor& a,
                                                  const at::Tensor& b) {
-  check_input(a, "a");
-  check_input(b, "b");
-  check_same(a, "a", b, "b");
+  check_pair(a, "a", b, "b");
   const int64_t n = a.numel();
   const double scale = 2.0 * scalar_grad(grad) / static_cast<double>(n);
   at::Tensor grad_a = at::empty_like(a);

@@ -82,7 +82,7 @@ inline void update_p(scalar_t* p, const scalar_t* g, int64_t j, acc_t<scalar_t> 
   p[j] = static_cast<scalar_t>(static_cast<acc>(p[j]) + (neg_step * gj) / denom);
 }
 
-#ifdef ALAE_LAYER_X86
+#ifdef ALAE_CPU_X86
 // float16/bfloat16 rounding of 8 floats (to the nearest even, as static_cast does), kept as
 // floats.
 ALAE_TARGET_AVX2 inline __m256 round_half8(__m256 x) {
@@ -161,80 +161,82 @@ ALAE_TARGET_AVX2 void adam_reduced_avx2(scalar_t* p, const scalar_t* g, scalar_t
   }
 }
 
-// First pass of a float32 block: new v into v and into out (whose sqrt is taken next).
-ALAE_TARGET_AVX2 void update_v_avx2(const float* p, const float* g, float* v, float* out,
-                                    int64_t n, const AdamScalars<float>& s) {
-  const __m256 beta2 = _mm256_set1_ps(s.beta2), omb2 = _mm256_set1_ps(s.one_minus_beta2);
-  const __m256 wd = _mm256_set1_ps(s.weight_decay);
+// 256-bit vectors of T = float (8 lanes) or double (4 lanes) for the float32/float64 passes.
+template <typename T>
+ALAE_TARGET_AVX2 inline auto avx2_zero() {
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm256_setzero_ps();
+  } else {
+    return _mm256_setzero_pd();
+  }
+}
+
+template <typename T>
+struct Avx2Vec {
+  static constexpr bool kFloat = std::is_same_v<T, float>;
+  using V = decltype(avx2_zero<T>());  // __m256 or __m256d (their attributes kept)
+  static constexpr int kWidth = kFloat ? 8 : 4;
+  static ALAE_INLINE ALAE_TARGET_AVX2 V set1(T x) {
+    if constexpr (kFloat) return _mm256_set1_ps(x); else return _mm256_set1_pd(x);
+  }
+  static ALAE_INLINE ALAE_TARGET_AVX2 V load(const T* p) {
+    if constexpr (kFloat) return _mm256_loadu_ps(p); else return _mm256_loadu_pd(p);
+  }
+  static ALAE_INLINE ALAE_TARGET_AVX2 void store(T* p, V x) {
+    if constexpr (kFloat) _mm256_storeu_ps(p, x); else _mm256_storeu_pd(p, x);
+  }
+  static ALAE_INLINE ALAE_TARGET_AVX2 V add(V a, V b) {
+    if constexpr (kFloat) return _mm256_add_ps(a, b); else return _mm256_add_pd(a, b);
+  }
+  static ALAE_INLINE ALAE_TARGET_AVX2 V mul(V a, V b) {
+    if constexpr (kFloat) return _mm256_mul_ps(a, b); else return _mm256_mul_pd(a, b);
+  }
+  static ALAE_INLINE ALAE_TARGET_AVX2 V div(V a, V b) {
+    if constexpr (kFloat) return _mm256_div_ps(a, b); else return _mm256_div_pd(a, b);
+  }
+  static ALAE_INLINE ALAE_TARGET_AVX2 V fmadd(V a, V b, V c) {
+    if constexpr (kFloat) return _mm256_fmadd_ps(a, b, c); else return _mm256_fmadd_pd(a, b, c);
+  }
+};
+
+// First pass of a float32/float64 block: new v into v and into out (whose sqrt is taken next).
+template <typename T>
+ALAE_TARGET_AVX2 void update_v_avx2(const T* p, const T* g, T* v, T* out, int64_t n,
+                                    const AdamScalars<T>& s) {
+  using A = Avx2Vec<T>;
+  const auto beta2 = A::set1(s.beta2), omb2 = A::set1(s.one_minus_beta2);
+  const auto wd = A::set1(s.weight_decay);
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    __m256 gj = _mm256_loadu_ps(g + j);
+  for (; j + A::kWidth <= n; j += A::kWidth) {
+    auto gj = A::load(g + j);
     if (s.has_weight_decay) {
-      gj = _mm256_fmadd_ps(_mm256_loadu_ps(p + j), wd, gj);
+      gj = A::fmadd(A::load(p + j), wd, gj);
     }
-    const __m256 vj = _mm256_fmadd_ps(_mm256_mul_ps(omb2, gj), gj,
-                                      _mm256_mul_ps(_mm256_loadu_ps(v + j), beta2));
-    _mm256_storeu_ps(v + j, vj);
-    _mm256_storeu_ps(out + j, vj);
+    const auto vj = A::fmadd(A::mul(omb2, gj), gj, A::mul(A::load(v + j), beta2));
+    A::store(v + j, vj);
+    A::store(out + j, vj);
   }
   for (; j < n; ++j) {
     out[j] = update_v(p, g, v, j, s);
   }
 }
 
-// Last pass of a float32 block, given root = torch's sqrt(v).
-ALAE_TARGET_AVX2 void update_p_avx2(float* p, const float* g, const float* root, int64_t n,
-                                    const AdamScalars<float>& s, float neg_step) {
-  const __m256 eps = _mm256_set1_ps(s.eps), wd = _mm256_set1_ps(s.weight_decay);
-  const __m256 ns = _mm256_set1_ps(neg_step);
+// Last pass of a float32/float64 block, given root = torch's sqrt(v).
+template <typename T>
+ALAE_TARGET_AVX2 void update_p_avx2(T* p, const T* g, const T* root, int64_t n,
+                                    const AdamScalars<T>& s, T neg_step) {
+  using A = Avx2Vec<T>;
+  const auto eps = A::set1(s.eps), wd = A::set1(s.weight_decay);
+  const auto ns = A::set1(neg_step);
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 pj = _mm256_loadu_ps(p + j);
-    __m256 gj = _mm256_loadu_ps(g + j);
+  for (; j + A::kWidth <= n; j += A::kWidth) {
+    const auto pj = A::load(p + j);
+    auto gj = A::load(g + j);
     if (s.has_weight_decay) {
-      gj = _mm256_fmadd_ps(pj, wd, gj);
+      gj = A::fmadd(pj, wd, gj);
     }
-    const __m256 denom = _mm256_add_ps(_mm256_loadu_ps(root + j), eps);
-    _mm256_storeu_ps(p + j, _mm256_add_ps(pj, _mm256_div_ps(_mm256_mul_ps(ns, gj), denom)));
-  }
-  for (; j < n; ++j) {
-    update_p(p, g, j, root[j], s, neg_step);
-  }
-}
-
-ALAE_TARGET_AVX2 void update_v_avx2(const double* p, const double* g, double* v, double* out,
-                                    int64_t n, const AdamScalars<double>& s) {
-  const __m256d beta2 = _mm256_set1_pd(s.beta2), omb2 = _mm256_set1_pd(s.one_minus_beta2);
-  const __m256d wd = _mm256_set1_pd(s.weight_decay);
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    __m256d gj = _mm256_loadu_pd(g + j);
-    if (s.has_weight_decay) {
-      gj = _mm256_fmadd_pd(_mm256_loadu_pd(p + j), wd, gj);
-    }
-    const __m256d vj = _mm256_fmadd_pd(_mm256_mul_pd(omb2, gj), gj,
-                                       _mm256_mul_pd(_mm256_loadu_pd(v + j), beta2));
-    _mm256_storeu_pd(v + j, vj);
-    _mm256_storeu_pd(out + j, vj);
-  }
-  for (; j < n; ++j) {
-    out[j] = update_v(p, g, v, j, s);
-  }
-}
-
-ALAE_TARGET_AVX2 void update_p_avx2(double* p, const double* g, const double* root, int64_t n,
-                                    const AdamScalars<double>& s, double neg_step) {
-  const __m256d eps = _mm256_set1_pd(s.eps), wd = _mm256_set1_pd(s.weight_decay);
-  const __m256d ns = _mm256_set1_pd(neg_step);
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const __m256d pj = _mm256_loadu_pd(p + j);
-    __m256d gj = _mm256_loadu_pd(g + j);
-    if (s.has_weight_decay) {
-      gj = _mm256_fmadd_pd(pj, wd, gj);
-    }
-    const __m256d denom = _mm256_add_pd(_mm256_loadu_pd(root + j), eps);
-    _mm256_storeu_pd(p + j, _mm256_add_pd(pj, _mm256_div_pd(_mm256_mul_pd(ns, gj), denom)));
+    const auto denom = A::add(A::load(root + j), eps);
+    A::store(p + j, A::add(pj, A::div(A::mul(ns, gj), denom)));
   }
   for (; j < n; ++j) {
     update_p(p, g, j, root[j], s, neg_step);
@@ -271,7 +273,7 @@ void adam_range_reduced(const AdamLists<scalar_t>& L, const AdamScalars<float>& 
     scalar_t* p = L.p[i] + off;
     const scalar_t* g = L.g[i] + off;
     scalar_t* v = L.v[i] + off;
-#ifdef ALAE_LAYER_X86
+#ifdef ALAE_CPU_X86
     if (cpu_has_avx2()) {
       adam_reduced_avx2(p, g, v, n, s, L.neg_step[i]);
       return;
@@ -301,7 +303,7 @@ void adam_range_full(const AdamLists<scalar_t>& L, const AdamScalars<scalar_t>& 
     const int64_t b1 = std::min(end, b0 + kSqrtBlock);
     L.walk(b0, b1, [&](size_t i, int64_t off, int64_t n) {
       scalar_t* out = roots.data() + (L.offsets->at(i) + off - b0);
-#ifdef ALAE_LAYER_X86
+#ifdef ALAE_CPU_X86
       if (avx2) {
         update_v_avx2(L.p[i] + off, L.g[i] + off, L.v[i] + off, out, n, s);
         return;
@@ -315,7 +317,7 @@ void adam_range_full(const AdamLists<scalar_t>& L, const AdamScalars<scalar_t>& 
     at::cpu::sqrt_(block_roots);  // the CPU kernel itself, without a trip through the dispatcher
     L.walk(b0, b1, [&](size_t i, int64_t off, int64_t n) {
       const scalar_t* root = roots.data() + (L.offsets->at(i) + off - b0);
-#ifdef ALAE_LAYER_X86
+#ifdef ALAE_CPU_X86
       if (avx2) {
         update_p_avx2(L.p[i] + off, L.g[i] + off, root, n, s, L.neg_step[i]);
         return;
@@ -343,10 +345,10 @@ void lreq_adam_step_(at::TensorList params, at::TensorList grads, at::TensorList
                      double weight_decay) {
   constexpr const char* op = "lreq_adam_step_";
   const size_t count = params.size();
-  TORCH_CHECK(grads.size() == count && exp_avg_sqs.size() == count &&
-                  step_sizes.size() == count,
-              op, " (CPU): params, grads, exp_avg_sqs and step_sizes must have equal lengths, got ",
-              count, ", ", grads.size(), ", ", exp_avg_sqs.size(), " and ", step_sizes.size());
+  ALAE_CHECK_CPU(grads.size() == count && exp_avg_sqs.size() == count &&
+                     step_sizes.size() == count,
+                 op, "params, grads, exp_avg_sqs and step_sizes must have equal lengths, got ",
+                 count, ", ", grads.size(), ", ", exp_avg_sqs.size(), " and ", step_sizes.size());
   if (count == 0) {
     return;
   }
@@ -357,18 +359,18 @@ void lreq_adam_step_(at::TensorList params, at::TensorList grads, at::TensorList
     const char* names[3] = {"params", "grads", "exp_avg_sqs"};
     for (int k = 0; k < 3; ++k) {
       const at::Tensor& t = *lists[k];
-      TORCH_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(), op, " (CPU): ",
-                  names[k], "[", i, "] must be a contiguous CPU tensor");
-      TORCH_CHECK(t.scalar_type() == dtype, op, " (CPU): ", names[k], "[", i, "] must have dtype ",
-                  dtype, " like params[0], got ", t.scalar_type());
-      TORCH_CHECK(t.sizes() == params[i].sizes(), op, " (CPU): ", names[k], "[", i,
-                  "] must have the shape of params[", i, "], ", params[i].sizes(), ", got ",
-                  t.sizes());
+      ALAE_CHECK_CPU(t.defined() && t.device().is_cpu() && t.is_contiguous(), op,
+                     names[k], "[", i, "] must be a contiguous CPU tensor");
+      ALAE_CHECK_CPU(t.scalar_type() == dtype, op, names[k], "[", i, "] must have dtype ",
+                     dtype, " like params[0], got ", t.scalar_type());
+      ALAE_CHECK_CPU(t.sizes() == params[i].sizes(), op, names[k], "[", i,
+                     "] must have the shape of params[", i, "], ", params[i].sizes(), ", got ",
+                     t.sizes());
     }
     offsets[i + 1] = offsets[i] + params[i].numel();
   }
-  TORCH_CHECK(at::isFloatingType(dtype), op, " (CPU): params must be floating-point, got ", dtype);
-  ALAE_LAYER_DISPATCH(dtype, op, [&] {
+  ALAE_CHECK_CPU(at::isFloatingType(dtype), op, "params must be floating-point, got ", dtype);
+  ALAE_DISPATCH_FLOATS(dtype, op, [&] {
     using acc = acc_t<scalar_t>;
     // float32/float64 round the scalars to the dtype; for float16/bfloat16 mul_ and the
     // value of addcmul_/addcdiv_ stay float, while add_'s scalar (eps) and add's alpha (wd)

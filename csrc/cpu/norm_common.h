@@ -16,67 +16,17 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#if defined(__GNUC__)
-// The row loops are inlined (with their lambdas: flatten) into each op's row functions, so they
-// are compiled for those functions' target; GCC inlines baseline code into an AVX2 function.
-#define ALAE_NORM_INLINE inline __attribute__((always_inline))
-#define ALAE_NORM_ROWS __attribute__((flatten))
-#else
-#define ALAE_NORM_INLINE inline
-#define ALAE_NORM_ROWS
-#endif
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define ALAE_NORM_X86_AVX2 1
-#define ALAE_NORM_ROWS_AVX2 __attribute__((target("avx2,fma"), flatten))
-#include <immintrin.h>
-#endif
+#include "csrc/cpu/cpu_common.h"
 
 namespace alae_fast {
 namespace norm_cpu {
 
-#ifdef ALAE_NORM_X86_AVX2
-inline bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-
-inline bool cpu_has_f16c() {
-  static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
-  return has;
-}
-
-// float16 <-> float rows with the F16C instructions (c10::Half converts one value at a time
-// with integer code, several times slower than the rest of a row pass). Both round to nearest
-// even, like c10::Half.
-__attribute__((target("avx,f16c"))) inline void half_to_float_f16c(const at::Half* src,
-                                                                   float* dst, int64_t m) {
-  int64_t j = 0;
-  for (; j + 8 <= m; j += 8) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j));
-    _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(h));
-  }
-  for (; j < m; ++j) {
-    dst[j] = static_cast<float>(src[j]);
-  }
-}
-
-__attribute__((target("avx,f16c"))) inline void float_to_half_f16c(const float* src,
-                                                                   at::Half* dst, int64_t m) {
-  int64_t j = 0;
-  for (; j + 8 <= m; j += 8) {
-    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + j), _MM_FROUND_TO_NEAREST_INT);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + j), h);
-  }
-  for (; j < m; ++j) {
-    dst[j] = static_cast<at::Half>(src[j]);
-  }
-}
-#endif
+using namespace cpu;
 
 // Vec<T, kBytes>: kBytes of T with element-wise arithmetic, as GCC/Clang vector extensions.
 // The row loops use 32 bytes (8 floats, 4 doubles) in their AVX2 version and 16 bytes (SSE,
@@ -110,7 +60,7 @@ inline int64_t row_grain(int64_t m) {
 
 // U is T (one element) or a Vec of T; these work on either.
 template <typename U, typename T>
-ALAE_NORM_INLINE U load(const T* p) {
+ALAE_INLINE U load(const T* p) {
   if constexpr (std::is_same_v<U, T>) {
     return *p;
   } else {
@@ -121,7 +71,7 @@ ALAE_NORM_INLINE U load(const T* p) {
 }
 
 template <typename U, typename T>
-ALAE_NORM_INLINE void store(T* p, U v) {
+ALAE_INLINE void store(T* p, U v) {
   if constexpr (std::is_same_v<U, T>) {
     *p = v;
   } else {
@@ -130,7 +80,7 @@ ALAE_NORM_INLINE void store(T* p, U v) {
 }
 
 template <typename U, typename T>
-ALAE_NORM_INLINE U bcast(T s) {
+ALAE_INLINE U bcast(T s) {
   if constexpr (std::is_same_v<U, T>) {
     return s;
   } else {
@@ -140,12 +90,12 @@ ALAE_NORM_INLINE U bcast(T s) {
 
 // t > 0 ? a : b, element-wise.
 template <typename U>
-ALAE_NORM_INLINE U where_pos(U t, U a, U b) {
+ALAE_INLINE U where_pos(U t, U a, U b) {
   return t > U{} ? a : b;
 }
 
 template <typename T, typename V>
-ALAE_NORM_INLINE double hsum(V v) {
+ALAE_INLINE double hsum(V v) {
   if constexpr (std::is_same_v<V, T>) {
     return static_cast<double>(v);
   } else {
@@ -161,7 +111,7 @@ ALAE_NORM_INLINE double hsum(V v) {
 // at j, or for the tail the single element j, and adds its terms into acc[0 .. kSums). Two
 // vectors per step keep two independent adds in flight.
 template <int kSums, int kBytes, typename T, typename Body>
-ALAE_NORM_INLINE std::array<double, kSums> row_sums(int64_t m, const Body& body) {
+ALAE_INLINE std::array<double, kSums> row_sums(int64_t m, const Body& body) {
   using V = Vec<T, kBytes>;
   constexpr int W = static_cast<int>(sizeof(V) / sizeof(T));
   std::array<double, kSums> total{};
@@ -198,14 +148,14 @@ struct PreAct {
   const T* noise;
   T w, b, alpha;
 
-  ALAE_NORM_INLINE U t(int64_t j) const {
+  ALAE_INLINE U t(int64_t j) const {
     U v = load<U>(x + j);
     if constexpr (kNoise) {
       v += bcast<U>(w) * load<U>(noise + j);
     }
     return v + bcast<U>(b);
   }
-  ALAE_NORM_INLINE U act(U t) const {
+  ALAE_INLINE U act(U t) const {
     return where_pos(t, t, bcast<U>(alpha) * t);
   }
 };
@@ -215,7 +165,7 @@ struct PreAct {
 // its value and every a - mean is exactly 0 (a plain sum would leave a rounding residue that
 // instance norm multiplies by 1 / sqrt(eps)); other rows sum smaller terms.
 template <bool kNoise, int kBytes, typename T>
-ALAE_NORM_INLINE double act_row_mean(const T* x, const T* noise, T w, T b, T alpha,
+ALAE_INLINE double act_row_mean(const T* x, const T* noise, T w, T b, T alpha,
                                      T* __restrict a, int64_t m) {
   // The same expression as the loop's (scalar and vector code contract to FMA alike).
   const PreAct<kNoise, T, T> pre0{x, noise, w, b, alpha};
@@ -232,7 +182,7 @@ ALAE_NORM_INLINE double act_row_mean(const T* x, const T* noise, T w, T b, T alp
 
 // sum((a[j] - mu)^2) over the row.
 template <int kBytes, typename T>
-ALAE_NORM_INLINE double sq_dev_row(const T* a, T mu, int64_t m) {
+ALAE_INLINE double sq_dev_row(const T* a, T mu, int64_t m) {
   return row_sums<1, kBytes, T>(m, [&](int64_t j, auto* acc) {
     using U = Elem<decltype(acc)>;
     const U d = load<U>(a + j) - bcast<U>(mu);
@@ -242,7 +192,7 @@ ALAE_NORM_INLINE double sq_dev_row(const T* a, T mu, int64_t m) {
 
 // a[j] = (a[j] - mu) * scale + shift, in place.
 template <typename T>
-ALAE_NORM_INLINE void normalize_row(T* a, T mu, T scale, T shift, int64_t m) {
+ALAE_INLINE void normalize_row(T* a, T mu, T scale, T shift, int64_t m) {
   for (int64_t j = 0; j < m; ++j) {
     a[j] = (a[j] - mu) * scale + shift;
   }
@@ -250,7 +200,7 @@ ALAE_NORM_INLINE void normalize_row(T* a, T mu, T scale, T shift, int64_t m) {
 
 // Backward pass 1: returns (sum(g), sum(g * d)) with d = lrelu(t) - mu recomputed from x.
 template <bool kNoise, int kBytes, typename T>
-ALAE_NORM_INLINE std::array<double, 2> grad_sums_row(const T* g, const T* x, const T* noise, T w,
+ALAE_INLINE std::array<double, 2> grad_sums_row(const T* g, const T* x, const T* noise, T w,
                                                      T b, T alpha, T mu, int64_t m) {
   return row_sums<2, kBytes, T>(m, [&](int64_t j, auto* acc) {
     using U = Elem<decltype(acc)>;
@@ -264,7 +214,7 @@ ALAE_NORM_INLINE std::array<double, 2> grad_sums_row(const T* g, const T* x, con
 // Backward pass 2: gx[j] = s(t) * (k * g + c0 + c1 * d); returns sum(gx) and, when kNoise,
 // sum(gx * noise).
 template <bool kNoise, int kBytes, typename T>
-ALAE_NORM_INLINE std::array<double, kNoise ? 2 : 1> grad_input_row(const T* g, const T* x,
+ALAE_INLINE std::array<double, kNoise ? 2 : 1> grad_input_row(const T* g, const T* x,
                                                                    const T* noise, T w, T b,
                                                                    T alpha, T mu, T k, T c0,
                                                                    T c1, T* __restrict gx,
@@ -295,20 +245,10 @@ class RowBuffers {
   RowBuffers(int64_t m, int slots) : m_(m), data_(kConvert ? m * slots : 0) {}
 
   // The row at src as acc_t: src itself, or its conversion in buffer `slot`.
-  ALAE_NORM_INLINE const acc_t* load(int slot, const scalar_t* src) {
+  ALAE_INLINE const acc_t* load(int slot, const scalar_t* src) {
     if constexpr (kConvert) {
       acc_t* buf = data_.data() + slot * m_;
-#ifdef ALAE_NORM_X86_AVX2
-      if constexpr (std::is_same_v<scalar_t, at::Half>) {
-        if (cpu_has_f16c()) {
-          half_to_float_f16c(src, buf, m_);
-          return buf;
-        }
-      }
-#endif
-      for (int64_t j = 0; j < m_; ++j) {
-        buf[j] = static_cast<acc_t>(src[j]);
-      }
+      to_float(src, buf, m_);
       return buf;
     } else {
       return src;
@@ -316,7 +256,7 @@ class RowBuffers {
   }
 
   // Where to compute the output row dst: dst itself, or buffer `slot` (then call store).
-  ALAE_NORM_INLINE acc_t* out(int slot, scalar_t* dst) {
+  ALAE_INLINE acc_t* out(int slot, scalar_t* dst) {
     if constexpr (kConvert) {
       return data_.data() + slot * m_;
     } else {
@@ -325,20 +265,9 @@ class RowBuffers {
   }
 
   // Rounds buffer `slot` into dst (nothing to do for float and double).
-  ALAE_NORM_INLINE void store(int slot, scalar_t* dst) {
+  ALAE_INLINE void store(int slot, scalar_t* dst) {
     if constexpr (kConvert) {
-      const acc_t* buf = data_.data() + slot * m_;
-#ifdef ALAE_NORM_X86_AVX2
-      if constexpr (std::is_same_v<scalar_t, at::Half>) {
-        if (cpu_has_f16c()) {
-          float_to_half_f16c(buf, dst, m_);
-          return;
-        }
-      }
-#endif
-      for (int64_t j = 0; j < m_; ++j) {
-        dst[j] = static_cast<scalar_t>(buf[j]);
-      }
+      from_float(data_.data() + slot * m_, dst, m_);
     }
   }
 
@@ -360,28 +289,80 @@ void channel_sums(const std::vector<double>& partial, int64_t batch, int64_t cha
   }
 }
 
-inline void check_x(const char* op, const at::Tensor& x, const char* name) {
-  TORCH_CHECK(x.device().is_cpu(), op, " (CPU): ", name, " must be a CPU tensor, got ",
-              x.device());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op, " (CPU): ", name,
-              " must be a floating-point tensor, got ", x.scalar_type());
-  TORCH_CHECK(x.dim() == 4, op, " (CPU): ", name, " must be 4-D [N, C, H, W], got shape ",
-              x.sizes());
-  TORCH_CHECK(x.is_contiguous(), op, " (CPU): ", name, " must be contiguous (NCHW)");
-  TORCH_CHECK(x.size(2) * x.size(3) > 0, op, " (CPU): ", name,
-              " must have H * W > 0, got shape ", x.sizes());
+// x: a CPU float tensor, 4-D [N, C, H, W] with H * W > 0, contiguous (or, with
+// channels_last_ok, channels_last).
+inline void check_x(const char* op, const at::Tensor& x, const char* name,
+                    bool channels_last_ok = false) {
+  check_cpu_float(x, op, name);
+  ALAE_CHECK_CPU(x.dim() == 4, op, name, " must be 4-D [N, C, H, W], got shape ", x.sizes());
+  if (channels_last_ok) {
+    ALAE_CHECK_CPU(x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast), op,
+                   name, " must be contiguous or channels_last, got strides ", x.strides());
+    return;
+  }
+  ALAE_CHECK_CPU(x.is_contiguous(), op, name, " must be contiguous (NCHW)");
+  ALAE_CHECK_CPU(x.size(2) * x.size(3) > 0, op, name, " must have H * W > 0, got shape ",
+                 x.sizes());
 }
 
 // t: a contiguous CPU tensor of the given shape and dtype.
 inline void check_arg(const char* op, const at::Tensor& t, const char* name,
                       at::IntArrayRef shape, at::ScalarType dtype) {
-  TORCH_CHECK(t.device().is_cpu(), op, " (CPU): ", name, " must be a CPU tensor, got ",
-              t.device());
-  TORCH_CHECK(t.scalar_type() == dtype, op, " (CPU): ", name, " must have dtype ", dtype,
-              ", got ", t.scalar_type());
-  TORCH_CHECK(t.sizes() == shape, op, " (CPU): ", name, " must have shape ", shape, ", got ",
-              t.sizes());
-  TORCH_CHECK(t.is_contiguous(), op, " (CPU): ", name, " must be contiguous");
+  ALAE_CHECK_CPU(t.device().is_cpu(), op, name, " must be a CPU tensor, got ", t.device());
+  ALAE_CHECK_CPU(t.scalar_type() == dtype, op, name, " must have dtype ", dtype, ", got ",
+                 t.scalar_type());
+  ALAE_CHECK_CPU(t.sizes() == shape, op, name, " must have shape ", shape, ", got ", t.sizes());
+  ALAE_CHECK_CPU(t.is_contiguous(), op, name, " must be contiguous");
+}
+
+// The optional noise [N, 1, H, W], noise_weight [C] and bias [C] (named bias_name) of x.
+inline void check_noise_bias(const char* op, const at::Tensor& x,
+                             const std::optional<at::Tensor>& noise,
+                             const std::optional<at::Tensor>& noise_weight,
+                             const std::optional<at::Tensor>& bias, const char* bias_name) {
+  ALAE_CHECK_CPU(noise.has_value() == noise_weight.has_value(), op,
+                 "noise and noise_weight must be both given or both None");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  if (noise) {
+    check_arg(op, *noise, "noise", {N, 1, H, W}, x.scalar_type());
+    check_arg(op, *noise_weight, "noise_weight", {C}, x.scalar_type());
+  }
+  if (bias) {
+    check_arg(op, *bias, bias_name, {C}, x.scalar_type());
+  }
+}
+
+template <typename scalar_t>
+const scalar_t* data_or_null(const std::optional<at::Tensor>& t) {
+  return t ? t->data_ptr<scalar_t>() : nullptr;
+}
+
+// rows(std::integral_constant<int, kBytes>, r0, r1) compiled for AVX2 + FMA (32-byte vectors)
+// and for the baseline ISA (16-byte vectors).
+template <typename Rows>
+ALAE_ROWS void rows_base(const Rows& rows, int64_t r0, int64_t r1) {
+  rows(std::integral_constant<int, kBaseBytes>{}, r0, r1);
+}
+#ifdef ALAE_CPU_X86
+template <typename Rows>
+ALAE_ROWS_AVX2 void rows_avx2(const Rows& rows, int64_t r0, int64_t r1) {
+  rows(std::integral_constant<int, kAvx2Bytes>{}, r0, r1);
+}
+#endif
+
+// Runs rows over [0, count) rows of m elements in parallel tasks, the AVX2 copy where the CPU
+// has it.
+template <typename Rows>
+void parallel_rows(int64_t count, int64_t m, const Rows& rows) {
+  at::parallel_for(0, count, row_grain(m), [&](int64_t r0, int64_t r1) {
+#ifdef ALAE_CPU_X86
+    if (cpu_has_avx2()) {
+      rows_avx2(rows, r0, r1);
+      return;
+    }
+#endif
+    rows_base(rows, r0, r1);
+  });
 }
 
 // The accumulation dtype of the stats tensors: float64 for float64 inputs, else float32.
@@ -391,6 +372,3 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
 
 }  // namespace norm_cpu
 }  // namespace alae_fast
-
-#define ALAE_NORM_DISPATCH_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)

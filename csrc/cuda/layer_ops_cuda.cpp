@@ -19,13 +19,14 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "csrc/cuda/cuda_glue.h"
 #include "kernels/adain_conv_kernels.h"
 #include "kernels/layer_kernels.h"
 
 namespace alae_fast {
 namespace {
 
-using kernels::DType;
+using namespace cuda_glue;
 
 // lreq_adam_step_ reproduces what PyTorch's own CUDA kernels compute for the reference
 // sequence (scalars in float, fused multiply-adds), so that it matches the reference optimizer
@@ -33,89 +34,15 @@ using kernels::DType;
 // without fma (see layer_kernels.h).
 constexpr kernels::AdamRounding kAdamRounding = kernels::AdamRounding::kTorchCuda;
 
-// The kernels' dtype of a tensor's scalar type; other dtypes are rejected naming the argument.
-DType kernel_dtype(const at::Tensor& t, const char* op, const char* name) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return DType::kFloat32;
-    case at::kDouble:
-      return DType::kFloat64;
-    case at::kHalf:
-      return DType::kFloat16;
-    case at::kBFloat16:
-      return DType::kBFloat16;
-    default:
-      break;
-  }
-  TORCH_CHECK(false, op, " (CUDA): ", name, " has unsupported dtype ", t.scalar_type(),
-              " (expected float32, float64, float16 or bfloat16)");
-  return DType::kFloat32;  // not reached
-}
-
-// The dtype of the stats tensors: float64 for float64 inputs, else float32.
-at::ScalarType acc_scalar_type(const at::Tensor& x) {
-  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-// A CUDA tensor of a supported dtype.
-void check_float_cuda(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.defined(), op, " (CUDA): ", name, " is an undefined tensor");
-  TORCH_CHECK(t.is_cuda(), op, " (CUDA): ", name, " must be a CUDA tensor, got one on ",
-              t.device());
-  kernel_dtype(t, op, name);
-}
-
-// A CUDA, contiguous tensor of a supported dtype.
-void check_contiguous_input(const at::Tensor& t, const char* op, const char* name) {
-  check_float_cuda(t, op, name);
-  TORCH_CHECK(t.is_contiguous(), op, " (CUDA): ", name, " must be contiguous, got strides ",
-              t.strides());
-}
-
-// `t` is on ref's device; with `same_dtype`, also of ref's dtype.
-void check_like(const at::Tensor& t, const char* op, const char* name, const at::Tensor& ref,
-                const char* ref_name, bool same_dtype = true) {
-  TORCH_CHECK(t.device() == ref.device(), op, " (CUDA): ", name, " must be on the device of ",
-              ref_name, " (", ref.device(), "), got ", t.device());
-  if (same_dtype) {
-    TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, " (CUDA): ", name,
-                " must have the dtype of ", ref_name, " (", ref.scalar_type(), "), got ",
-                t.scalar_type());
-  }
-}
-
-void check_sizes(const at::Tensor& t, const char* op, const char* name, at::IntArrayRef sizes) {
-  TORCH_CHECK(t.sizes() == sizes, op, " (CUDA): ", name, " must have shape ", sizes, ", got ",
-              t.sizes());
-}
-
-// A contiguous tensor of `sizes` on ref's device with ref's dtype.
-void check_contiguous_like(const at::Tensor& t, const char* op, const char* name,
-                           at::IntArrayRef sizes, const at::Tensor& ref, const char* ref_name) {
-  check_contiguous_input(t, op, name);
-  check_like(t, op, name, ref, ref_name);
-  check_sizes(t, op, name, sizes);
-}
-
-// Optional tensor: nullptr when absent, else its data after check_contiguous_like.
-const void* optional_input(const std::optional<at::Tensor>& t, const char* op, const char* name,
-                           at::IntArrayRef sizes, const at::Tensor& ref, const char* ref_name) {
-  if (!t.has_value() || !t->defined()) return nullptr;
-  check_contiguous_like(*t, op, name, sizes, ref, ref_name);
-  return t->const_data_ptr();
-}
-
-bool has_tensor(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
-
 // Memory layout of a dense tensor: row-major, or 4-D channels_last that is not also row-major
 // (when both hold, the two orders put every element at the same place).
 enum class Layout { kContiguous, kChannelsLast };
 
 Layout dense_layout(const at::Tensor& t, const char* op, const char* name) {
   if (t.is_contiguous()) return Layout::kContiguous;
-  TORCH_CHECK(t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast), op, " (CUDA): ",
-              name, " must be contiguous or 4-D channels_last, got shape ", t.sizes(),
-              " and strides ", t.strides());
+  ALAE_CHECK_CUDA(t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast), op,
+                  name, " must be contiguous or 4-D channels_last, got shape ", t.sizes(),
+                  " and strides ", t.strides());
   return Layout::kChannelsLast;
 }
 
@@ -125,20 +52,10 @@ struct Nchw {
 };
 
 Nchw nchw_sizes(const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK(x.dim() == 4, op, " (CUDA): ", name, " must be 4-D [N, C, H, W], got shape ",
-              x.sizes());
+  ALAE_CHECK_CUDA(x.dim() == 4, op, name, " must be 4-D [N, C, H, W], got shape ",
+                  x.sizes());
   return {x.size(0), x.size(1), x.size(2), x.size(3)};
 }
-
-// Uninitialised bytes for a launcher's workspace, or nullptr when it needs none.
-void* workspace_ptr(size_t bytes, const at::Tensor& like, at::Tensor& holder) {
-  if (bytes == 0) return nullptr;
-  holder = at::empty({static_cast<int64_t>(bytes)},
-                     at::TensorOptions().dtype(at::kByte).device(like.device()));
-  return holder.mutable_data_ptr();
-}
-
-cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
 // ---------------------------------------------------------------------------------------------
 // bias_act
@@ -160,8 +77,8 @@ ChannelLayout channel_layout(const at::Tensor& x, Layout layout) {
 
 void check_bias_act_input(const at::Tensor& t, const char* op, const char* name) {
   check_float_cuda(t, op, name);
-  TORCH_CHECK(t.dim() >= 2, op, " (CUDA): ", name, " must be at least 2-D [N, C, ...], got shape ",
-              t.sizes());
+  ALAE_CHECK_CUDA(t.dim() >= 2, op, name, " must be at least 2-D [N, C, ...], got shape ",
+                  t.sizes());
 }
 
 at::Tensor bias_act_fwd_cuda(const at::Tensor& x, const std::optional<at::Tensor>& b,
@@ -189,9 +106,9 @@ std::tuple<at::Tensor, at::Tensor> bias_act_bwd_cuda(const at::Tensor& grad, con
   check_like(grad, op, "grad", y, "y");
   check_sizes(grad, op, "grad", y.sizes());
   const Layout layout = dense_layout(y, op, "y");
-  TORCH_CHECK(dense_layout(grad, op, "grad") == layout, op,
-              " (CUDA): grad must have the memory format of y, got strides ", grad.strides(),
-              " and ", y.strides());
+  ALAE_CHECK_CUDA(dense_layout(grad, op, "grad") == layout, op,
+                  "grad must have the memory format of y, got strides ", grad.strides(),
+                  " and ", y.strides());
   const ChannelLayout shape = channel_layout(y, layout);
   const DType dtype = kernel_dtype(y, op, "y");
   const c10::cuda::CUDAGuard device_guard(y.device());
@@ -266,8 +183,8 @@ void check_stats(const at::Tensor& stats, const char* op, const at::Tensor& x, i
                  int64_t cols) {
   check_contiguous_input(stats, op, "stats");
   check_like(stats, op, "stats", x, "x", false);
-  TORCH_CHECK(stats.scalar_type() == acc_scalar_type(x), op, " (CUDA): stats must have dtype ",
-              acc_scalar_type(x), " (the accumulation dtype of x), got ", stats.scalar_type());
+  ALAE_CHECK_CUDA(stats.scalar_type() == acc_scalar_type(x), op, "stats must have dtype ",
+                  acc_scalar_type(x), " (the accumulation dtype of x), got ", stats.scalar_type());
   check_sizes(stats, op, "stats", {n, cols});
 }
 
@@ -315,9 +232,9 @@ AdainOptionals adain_optionals(const std::optional<at::Tensor>& noise,
                                const std::optional<at::Tensor>& noise_weight,
                                const std::optional<at::Tensor>& bias, const at::Tensor& x,
                                const Nchw& s, const char* op, const char* bias_name = "bias") {
-  TORCH_CHECK(has_tensor(noise) == has_tensor(noise_weight), op,
-              " (CUDA): noise and noise_weight must be given together (got ",
-              has_tensor(noise) ? "noise" : "noise_weight", " only)");
+  ALAE_CHECK_CUDA(has_tensor(noise) == has_tensor(noise_weight), op,
+                  "noise and noise_weight must be given together (got ",
+                  has_tensor(noise) ? "noise" : "noise_weight", " only)");
   return {optional_input(noise, op, "noise", {s.n, 1, s.h, s.w}, x, "x"),
           optional_input(noise_weight, op, "noise_weight", {s.c}, x, "x"),
           optional_input(bias, op, bias_name, {s.c}, x, "x")};
@@ -429,10 +346,10 @@ AdainConvInputs check_adain_conv(const char* op, const at::Tensor& x, const at::
   }
   check_contiguous_input(weight, op, "weight");
   check_like(weight, op, "weight", x, "x");
-  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == in.s.c && weight.size(2) == 3 &&
-                  weight.size(3) == 3,
-              op, " (CUDA): weight must have shape [Cout, ", in.s.c, ", 3, 3], got ",
-              weight.sizes());
+  ALAE_CHECK_CUDA(weight.dim() == 4 && weight.size(1) == in.s.c && weight.size(2) == 3 &&
+                      weight.size(3) == 3,
+                  op, "weight must have shape [Cout, ", in.s.c, ", 3, 3], got ",
+                  weight.sizes());
   in.out_channels = weight.size(0);
   in.out_h = up ? 2 * in.s.h : in.s.h;
   in.out_w = up ? 2 * in.s.w : in.s.w;
@@ -559,10 +476,11 @@ void lreq_adam_step_cuda(at::TensorList params, at::TensorList grads,
                          double beta2, double eps, double weight_decay) {
   constexpr const char* op = "lreq_adam_step_";
   const size_t count = params.size();
-  TORCH_CHECK(grads.size() == count && exp_avg_sqs.size() == count && step_sizes.size() == count,
-              op, " (CUDA): params, grads, exp_avg_sqs and step_sizes must have the same length, "
-              "got ", count, ", ", grads.size(), ", ", exp_avg_sqs.size(), " and ",
-              step_sizes.size());
+  ALAE_CHECK_CUDA(grads.size() == count && exp_avg_sqs.size() == count &&
+                      step_sizes.size() == count,
+                  op, "params, grads, exp_avg_sqs and step_sizes must have the same length, "
+                  "got ", count, ", ", grads.size(), ", ", exp_avg_sqs.size(), " and ",
+                  step_sizes.size());
   if (count == 0) return;
   const at::Tensor& first = params[0];
   check_contiguous_input(first, op, "params[0]");

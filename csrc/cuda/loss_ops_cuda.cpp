@@ -13,65 +13,42 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "csrc/cuda/cuda_glue.h"
 #include "kernels/loss_kernels.h"
 
 namespace alae_fast {
 namespace {
 
-using kernels::DType;
+using namespace cuda_glue;
 
-// Prefix of every error message, as the CPU implementations do.
-constexpr const char* kWho = "alae_fast_C (CUDA): ";
-
-// The kernels' dtype of a tensor's scalar type; other dtypes are rejected naming the argument.
-DType kernel_dtype(const at::Tensor& t, const char* name) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return DType::kFloat32;
-    case at::kDouble:
-      return DType::kFloat64;
-    case at::kHalf:
-      return DType::kFloat16;
-    case at::kBFloat16:
-      return DType::kBFloat16;
-    default:
-      break;
-  }
-  TORCH_CHECK(false, kWho, name, ": unsupported dtype ", t.scalar_type(),
-              " (expected float32, float64, float16 or bfloat16)");
-  return DType::kFloat32;  // not reached
-}
+// The op name of every error message ("alae_fast_C (CUDA): ..."), as the CPU implementations.
+constexpr const char* kWho = "alae_fast_C";
 
 // A CUDA, contiguous tensor of a supported dtype.
 void check_input(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), kWho, name, " must be a CUDA tensor, got one on ", t.device());
-  TORCH_CHECK(t.is_contiguous(), kWho, name, " must be contiguous");
-  kernel_dtype(t, name);
+  check_contiguous_input(t, kWho, name);
 }
 
 // `t` passes check_input and matches `ref` in device and dtype.
 void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref,
                 const char* ref_name) {
   check_input(t, name);
-  TORCH_CHECK(t.device() == ref.device(), kWho, name, " must be on the device of ", ref_name,
-              " (", ref.device(), "), got ", t.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), kWho, name, " must have the dtype of ",
-              ref_name, " (", ref.scalar_type(), "), got ", t.scalar_type());
+  cuda_glue::check_like(t, kWho, name, ref, ref_name);
 }
 
 // The gradient of a scalar loss: one element, like `ref`.
 void check_scalar_grad(const at::Tensor& grad, const at::Tensor& ref, const char* ref_name) {
   check_like(grad, "grad", ref, ref_name);
-  TORCH_CHECK(grad.numel() == 1, kWho,
-              "grad must have one element (the gradient of a scalar loss), got shape ",
-              grad.sizes());
+  ALAE_CHECK_CUDA(grad.numel() == 1, kWho,
+                  "grad must have one element (the gradient of a scalar loss), got shape ",
+                  grad.sizes());
 }
 
 // A 1-D vector of logits of length >= 1 that passes check_input.
 void check_logits(const at::Tensor& t, const char* name) {
   check_input(t, name);
-  TORCH_CHECK(t.dim() == 1, kWho, name, " must be 1-D, got shape ", t.sizes());
-  TORCH_CHECK(t.numel() >= 1, kWho, name, " must not be empty");
+  ALAE_CHECK_CUDA(t.dim() == 1, kWho, name, " must be 1-D, got shape ", t.sizes());
+  ALAE_CHECK_CUDA(t.numel() >= 1, kWho, name, " must not be empty");
 }
 
 // d_fake and d_real: logits of equal length, on one device, of one dtype.
@@ -79,36 +56,41 @@ void check_logit_pair(const at::Tensor& d_fake, const at::Tensor& d_real) {
   check_logits(d_fake, "d_fake");
   check_logits(d_real, "d_real");
   check_like(d_real, "d_real", d_fake, "d_fake");
-  TORCH_CHECK(d_fake.numel() == d_real.numel(), kWho,
-              "d_fake and d_real must have the same length, got ", d_fake.numel(), " and ",
-              d_real.numel());
+  ALAE_CHECK_CUDA(d_fake.numel() == d_real.numel(), kWho,
+                  "d_fake and d_real must have the same length, got ", d_fake.numel(), " and ",
+                  d_real.numel());
 }
 
 // a and b: tensors of one shape with at least one element, on one device, of one dtype.
 void check_latent_pair(const at::Tensor& a, const at::Tensor& b) {
   check_input(a, "a");
   check_like(b, "b", a, "a");
-  TORCH_CHECK(a.sizes() == b.sizes(), kWho, "a and b must have the same shape, got ", a.sizes(),
-              " and ", b.sizes());
-  TORCH_CHECK(a.numel() >= 1, kWho, "a and b must not be empty");
+  ALAE_CHECK_CUDA(a.sizes() == b.sizes(), kWho, "a and b must have the same shape, got ", a.sizes(),
+                  " and ", b.sizes());
+  ALAE_CHECK_CUDA(a.numel() >= 1, kWho, "a and b must not be empty");
 }
 
 // grads: a [N, M] matrix (the per-sample input gradients, flattened) that passes check_input.
 void check_r1_grads(const at::Tensor& grads) {
   check_input(grads, "grads");
-  TORCH_CHECK(grads.dim() == 2, kWho,
-              "grads must be 2-D [N, M] (flattened per sample), got shape ", grads.sizes());
+  ALAE_CHECK_CUDA(grads.dim() == 2, kWho,
+                  "grads must be 2-D [N, M] (flattened per sample), got shape ", grads.sizes());
 }
 
-// Uninitialised bytes for a launcher's workspace, or nullptr when it needs none.
-void* workspace_ptr(size_t bytes, const at::Tensor& like, at::Tensor& holder) {
-  if (bytes == 0) return nullptr;
-  holder = at::empty({static_cast<int64_t>(bytes)},
-                     at::TensorOptions().dtype(at::kByte).device(like.device()));
-  return holder.mutable_data_ptr();
-}
+// A mean loss over the elements of `like` (named name): a 0-d output and the reduction's
+// workspace; launch(dtype, n, out, workspace) calls the launcher.
+template <typename Launch>
+at::Tensor mean_loss(const at::Tensor& like, const char* name, const Launch& launch) {
+  const c10::cuda::CUDAGuard device_guard(like.device());
+  const DType dtype = kernel_dtype(like, kWho, name);
+  const int64_t n = like.numel();
 
-cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+  at::Tensor out = at::empty({}, like.options());
+  at::Tensor workspace;
+  void* ws = workspace_ptr(kernels::mean_reduction_workspace_bytes(dtype, n), like, workspace);
+  C10_CUDA_CHECK(launch(dtype, n, out.mutable_data_ptr(), ws));
+  return out;
+}
 
 // ---------------------------------------------------------------------------------------------
 // d_adv_loss = mean(softplus(d_fake) + softplus(-d_real))
@@ -116,17 +98,10 @@ cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(
 
 at::Tensor d_adv_loss_fwd_cuda(const at::Tensor& d_fake, const at::Tensor& d_real) {
   check_logit_pair(d_fake, d_real);
-  const c10::cuda::CUDAGuard device_guard(d_fake.device());
-  const DType dtype = kernel_dtype(d_fake, "d_fake");
-  const int64_t n = d_fake.numel();
-
-  at::Tensor out = at::empty({}, d_fake.options());
-  at::Tensor workspace;
-  void* ws = workspace_ptr(kernels::mean_reduction_workspace_bytes(dtype, n), d_fake, workspace);
-  C10_CUDA_CHECK(kernels::d_adv_loss_forward(dtype, d_fake.const_data_ptr(),
-                                             d_real.const_data_ptr(), n, out.mutable_data_ptr(),
-                                             ws, current_stream()));
-  return out;
+  return mean_loss(d_fake, "d_fake", [&](DType dtype, int64_t n, void* out, void* ws) {
+    return kernels::d_adv_loss_forward(dtype, d_fake.const_data_ptr(), d_real.const_data_ptr(),
+                                       n, out, ws, current_stream());
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> d_adv_loss_bwd_cuda(const at::Tensor& grad,
@@ -135,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor> d_adv_loss_bwd_cuda(const at::Tensor& grad,
   check_logit_pair(d_fake, d_real);
   check_scalar_grad(grad, d_fake, "d_fake");
   const c10::cuda::CUDAGuard device_guard(d_fake.device());
-  const DType dtype = kernel_dtype(d_fake, "d_fake");
+  const DType dtype = kernel_dtype(d_fake, kWho, "d_fake");
   const int64_t n = d_fake.numel();
 
   at::Tensor grad_fake = at::empty(d_fake.sizes(), d_fake.options());
@@ -152,23 +127,17 @@ std::tuple<at::Tensor, at::Tensor> d_adv_loss_bwd_cuda(const at::Tensor& grad,
 
 at::Tensor g_adv_loss_fwd_cuda(const at::Tensor& d_fake) {
   check_logits(d_fake, "d_fake");
-  const c10::cuda::CUDAGuard device_guard(d_fake.device());
-  const DType dtype = kernel_dtype(d_fake, "d_fake");
-  const int64_t n = d_fake.numel();
-
-  at::Tensor out = at::empty({}, d_fake.options());
-  at::Tensor workspace;
-  void* ws = workspace_ptr(kernels::mean_reduction_workspace_bytes(dtype, n), d_fake, workspace);
-  C10_CUDA_CHECK(kernels::g_adv_loss_forward(dtype, d_fake.const_data_ptr(), n,
-                                             out.mutable_data_ptr(), ws, current_stream()));
-  return out;
+  return mean_loss(d_fake, "d_fake", [&](DType dtype, int64_t n, void* out, void* ws) {
+    return kernels::g_adv_loss_forward(dtype, d_fake.const_data_ptr(), n, out, ws,
+                                       current_stream());
+  });
 }
 
 at::Tensor g_adv_loss_bwd_cuda(const at::Tensor& grad, const at::Tensor& d_fake) {
   check_logits(d_fake, "d_fake");
   check_scalar_grad(grad, d_fake, "d_fake");
   const c10::cuda::CUDAGuard device_guard(d_fake.device());
-  const DType dtype = kernel_dtype(d_fake, "d_fake");
+  const DType dtype = kernel_dtype(d_fake, kWho, "d_fake");
   const int64_t n = d_fake.numel();
 
   at::Tensor grad_fake = at::empty(d_fake.sizes(), d_fake.options());
@@ -185,7 +154,7 @@ at::Tensor g_adv_loss_bwd_cuda(const at::Tensor& grad, const at::Tensor& d_fake)
 at::Tensor r1_penalty_fwd_cuda(const at::Tensor& grads, double gamma) {
   check_r1_grads(grads);
   const c10::cuda::CUDAGuard device_guard(grads.device());
-  const DType dtype = kernel_dtype(grads, "grads");
+  const DType dtype = kernel_dtype(grads, kWho, "grads");
   const int64_t rows = grads.size(0);
   const int64_t row_len = grads.size(1);
 
@@ -205,10 +174,10 @@ at::Tensor r1_penalty_bwd_cuda(const at::Tensor& grad, const at::Tensor& grads, 
   check_like(grad, "grad", grads, "grads");
   const int64_t rows = grads.size(0);
   const int64_t row_len = grads.size(1);
-  TORCH_CHECK(grad.dim() == 1 && grad.size(0) == rows, kWho, "grad must have shape [", rows,
-              "] (one value per row of grads), got ", grad.sizes());
+  ALAE_CHECK_CUDA(grad.dim() == 1 && grad.size(0) == rows, kWho, "grad must have shape [", rows,
+                  "] (one value per row of grads), got ", grad.sizes());
   const c10::cuda::CUDAGuard device_guard(grads.device());
-  const DType dtype = kernel_dtype(grads, "grads");
+  const DType dtype = kernel_dtype(grads, kWho, "grads");
 
   at::Tensor grad_grads = at::empty(grads.sizes(), grads.options());
   if (grad_grads.numel() == 0) return grad_grads;
@@ -224,16 +193,10 @@ at::Tensor r1_penalty_bwd_cuda(const at::Tensor& grad, const at::Tensor& grads, 
 
 at::Tensor latent_l2_fwd_cuda(const at::Tensor& a, const at::Tensor& b) {
   check_latent_pair(a, b);
-  const c10::cuda::CUDAGuard device_guard(a.device());
-  const DType dtype = kernel_dtype(a, "a");
-  const int64_t n = a.numel();
-
-  at::Tensor out = at::empty({}, a.options());
-  at::Tensor workspace;
-  void* ws = workspace_ptr(kernels::mean_reduction_workspace_bytes(dtype, n), a, workspace);
-  C10_CUDA_CHECK(kernels::latent_l2_forward(dtype, a.const_data_ptr(), b.const_data_ptr(), n,
-                                            out.mutable_data_ptr(), ws, current_stream()));
-  return out;
+  return mean_loss(a, "a", [&](DType dtype, int64_t n, void* out, void* ws) {
+    return kernels::latent_l2_forward(dtype, a.const_data_ptr(), b.const_data_ptr(), n, out,
+                                      ws, current_stream());
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> latent_l2_bwd_cuda(const at::Tensor& grad, const at::Tensor& a,
@@ -241,7 +204,7 @@ std::tuple<at::Tensor, at::Tensor> latent_l2_bwd_cuda(const at::Tensor& grad, co
   check_latent_pair(a, b);
   check_scalar_grad(grad, a, "a");
   const c10::cuda::CUDAGuard device_guard(a.device());
-  const DType dtype = kernel_dtype(a, "a");
+  const DType dtype = kernel_dtype(a, kWho, "a");
   const int64_t n = a.numel();
 
   at::Tensor grad_a = at::empty(a.sizes(), a.options());
