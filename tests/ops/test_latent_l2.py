@@ -127,28 +127,28 @@ def test_torch_compile_fullgraph(impl, device):
         torch.testing.assert_close(g, rg, **FP32_GRAD)
 
 
-@pytest.mark.parametrize("impl", ["ref", "cpu", "triton"])
-def test_bad_inputs_raise_clear_errors(impl):
+def test_bad_inputs_raise_clear_errors():
+    # Every check runs before the impl is resolved, so one run covers all impls.
     ok = torch.zeros(2, 3)
     with pytest.raises(ValueError, match=r"latent_l2: a and b must have the same shape, "
                                          r"got \(2, 3\) and \(3, 2\)"):
-        latent_l2(ok, torch.zeros(3, 2), impl=impl)
+        latent_l2(ok, torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"same shape, got \(2, 3\) and \(2, 1, 3\)"):
-        latent_l2(ok, torch.zeros(2, 1, 3), impl=impl)
+        latent_l2(ok, torch.zeros(2, 1, 3))
     with pytest.raises(TypeError, match=r"latent_l2: a is torch.float32 but b is torch.float64"):
-        latent_l2(ok, torch.zeros(2, 3, dtype=torch.float64), impl=impl)
+        latent_l2(ok, torch.zeros(2, 3, dtype=torch.float64))
     with pytest.raises(TypeError, match=r"a is torch.bfloat16 but b is torch.float16"):
-        latent_l2(ok.bfloat16(), ok.half(), impl=impl)
+        latent_l2(ok.bfloat16(), ok.half())
     with pytest.raises(TypeError,
                        match=r"latent_l2: a must be a floating-point tensor.*torch.int32"):
-        latent_l2(torch.zeros(2, 3, dtype=torch.int32), ok, impl=impl)
+        latent_l2(torch.zeros(2, 3, dtype=torch.int32), ok)
     with pytest.raises(TypeError, match=r"b must be a floating-point tensor.*torch.int64"):
-        latent_l2(ok, torch.zeros(2, 3, dtype=torch.long), impl=impl)
+        latent_l2(ok, torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"latent_l2: a is on cpu but b is on meta"):
-        latent_l2(ok, torch.zeros(2, 3, device="meta"), impl=impl)
+        latent_l2(ok, torch.zeros(2, 3, device="meta"))
     with pytest.raises(ValueError, match=r"latent_l2: a must not be empty, got shape \(0, 3\)"):
-        latent_l2(torch.zeros(0, 3), torch.zeros(0, 3), impl=impl)
+        latent_l2(torch.zeros(0, 3), torch.zeros(0, 3))
     with pytest.raises(TypeError, match=r"latent_l2: b must be a torch.Tensor, got float"):
-        latent_l2(ok, 1.0, impl=impl)
+        latent_l2(ok, 1.0)
     with pytest.raises(TypeError, match=r"latent_l2: a must be a torch.Tensor, got list"):
-        latent_l2([[0.0] * 3] * 2, ok, impl=impl)
+        latent_l2([[0.0] * 3] * 2, ok)
