@@ -1,4 +1,4 @@
-"""Shared checks of the op, module and model tests: which implementations to test, and tolerances."""
+"""Shared checks of the op, module and model tests: which implementations to test, tolerances."""
 
 from __future__ import annotations
 
@@ -38,6 +38,17 @@ def assert_low_precision_close(ours, ref_same_dtype, truth) -> None:
     assert ours_err <= 2 * max(torch_err, half_ulp), (
         f"{ours.dtype} error {ours_err:.3g} exceeds twice PyTorch's {torch_err:.3g} "
         f"(floor {half_ulp:.3g})")
+
+
+def assert_compiled_matches_ref(fn, ref_fn, args, wrt=None) -> None:
+    """``fn(*args)`` under ``torch.compile(fullgraph=True)`` against the reference twin
+    ``ref_fn(*args)`` run eagerly: values within FP32_OUT, and the gradients of their sums
+    with respect to ``wrt`` (default: ``args``) within FP32_GRAD."""
+    wrt = list(args) if wrt is None else list(wrt)
+    ours, ref = torch.compile(fn, fullgraph=True)(*args), ref_fn(*args)
+    torch.testing.assert_close(ours, ref, **FP32_OUT)
+    for g, rg in zip(torch.autograd.grad(ours.sum(), wrt), torch.autograd.grad(ref.sum(), wrt)):
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
 
 
 CL = torch.channels_last

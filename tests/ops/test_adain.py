@@ -6,8 +6,8 @@ from alae_fast.ops import adain, adain_ref
 import constant_rows
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
-    shape_id as _ids)
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, impl_device,
+    randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.adain.default
 BACKWARD_OP = torch.ops.alae_fast.adain_backward.default
@@ -206,13 +206,9 @@ def test_torch_compile_fullgraph(impl, device, variant):
     require(impl, device)
     x, style, kwargs = _inputs((5, 3, 4, 9), variant, device)
     upstream = _randn(x.shape, device, seed=7)
-    fn = lambda x, style: adain(x, style, impl=impl, **kwargs) * upstream  # noqa: E731
-    ours, ref = torch.compile(fn, fullgraph=True)(x, style), fn(x, style)
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    inputs = _differentiable(x, style, kwargs)
-    for g, rg in zip(torch.autograd.grad(ours.sum(), inputs),
-                     torch.autograd.grad(ref.sum(), inputs)):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_compiled_matches_ref(lambda x, style: adain(x, style, impl=impl, **kwargs) * upstream,
+                                lambda x, style: adain_ref(x, style, **kwargs) * upstream,
+                                (x, style), _differentiable(x, style, kwargs))
 
 
 def test_bad_inputs_raise_clear_errors():

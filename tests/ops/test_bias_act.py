@@ -7,8 +7,8 @@ from torch.nn import functional as F
 from alae_fast.ops import bias_act, bias_act_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
-    shape_id as _ids, image as _image)
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, image as _image,
+    impl_device, randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.bias_act.default
 BACKWARD_OP = torch.ops.alae_fast.bias_act_backward.default
@@ -236,15 +236,9 @@ def test_torch_compile_fullgraph(impl, device, layout):
     x = _image((5, 3, 4, 9), layout, device).requires_grad_()
     b = _randn((3,), device, seed=1).requires_grad_()
     upstream = _image((5, 3, 4, 9), layout, device, seed=2)
-    compiled = torch.compile(
+    assert_compiled_matches_ref(
         lambda x, b: bias_act(x, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl) * upstream,
-        fullgraph=True)
-    ours = compiled(x, b)
-    ref = bias_act(x, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl) * upstream
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    for g, rg in zip(torch.autograd.grad(ours.sum(), (x, b)),
-                     torch.autograd.grad(ref.sum(), (x, b))):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+        lambda x, b: bias_act_ref(x, b, alpha=0.2, gain=math.sqrt(2.0)) * upstream, (x, b))
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -5,8 +5,8 @@ from torch.nn import functional as F
 from alae_fast.ops import blur, blur_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
-    shape_id as _ids, image as _image)
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, image as _image,
+    impl_device, randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.blur.default
 
@@ -173,13 +173,8 @@ def test_torch_compile_fullgraph(impl, device, layout):
     require(impl, device)
     x = _image((5, 3, 4, 9), layout, device).requires_grad_()
     upstream = _image((5, 3, 4, 9), layout, device, seed=2)
-    compiled = torch.compile(lambda x: blur(x, impl=impl) * upstream, fullgraph=True)
-    ours = compiled(x)
-    ref = blur(x, impl=impl) * upstream
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    (g,) = torch.autograd.grad(ours.sum(), x)
-    (rg,) = torch.autograd.grad(ref.sum(), x)
-    torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_compiled_matches_ref(lambda x: blur(x, impl=impl) * upstream,
+                                lambda x: blur_ref(x) * upstream, (x,))
 
 
 def test_bad_inputs_raise_clear_errors():

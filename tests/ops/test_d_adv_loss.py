@@ -3,7 +3,9 @@ import torch
 
 from alae_fast.ops import d_adv_loss, d_adv_loss_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require
+from support import (
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, impl_device,
+    require)
 
 OP = torch.ops.alae_fast.d_adv_loss.default
 BACKWARD_OP = torch.ops.alae_fast.d_adv_loss_backward.default
@@ -99,12 +101,8 @@ def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
     f = _logits(33, device).requires_grad_()
     r = _logits(33, device, seed=1).requires_grad_()
-    compiled = torch.compile(lambda a, b: d_adv_loss(a, b, impl=impl) * 2.0, fullgraph=True)
-    ours = compiled(f, r)
-    ref = d_adv_loss_ref(f, r) * 2.0
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    for g, rg in zip(torch.autograd.grad(ours, (f, r)), torch.autograd.grad(ref, (f, r))):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_compiled_matches_ref(lambda a, b: d_adv_loss(a, b, impl=impl) * 2.0,
+                                lambda a, b: d_adv_loss_ref(a, b) * 2.0, (f, r))
 
 
 def test_bad_inputs_raise_clear_errors():

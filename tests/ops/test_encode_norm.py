@@ -9,8 +9,8 @@ from alae_fast.ops import encode_norm, encode_norm_ref
 import constant_rows
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
-    shape_id as _ids, image as _image)
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, image as _image,
+    impl_device, randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.encode_norm.default
 BACKWARD_OP = torch.ops.alae_fast.encode_norm_backward.default
@@ -224,14 +224,14 @@ def test_torch_compile_fullgraph(impl, device, layout):
     x, bias = _inputs((5, 3, 4, 9), device, layout=layout)
     gy, gs = _randn((5, 3, 4, 9), device, seed=5), _randn((5, 6), device, seed=6)
 
-    def fn(x, bias):
-        y, style = encode_norm(x, bias, impl=impl)
-        return (y * gy).sum() + (style * gs).sum()
+    def weighted(op):
+        def fn(x, bias):
+            y, style = op(x, bias)
+            return (y * gy).sum() + (style * gs).sum()
+        return fn
 
-    ours, ref = torch.compile(fn, fullgraph=True)(x, bias), fn(x, bias)
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    for g, rg in zip(torch.autograd.grad(ours, (x, bias)), torch.autograd.grad(ref, (x, bias))):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_compiled_matches_ref(weighted(lambda x, bias: encode_norm(x, bias, impl=impl)),
+                                weighted(encode_norm_ref), (x, bias))
 
 
 @impl_device

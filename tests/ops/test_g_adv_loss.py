@@ -5,7 +5,9 @@ import torch
 
 from alae_fast.ops import g_adv_loss, g_adv_loss_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require
+from support import (
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, impl_device,
+    require)
 
 OP = torch.ops.alae_fast.g_adv_loss.default
 BACKWARD_OP = torch.ops.alae_fast.g_adv_loss_backward.default
@@ -107,12 +109,8 @@ def test_opcheck(impl, device, n):
 def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
     f = _logits(33, device).requires_grad_()
-    compiled = torch.compile(lambda a: g_adv_loss(a, impl=impl) * 2.0, fullgraph=True)
-    ours = compiled(f)
-    ref = g_adv_loss_ref(f) * 2.0
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    torch.testing.assert_close(torch.autograd.grad(ours, f)[0], torch.autograd.grad(ref, f)[0],
-                               **FP32_GRAD)
+    assert_compiled_matches_ref(lambda a: g_adv_loss(a, impl=impl) * 2.0,
+                                lambda a: g_adv_loss_ref(a) * 2.0, (f,))
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -4,7 +4,8 @@ import torch
 from alae_fast.ops import latent_l2, latent_l2_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn)
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, impl_device,
+    randn as _randn, require)
 
 OP = torch.ops.alae_fast.latent_l2.default
 BACKWARD_OP = torch.ops.alae_fast.latent_l2_backward.default
@@ -119,12 +120,8 @@ def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
     a = _randn((7, 1, 7), device).requires_grad_()
     b = _randn((7, 1, 7), device, seed=1).requires_grad_()
-    compiled = torch.compile(lambda x, y: latent_l2(x, y, impl=impl) * 2.0, fullgraph=True)
-    ours = compiled(a, b)
-    ref = latent_l2_ref(a, b) * 2.0
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    for g, rg in zip(torch.autograd.grad(ours, (a, b)), torch.autograd.grad(ref, (a, b))):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_compiled_matches_ref(lambda x, y: latent_l2(x, y, impl=impl) * 2.0,
+                                lambda x, y: latent_l2_ref(x, y) * 2.0, (a, b))
 
 
 def test_bad_inputs_raise_clear_errors():

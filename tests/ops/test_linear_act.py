@@ -6,7 +6,9 @@ import torch
 import support
 from alae_fast.ops import ImplUnavailableError, linear_act, linear_act_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, require, randn as _randn
+from support import (
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, randn as _randn,
+    require)
 
 OP = torch.ops.alae_fast.linear_act.default
 
@@ -196,12 +198,9 @@ def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
     x, weight, b = _inputs((5, 1, 17), 3, device)
     upstream = _randn((5, 1, 3), device, seed=7)
-    fn = lambda x, w, b: linear_act(x, w, b, gain=math.sqrt(2.0), impl=impl) * upstream  # noqa
-    ours, ref = torch.compile(fn, fullgraph=True)(x, weight, b), fn(x, weight, b)
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    for g, rg in zip(torch.autograd.grad(ours.sum(), (x, weight, b)),
-                     torch.autograd.grad(ref.sum(), (x, weight, b))):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_compiled_matches_ref(
+        lambda x, w, b: linear_act(x, w, b, gain=math.sqrt(2.0), impl=impl) * upstream,
+        lambda x, w, b: linear_act_ref(x, w, b, gain=math.sqrt(2.0)) * upstream, (x, weight, b))
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -5,8 +5,8 @@ from torch.nn import functional as F
 from alae_fast.ops import r1_penalty, r1_penalty_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_low_precision_close, impl_device, require, randn as _randn,
-    shape_id as _ids)
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, impl_device,
+    randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.r1_penalty.default
 BACKWARD_OP = torch.ops.alae_fast.r1_penalty_backward.default
@@ -190,14 +190,8 @@ def test_torch_compile_fullgraph(impl, device, layout):
     require(impl, device)
     grads = _grads(5, layout, device, shape=(3, 7, 6)).requires_grad_()
     upstream = _randn((5,), device, seed=1)
-    compiled = torch.compile(lambda g: r1_penalty(g, 10.0, impl=impl) * upstream,
-                             fullgraph=True)
-    ours = compiled(grads)
-    ref = r1_penalty_ref(grads, 10.0) * upstream
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    (g,) = torch.autograd.grad(ours.sum(), grads)
-    (rg,) = torch.autograd.grad(ref.sum(), grads)
-    torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_compiled_matches_ref(lambda g: r1_penalty(g, 10.0, impl=impl) * upstream,
+                                lambda g: r1_penalty_ref(g, 10.0) * upstream, (grads,))
 
 
 def test_bad_inputs_raise_clear_errors():
