@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -173,3 +175,45 @@ def assert_reorder_close(actual, expected, budget: ReductionBudget, what: str = 
     err = (actual.double() - expected.double()).abs().max().item()
     assert err <= tol, (f"{what}: max |diff| {err:.3g} exceeds the float32 reorder bound "
                         f"{tol:.3g} (S = {budget.total:.0f})")
+
+
+# ---- short training runs ------------------------------------------------------------------------
+
+def mlp_cfg(out_dir, *extra):
+    """The MNIST MLP ALAE on 512 images, latent 16, CPU, a log line every step."""
+    from alae_fast.train.config import load_config
+    return load_config("mnist-mlp", [
+        f"train.output_dir={out_dir}", "data.limit=512", "train.log_every=1",
+        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=8",
+        "model.latent_size=16", "model.mapping_layers=2", "train.device=cpu", *extra])
+
+
+def style_cfg(out_dir, *extra):
+    """The MNIST StyleALAE on 16 images, 4-8 channels, 2 epochs a lod, batch 8, CPU."""
+    from alae_fast.train.config import load_config
+    return load_config("mnist-style", [
+        f"train.output_dir={out_dir}", "data.limit=16", "train.log_every=1",
+        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=4",
+        "model.startf=4", "model.maxf=8", "model.latent_size=8", "model.mapping_layers=2",
+        "train.epochs_per_lod=2", "train.epochs=8", "train.lod_batch_sizes=[8]",
+        "train.device=cpu", *extra])
+
+
+def read_losses(path) -> list[dict]:
+    """The rows of a run's losses.csv, as strings."""
+    import csv
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def loss_values(path) -> list[list[float]]:
+    """[loss_d, loss_g, loss_ae] of each step of a run's losses.csv."""
+    return [[float(r[k]) for k in ("loss_d", "loss_g", "loss_ae")] for r in read_losses(path)]
+
+
+def run_losses(cfg) -> tuple[list[list[float]], str]:
+    """Trains ``cfg``: its [loss_d, loss_g, loss_ae] per step, and the log it wrote."""
+    from alae_fast.train.trainer import Trainer
+    messages = []
+    Trainer(cfg, progress=False, log=messages.append).run()
+    return loss_values(Path(cfg.train.output_dir) / "losses.csv"), "\n".join(messages)
