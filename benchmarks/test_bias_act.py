@@ -3,7 +3,7 @@ import torch
 
 from alae_fast.ops import bias_act
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 # Encoder/FromRGB activations of the small StyleALAE (batch 4) and of a 64x64 model (batch 32).
 SHAPES = [(4, 16, 32, 32), (4, 64, 8, 8), (32, 64, 64, 64)]

@@ -3,7 +3,7 @@ import torch
 
 from alae_fast.ops import blur
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 # The blur of the encoder (before each down-sampling conv) and of the generator (after each
 # up-sampling conv): small StyleALAE (batch 4) and a 64x64 model (batch 32).

@@ -3,7 +3,7 @@ import torch
 
 from alae_fast.ops import d_adv_loss
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 SIZES = [64, 4096, 1 << 20] if DEVICE == "cpu" else [64, 4096, 1 << 20, 1 << 24]
 

@@ -3,7 +3,7 @@ import torch
 
 from alae_fast.ops import encode_norm
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 SHAPES = [(4, 16, 32, 32), (4, 64, 8, 8), (32, 64, 64, 64)]
 if DEVICE == "cuda":

@@ -3,7 +3,7 @@ import torch
 
 from alae_fast.ops import latent_l2
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 # w of the MNIST MLP (batch 128, latent 50), of StyleALAE (batch 32 / 256, latent 512) and a
 # large synthetic case.

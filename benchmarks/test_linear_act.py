@@ -3,7 +3,7 @@ import torch
 
 from alae_fast.ops import linear_act
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 # (batch, in, out): F of the small StyleALAE, F of the 256-latent models, the MLP ALAE's E/G.
 SHAPES = [(4, 32, 32), (128, 256, 256), (128, 1024, 1024)]

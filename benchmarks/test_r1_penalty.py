@@ -3,7 +3,7 @@ import torch
 
 from alae_fast.ops import r1_penalty
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 # R1 gradients: MNIST (batch 128, 1x32x32), StyleALAE at 64x64 and 256x256 (batch 32 / 8);
 # on GPU also 1024x1024.

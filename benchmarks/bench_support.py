@@ -40,6 +40,9 @@ def run_case(benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes
         fn()
         _sync()
 
+    if benchmark.disabled:  # --benchmark-disable: run the case once as a check, record nothing
+        benchmark.pedantic(call, rounds=1, iterations=1)
+        return
     call()  # warm-up: lazy loading, Triton compilation, allocator
     t0 = time.perf_counter()
     call()
