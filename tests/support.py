@@ -53,6 +53,32 @@ def assert_compiled_matches_ref(fn, ref_fn, args, wrt=None) -> None:
         torch.testing.assert_close(g, rg, **FP32_GRAD)
 
 
+def r1_chain(critics, make_x, param_shapes, device) -> list[tuple]:
+    """The R1 path through each of ``critics`` (ours, then the reference twin): from a fresh
+    ``x = make_x()`` and parameters N(0, 1/4) (seeds 2, 3, ...), the logits
+    ``critic(x, *params)``, the penalty |d sum(logits) / dx|^2 (gradient with create_graph) and
+    its backward. Per critic: (penalty, input gradient, *parameter gradients)."""
+    results = []
+    for critic in critics:
+        x = make_x().requires_grad_()
+        params = [(randn(s, device, seed=2 + i) * 0.5).requires_grad_()
+                  for i, s in enumerate(param_shapes)]
+        (grads,) = torch.autograd.grad(critic(x, *params).sum(), x, create_graph=True)
+        penalty = grads.square().sum()
+        penalty.backward()
+        results.append((penalty.detach(), grads.detach(), *[p.grad for p in params]))
+    return results
+
+
+def assert_r1_chain_close(ours, ref) -> None:
+    """Two ``r1_chain`` results: the penalty within FP32_OUT, the input gradient and every
+    parameter gradient present, not all zero, and within FP32_GRAD."""
+    torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
+    for g, rg in zip(ours[1:], ref[1:]):
+        assert g is not None and rg is not None and rg.abs().max() > 0
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
 CL = torch.channels_last
 LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
 

@@ -5,8 +5,9 @@ from torch.nn import functional as F
 from alae_fast.ops import blur, blur_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, image as _image,
-    impl_device, randn as _randn, require, shape_id as _ids)
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close,
+    assert_r1_chain_close, image as _image, impl_device, r1_chain, randn as _randn, require,
+    shape_id as _ids)
 
 OP = torch.ops.alae_fast.blur.default
 
@@ -139,25 +140,18 @@ def test_gradcheck_and_gradgradcheck_float64_full_jacobian(impl, device):
 def test_r1_chain_matches_reference(impl, device, layout):
     require(impl, device)
     n, c, h, w = 3, 3, 5, 4
-    results = []
-    for fn in (lambda t: blur(t, impl=impl), blur_ref):
-        x = _image((n, c, h, w), layout, device).requires_grad_()
-        params = [(_randn(s, device, seed=2 + i) * 0.5).requires_grad_()
-                  for i, s in enumerate([(4, c, 3, 3), (4, h, w)])]
-        conv, v = params
+
+    def critic(blur_fn):
         # conv -> blur -> tanh: the penalty's gradient runs through blur's double backward.
-        d = (torch.tanh(fn(F.conv2d(fn(x), conv, padding=1))) * v).sum(dim=(1, 2, 3))
-        (grads,) = torch.autograd.grad(d.sum(), x, create_graph=True)
-        if layout == "channels_last":
-            assert grads.is_contiguous(memory_format=CL)
-        penalty = grads.square().sum()
-        penalty.backward()
-        results.append((penalty.detach(), grads.detach(), *[p.grad for p in params]))
-    ours, ref = results
-    torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
-    for g, rg in zip(ours[1:], ref[1:]):
-        assert g is not None and rg.abs().max() > 0
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+        return lambda x, conv, v: (torch.tanh(blur_fn(F.conv2d(blur_fn(x), conv, padding=1)))
+                                   * v).sum(dim=(1, 2, 3))
+
+    results = r1_chain((critic(lambda t: blur(t, impl=impl)), critic(blur_ref)),
+                       lambda: _image((n, c, h, w), layout, device), [(4, c, 3, 3), (4, h, w)],
+                       device)
+    if layout == "channels_last":
+        assert all(r[1].is_contiguous(memory_format=CL) for r in results)
+    assert_r1_chain_close(*results)
 
 
 @impl_device

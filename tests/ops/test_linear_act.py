@@ -7,8 +7,8 @@ import support
 from alae_fast.ops import ImplUnavailableError, linear_act, linear_act_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, randn as _randn,
-    require)
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close,
+    assert_r1_chain_close, r1_chain, randn as _randn, require)
 
 OP = torch.ops.alae_fast.linear_act.default
 
@@ -164,24 +164,17 @@ def test_r1_chain_matches_reference(impl, device):
     """The discriminator on the R1 path: linear_act layers, gradient w.r.t. the input with
     create_graph, penalty backward to every weight."""
     require(impl, device)
-    results = []
-    for fn in (lambda *a, **k: linear_act(*a, impl=impl, **k), linear_act_ref):
-        x = _randn((5, 9), device).requires_grad_()
-        params = [(_randn(s, device, seed=2 + i) * 0.5).requires_grad_()
-                  for i, s in enumerate([(6, 9), (6,), (6, 6), (6,), (1, 6)])]
-        w1, b1, w2, b2, w3 = params
-        h = fn(x, w1, b1, alpha=0.2, gain=math.sqrt(2.0))
-        h = fn(torch.tanh(h), w2, b2, alpha=0.2, gain=math.sqrt(2.0))
-        d = fn(torch.tanh(h), w3, None, alpha=1.0, gain=1.0)
-        (grads,) = torch.autograd.grad(d.sum(), x, create_graph=True)
-        penalty = grads.square().sum()
-        penalty.backward()
-        results.append((penalty.detach(), grads.detach(), *[p.grad for p in params]))
-    ours, ref = results
-    torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
-    for g, rg in zip(ours[1:], ref[1:]):
-        assert g is not None and rg.abs().max() > 0
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+    def critic(fn):
+        def d(x, w1, b1, w2, b2, w3):
+            h = fn(x, w1, b1, alpha=0.2, gain=math.sqrt(2.0))
+            h = fn(torch.tanh(h), w2, b2, alpha=0.2, gain=math.sqrt(2.0))
+            return fn(torch.tanh(h), w3, None, alpha=1.0, gain=1.0)
+        return d
+
+    assert_r1_chain_close(*r1_chain(
+        (critic(lambda *a, **k: linear_act(*a, impl=impl, **k)), critic(linear_act_ref)),
+        lambda: _randn((5, 9), device), [(6, 9), (6,), (6, 6), (6,), (1, 6)], device))
 
 
 @impl_device
