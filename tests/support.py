@@ -79,6 +79,31 @@ def assert_r1_chain_close(ours, ref) -> None:
         torch.testing.assert_close(g, rg, **FP32_GRAD)
 
 
+def _outputs(result) -> tuple:
+    return result if isinstance(result, tuple) else (result,)
+
+
+def assert_low_precision_op_close(op, ref_op, inputs, upstream=None) -> None:
+    """bf16/fp16 parity of ``op(*inputs)`` (a tensor or a tuple) and of its gradients w.r.t.
+    ``inputs`` under ``upstream`` (a tensor or tuple; None for a scalar): each keeps the dtype
+    and is within ``assert_low_precision_close`` of ``ref_op`` in that dtype against ``ref_op``
+    on float64 copies of the inputs."""
+    dtype = inputs[0].dtype
+    inputs64 = [t.detach().double().requires_grad_() for t in inputs]
+    ours, ref, truth = _outputs(op(*inputs)), _outputs(ref_op(*inputs)), _outputs(ref_op(*inputs64))
+    for o, r, t in zip(ours, ref, truth, strict=True):
+        assert o.dtype == dtype
+        assert_low_precision_close(o, r, t)
+    ups = None if upstream is None else _outputs(upstream)
+    up_low = None if ups is None else tuple(u.to(dtype) for u in ups)
+    up64 = None if ups is None else tuple(u.double() for u in ups)
+    for g, rg, tg in zip(torch.autograd.grad(ours, inputs, up_low),
+                         torch.autograd.grad(ref, inputs, up_low),
+                         torch.autograd.grad(truth, inputs64, up64), strict=True):
+        assert g.dtype == dtype
+        assert_low_precision_close(g, rg, tg)
+
+
 CL = torch.channels_last
 LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
 
@@ -87,10 +112,16 @@ def shape_id(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def randn(shape, device, dtype=torch.float32, seed=0) -> torch.Tensor:
-    """Seeded N(0, 1) drawn in float64 on the CPU: the same numbers for every device and dtype."""
+def randn(shape, device, dtype=torch.float32, seed=0, scale=1.0) -> torch.Tensor:
+    """Seeded N(0, scale^2) drawn in float64 on the CPU: the same numbers for every device and
+    dtype."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(device, dtype)
+
+
+def logits(n, device, dtype=torch.float32, seed=0) -> torch.Tensor:
+    """[n] critic logits of a realistic spread, N(0, 3^2)."""
+    return randn(n, device, dtype, seed, scale=3.0)
 
 
 def image(shape, layout, device, dtype=torch.float32, seed=0) -> torch.Tensor:

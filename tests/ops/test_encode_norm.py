@@ -9,7 +9,7 @@ from alae_fast.ops import encode_norm, encode_norm_ref
 import constant_rows
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close,
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close,
     assert_r1_chain_close, image as _image, impl_device, r1_chain, randn as _randn, require,
     shape_id as _ids)
 
@@ -124,22 +124,10 @@ def test_stats_output_of_the_registered_op(impl, device, dtype):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_within_twice_pytorch_error(impl, device, dtype):
     require(impl, device)
-    x, bias = _inputs((5, 17, 9, 4), device, dtype)
-    x64, b64 = (t.detach().double().requires_grad_() for t in (x, bias))
-    gy = _randn(x.shape, device, dtype, seed=5)
-    gs = _randn((5, 34), device, dtype, seed=6)
-    truth = encode_norm_ref(x64, b64)
-    ours = encode_norm(x, bias, impl=impl)
-    ref = encode_norm_ref(x, bias)
-    for o, r, t in zip(ours, ref, truth):
-        assert o.dtype == dtype
-        assert_low_precision_close(o, r, t)
-    grads = torch.autograd.grad(ours, (x, bias), (gy, gs))
-    ref_grads = torch.autograd.grad(ref, (x, bias), (gy, gs))
-    true_grads = torch.autograd.grad(truth, (x64, b64), (gy.double(), gs.double()))
-    for g, rg, tg in zip(grads, ref_grads, true_grads):
-        assert g.dtype == dtype
-        assert_low_precision_close(g, rg, tg)
+    assert_low_precision_op_close(
+        lambda x, bias: encode_norm(x, bias, impl=impl), encode_norm_ref,
+        _inputs((5, 17, 9, 4), device, dtype),
+        (_randn((5, 17, 9, 4), device, dtype, seed=5), _randn((5, 34), device, dtype, seed=6)))
 
 
 def _fn(impl, outputs=(0, 1)):

@@ -5,7 +5,7 @@ from torch.nn import functional as F
 from alae_fast.ops import r1_penalty, r1_penalty_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_close, impl_device,
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close, impl_device,
     randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.r1_penalty.default
@@ -132,16 +132,9 @@ def test_double_backward_chain_matches_reference(impl, device, critic, layout):
 def test_low_precision_within_twice_pytorch_error(impl, device, dtype, layout):
     require(impl, device)
     grads = _grads(7, layout, device, dtype).requires_grad_()
-    g64 = grads.detach().double().requires_grad_()
-    upstream = _randn((7,), device)
-    truth = r1_penalty_ref(g64, 10.0)
-    ours, ref = r1_penalty(grads, 10.0, impl=impl), r1_penalty_ref(grads, 10.0)
-    assert ours.dtype == dtype
-    assert_low_precision_close(ours, ref, truth)
-    (g,) = torch.autograd.grad(ours, grads, upstream.to(dtype))
-    assert g.dtype == dtype
-    assert_low_precision_close(g, torch.autograd.grad(ref, grads, upstream.to(dtype))[0],
-                               torch.autograd.grad(truth, g64, upstream.double())[0])
+    assert_low_precision_op_close(lambda g: r1_penalty(g, 10.0, impl=impl),
+                                  lambda g: r1_penalty_ref(g, 10.0), (grads,),
+                                  _randn((7,), device))
 
 
 @impl_device
