@@ -108,6 +108,16 @@ CL = torch.channels_last
 LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
 
 
+def assert_in_layout(tensors, layout) -> None:
+    """Each tensor is channels_last (and not contiguous) where ``layout`` is, else contiguous:
+    the layout a kernel that read its input in ``layout`` writes."""
+    for t in tensors:
+        if layout == "channels_last":
+            assert t.is_contiguous(memory_format=CL) and not t.is_contiguous()
+        else:
+            assert t.is_contiguous()
+
+
 def shape_id(shape) -> str:
     return "x".join(map(str, shape))
 

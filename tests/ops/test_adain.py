@@ -6,13 +6,12 @@ from alae_fast.ops import adain, adain_ref
 import constant_rows
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close, impl_device,
-    randn as _randn, require, shape_id as _ids)
+    CL, FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close,
+    impl_device, randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.adain.default
 BACKWARD_OP = torch.ops.alae_fast.adain_backward.default
 
-CL = torch.channels_last
 # H * W > 1: the reference instance norm refuses single-pixel rows.
 SHAPES = [(1, 1, 1, 4), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3, 9, 33)]
 # Which of noise (batch N or batch 1, broadcast) and bias are given.

@@ -7,20 +7,18 @@ from torch.nn import functional as F
 from alae_fast.ops import bias_act, bias_act_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close,
-    assert_r1_chain_close, image as _image, impl_device, r1_chain, randn as _randn, require,
-    shape_id as _ids)
+    CL, FP32_GRAD, FP32_OUT, LAYOUTS, assert_compiled_matches_ref, assert_in_layout,
+    assert_low_precision_op_close, assert_r1_chain_close, image as _image, impl_device, r1_chain,
+    randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.bias_act.default
 BACKWARD_OP = torch.ops.alae_fast.bias_act_backward.default
 
-CL = torch.channels_last
 # Images of odd sizes, the mapping network's [N, C] and a 3-D and 5-D input (any rank >= 2).
 SHAPES = [(1, 1, 1, 1), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3), (5, 17), (5, 3, 9),
           (1, 3, 2, 1, 4)]
 # (alpha, gain): the layers' lrelu, with the He gain, plain bias (identity) and ReLU.
 ACTIVATIONS = [(0.2, 1.0), (0.2, math.sqrt(2.0)), (1.0, 1.0), (0.0, 2.0)]
-LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
 # opcheck runs each op many times (and traces it): three (N, layout) samples.
 OPCHECK_CASES = [(1, "contiguous"), (5, "non-contiguous"), (5, "channels_last")]
 
@@ -103,11 +101,7 @@ def test_layouts(impl, device, n, layout):
     x = _image((n, 3, 9, 4), layout, device)
     y, g = _check_parity(x, _randn((3,), device, seed=1), 0.2, math.sqrt(2.0), impl)
     # The output and the gradient come in the layout the kernel read x in.
-    for t in (y, g):
-        if layout == "channels_last":
-            assert t.is_contiguous(memory_format=CL) and not t.is_contiguous()
-        else:
-            assert t.is_contiguous()
+    assert_in_layout((y, g), layout)
 
 
 @impl_device

@@ -9,17 +9,15 @@ from alae_fast.ops import encode_norm, encode_norm_ref
 import constant_rows
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close,
+    FP32_GRAD, FP32_OUT, LAYOUTS, assert_compiled_matches_ref, assert_low_precision_op_close,
     assert_r1_chain_close, image as _image, impl_device, r1_chain, randn as _randn, require,
     shape_id as _ids)
 
 OP = torch.ops.alae_fast.encode_norm.default
 BACKWARD_OP = torch.ops.alae_fast.encode_norm_backward.default
 
-CL = torch.channels_last
 # H * W > 1: the reference instance norm refuses single-pixel rows.
 SHAPES = [(1, 1, 1, 4), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3, 9, 33)]
-LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
 # opcheck runs each op many times (and traces it): three (N, layout) samples.
 OPCHECK_CASES = [(1, "contiguous"), (5, "non-contiguous"), (5, "channels_last")]
 

@@ -5,15 +5,13 @@ from torch.nn import functional as F
 from alae_fast.ops import r1_penalty, r1_penalty_ref
 
 from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close, impl_device,
-    randn as _randn, require, shape_id as _ids)
+    CL, FP32_GRAD, FP32_OUT, LAYOUTS, assert_compiled_matches_ref, assert_low_precision_op_close,
+    impl_device, randn as _randn, require, shape_id as _ids)
 
 OP = torch.ops.alae_fast.r1_penalty.default
 BACKWARD_OP = torch.ops.alae_fast.r1_penalty_backward.default
 
-CL = torch.channels_last
 SHAPES = [(1, 3, 17, 19), (7, 3, 17, 19), (1, 50), (7, 50), (2, 65537)]
-LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
 
 
 def _grads(n, layout, device, dtype=torch.float32, shape=(3, 17, 19), seed=0):
