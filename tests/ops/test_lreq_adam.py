@@ -133,21 +133,27 @@ def _same_sign_grads(params, dtype, device, step):
             for p, g in zip(params, _grads(dtype, device, step, len(params)))]
 
 
-@impl_device
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_weight_decay_matches_reference_closely(impl, device, dtype):
-    require(impl, device)
+def _check_two_decayed_steps(impl, dtype, device, eps, weight_decay, ulps):
+    """Two steps on same-sign gradients, each from the reference's state, against it."""
     ref_p, ref_v = _state(dtype, device, FEW)
     for step in range(1, 3):
         grads = _same_sign_grads(ref_p, dtype, device, step)
         sizes = _step_sizes(step, count=FEW)
         ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
         before = [p.clone() for p in ref_p]
-        lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=1e-8, weight_decay=0.01,
-                        impl=impl)
-        lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=1e-8, weight_decay=0.01)
-        # g may differ by one rounding, which v squares: two relative roundings, 4 ulps.
-        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, 4, f"step {step}")
+        lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=eps,
+                        weight_decay=weight_decay, impl=impl)
+        lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=eps,
+                           weight_decay=weight_decay)
+        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, ulps, f"step {step}")
+
+
+@impl_device
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weight_decay_matches_reference_closely(impl, device, dtype):
+    require(impl, device)
+    # g may differ by one rounding, which v squares: two relative roundings, 4 ulps.
+    _check_two_decayed_steps(impl, dtype, device, 1e-8, 0.01, 4)
 
 
 @impl_device
@@ -159,18 +165,8 @@ def test_low_precision_within_one_ulp(impl, device, dtype, weight_decay):
     # arithmetic (FMA or not, which sqrt) varies by device, so one final rounding may differ:
     # one ulp. With weight decay g = grad + wd * p may differ by one rounding, which v squares
     # (two relative roundings: up to 4 ulps).
-    ulps = 1 if weight_decay == 0 else 4
-    ref_p, ref_v = _state(dtype, device, FEW)
-    for step in range(1, 3):
-        grads = _same_sign_grads(ref_p, dtype, device, step)
-        sizes = _step_sizes(step, count=FEW)
-        ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
-        before = [p.clone() for p in ref_p]
-        lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=1e-4,
-                        weight_decay=weight_decay, impl=impl)
-        lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=1e-4,
-                           weight_decay=weight_decay)
-        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, ulps, f"step {step}")
+    _check_two_decayed_steps(impl, dtype, device, 1e-4, weight_decay,
+                             1 if weight_decay == 0 else 4)
 
 
 @impl_device
