@@ -70,9 +70,12 @@ def r1_chain(critics, make_x, param_shapes, device) -> list[tuple]:
     return results
 
 
-def assert_r1_chain_close(ours, ref) -> None:
+def assert_r1_chain_close(ours, ref, layout=None) -> None:
     """Two ``r1_chain`` results: the penalty within FP32_OUT, the input gradient and every
-    parameter gradient present, not all zero, and within FP32_GRAD."""
+    parameter gradient present, not all zero, and within FP32_GRAD; for a ``layout`` of
+    channels_last, both input gradients in it."""
+    if layout == "channels_last":
+        assert ours[1].is_contiguous(memory_format=CL) and ref[1].is_contiguous(memory_format=CL)
     torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
     for g, rg in zip(ours[1:], ref[1:]):
         assert g is not None and rg is not None and rg.abs().max() > 0
