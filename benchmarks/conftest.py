@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-import support
+from . import bench_support
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -33,7 +33,7 @@ def _cpu_name() -> str:
 
 
 def _device_label() -> str:
-    if support.DEVICE == "cuda":
+    if bench_support.DEVICE == "cuda":
         return torch.cuda.get_device_name()
     return f"CPU: {_cpu_name()}, {torch.get_num_threads()} threads"
 
@@ -87,13 +87,13 @@ def write_markdown() -> None:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not support.ROWS:
+    if not bench_support.ROWS:
         return
     label = _device_label()
     RESULTS_DIR.mkdir(exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9]+", "-", label.split(",")[0]).strip("-").lower()
     order = {"ref": 0, "cpu": 1, "cuda": 1, "triton": 2}
-    rows = sorted(support.ROWS, key=lambda r: (r["op"], r["mode"], r["shape"],
+    rows = sorted(bench_support.ROWS, key=lambda r: (r["op"], r["mode"], r["shape"],
                                                order.get(r["impl"], 9)))
     path = RESULTS_DIR / f"{stem}.json"
     # A partial run (one file, -k) replaces only the rows it measured.

@@ -28,7 +28,7 @@ from alae_fast import ops, reference
 from alae_fast.nn import conv_dispatch
 from alae_fast.reference.layers import _fused_kernel, upscale2d
 
-from support import DEVICE, impls, run_case
+from .bench_support import DEVICE, impls, run_case
 
 CONFIGS = {"256": (64, 512, 7, 8), "1024": (16, 512, 9, 4)}  # startf, maxf, levels, GPU batch
 

@@ -4,7 +4,7 @@ from torch.nn import functional as F
 
 from alae_fast.ops import d_loss_r1
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 # The whole E,D loss with R1 behind a light critic (one conv + mean + linear), so that the
 # loss ops, not the critic, are a visible part of the time.

@@ -1,28 +1,12 @@
-import pytest
-import torch
-
 from alae_fast.ops import encode_norm
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
-
-SHAPES = [(4, 16, 32, 32), (4, 64, 8, 8), (32, 64, 64, 64)]
-if DEVICE == "cuda":
-    SHAPES += [(32, 128, 128, 128)]
+from .bench_support import ACTIVATION_SHAPES, nbytes, parametrize_cases, randn, run_op_case
 
 
-@parametrize_impls()
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("mode", ["forward", "forward+backward"])
+@parametrize_cases(ACTIVATION_SHAPES)
 def test_encode_norm(benchmark, impl, shape, mode):
-    x = torch.randn(shape, device=DEVICE, requires_grad=mode != "forward")
-    bias = torch.randn(shape[1], device=DEVICE, requires_grad=mode != "forward")
-    if mode == "forward":
-        fn, moved = (lambda: encode_norm(x, bias, impl=impl)), 2 * nbytes(x)
-    else:
-        def fn():
-            y, style = encode_norm(x, bias, impl=impl)
-            (y.sum() + style.sum()).backward()
-        # Forward reads x, writes y; backward reads x and grad y, writes grad x.
-        moved = 5 * nbytes(x)
-    run_case(benchmark, op="encode_norm", mode=mode, shape=str(list(shape)), impl=impl, fn=fn,
-             nbytes=moved)
+    x, bias = randn(shape, mode), randn(shape[1], mode)
+    # Forward reads x, writes y; backward reads x and grad y, writes grad x.
+    run_op_case(benchmark, op="encode_norm", mode=mode, shape=shape, impl=impl,
+                forward=lambda: encode_norm(x, bias, impl=impl),
+                moved=(2 * nbytes(x), 5 * nbytes(x)))

@@ -19,7 +19,7 @@ import alae_fast
 from alae_fast import reference
 from alae_fast.optim import LREQAdam as FusedLREQAdam
 
-from support import DEVICE, run_case
+from .bench_support import DEVICE, run_case
 
 CONFIGS = {"32px-b4": (dict(startf=16, maxf=64, layer_count=4, latent_size=32,
                             mapping_layers=3), 4)}

@@ -4,7 +4,7 @@ import torch
 from alae_fast import reference
 from alae_fast.ops import lreq_adam_step_
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
 
 # The parameter lists of real models: the small StyleALAE of the parity tests and the 256x256
 # config (every parameter with a gradient, as the trainer's two optimizers see them).

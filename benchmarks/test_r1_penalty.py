@@ -1,9 +1,6 @@
-import pytest
-import torch
-
 from alae_fast.ops import r1_penalty
 
-from support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE, nbytes, parametrize_cases, randn, run_op_case
 
 # R1 gradients: MNIST (batch 128, 1x32x32), StyleALAE at 64x64 and 256x256 (batch 32 / 8);
 # on GPU also 1024x1024.
@@ -12,15 +9,9 @@ if DEVICE == "cuda":
     SHAPES += [(32, 3, 256, 256), (4, 3, 1024, 1024)]
 
 
-@parametrize_impls()
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("mode", ["forward", "forward+backward"])
+@parametrize_cases(SHAPES)
 def test_r1_penalty(benchmark, impl, shape, mode):
-    g = torch.randn(shape, device=DEVICE, requires_grad=mode != "forward")
-    if mode == "forward":
-        fn, moved = (lambda: r1_penalty(g, 10.0, impl=impl)), nbytes(g)
-    else:
-        # Forward reads g; backward reads g and writes its gradient.
-        fn, moved = (lambda: r1_penalty(g, 10.0, impl=impl).sum().backward()), 3 * nbytes(g)
-    run_case(benchmark, op="r1_penalty", mode=mode, shape=str(list(shape)), impl=impl, fn=fn,
-             nbytes=moved)
+    g = randn(shape, mode)
+    # Forward reads g; backward reads g and writes its gradient.
+    run_op_case(benchmark, op="r1_penalty", mode=mode, shape=shape, impl=impl,
+                forward=lambda: r1_penalty(g, 10.0, impl=impl), moved=(nbytes(g), 3 * nbytes(g)))

@@ -1,6 +1,8 @@
-"""Shared checks of the op, module and model tests: which implementations to test, and tolerances."""
+"""Shared checks of the op, module and model tests: which implementations to test, tolerances."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,18 +42,99 @@ def assert_low_precision_close(ours, ref_same_dtype, truth) -> None:
         f"(floor {half_ulp:.3g})")
 
 
+def assert_compiled_matches_ref(fn, ref_fn, args, wrt=None) -> None:
+    """``fn(*args)`` under ``torch.compile(fullgraph=True)`` against the reference twin
+    ``ref_fn(*args)`` run eagerly: values within FP32_OUT, and the gradients of their sums
+    with respect to ``wrt`` (default: ``args``) within FP32_GRAD."""
+    wrt = list(args) if wrt is None else list(wrt)
+    ours, ref = torch.compile(fn, fullgraph=True)(*args), ref_fn(*args)
+    torch.testing.assert_close(ours, ref, **FP32_OUT)
+    for g, rg in zip(torch.autograd.grad(ours.sum(), wrt), torch.autograd.grad(ref.sum(), wrt)):
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+def r1_chain(critics, make_x, param_shapes, device) -> list[tuple]:
+    """The R1 path through each of ``critics`` (ours, then the reference twin): from a fresh
+    ``x = make_x()`` and parameters N(0, 1/4) (seeds 2, 3, ...), the logits
+    ``critic(x, *params)``, the penalty |d sum(logits) / dx|^2 (gradient with create_graph) and
+    its backward. Per critic: (penalty, input gradient, *parameter gradients)."""
+    results = []
+    for critic in critics:
+        x = make_x().requires_grad_()
+        params = [(randn(s, device, seed=2 + i) * 0.5).requires_grad_()
+                  for i, s in enumerate(param_shapes)]
+        (grads,) = torch.autograd.grad(critic(x, *params).sum(), x, create_graph=True)
+        penalty = grads.square().sum()
+        penalty.backward()
+        results.append((penalty.detach(), grads.detach(), *[p.grad for p in params]))
+    return results
+
+
+def assert_r1_chain_close(ours, ref, layout=None) -> None:
+    """Two ``r1_chain`` results: the penalty within FP32_OUT, the input gradient and every
+    parameter gradient present, not all zero, and within FP32_GRAD; for a ``layout`` of
+    channels_last, both input gradients in it."""
+    if layout == "channels_last":
+        assert ours[1].is_contiguous(memory_format=CL) and ref[1].is_contiguous(memory_format=CL)
+    torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
+    for g, rg in zip(ours[1:], ref[1:]):
+        assert g is not None and rg is not None and rg.abs().max() > 0
+        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+
+def _outputs(result) -> tuple:
+    return result if isinstance(result, tuple) else (result,)
+
+
+def assert_low_precision_op_close(op, ref_op, inputs, upstream=None) -> None:
+    """bf16/fp16 parity of ``op(*inputs)`` (a tensor or a tuple) and of its gradients w.r.t.
+    ``inputs`` under ``upstream`` (a tensor or tuple; None for a scalar): each keeps the dtype
+    and is within ``assert_low_precision_close`` of ``ref_op`` in that dtype against ``ref_op``
+    on float64 copies of the inputs."""
+    dtype = inputs[0].dtype
+    inputs64 = [t.detach().double().requires_grad_() for t in inputs]
+    ours, ref, truth = _outputs(op(*inputs)), _outputs(ref_op(*inputs)), _outputs(ref_op(*inputs64))
+    for o, r, t in zip(ours, ref, truth, strict=True):
+        assert o.dtype == dtype
+        assert_low_precision_close(o, r, t)
+    ups = None if upstream is None else _outputs(upstream)
+    up_low = None if ups is None else tuple(u.to(dtype) for u in ups)
+    up64 = None if ups is None else tuple(u.double() for u in ups)
+    for g, rg, tg in zip(torch.autograd.grad(ours, inputs, up_low),
+                         torch.autograd.grad(ref, inputs, up_low),
+                         torch.autograd.grad(truth, inputs64, up64), strict=True):
+        assert g.dtype == dtype
+        assert_low_precision_close(g, rg, tg)
+
+
 CL = torch.channels_last
 LAYOUTS = ["contiguous", "non-contiguous", "channels_last"]
+
+
+def assert_in_layout(tensors, layout) -> None:
+    """Each tensor is channels_last (and not contiguous) where ``layout`` is, else contiguous:
+    the layout a kernel that read its input in ``layout`` writes."""
+    for t in tensors:
+        if layout == "channels_last":
+            assert t.is_contiguous(memory_format=CL) and not t.is_contiguous()
+        else:
+            assert t.is_contiguous()
 
 
 def shape_id(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def randn(shape, device, dtype=torch.float32, seed=0) -> torch.Tensor:
-    """Seeded N(0, 1) drawn in float64 on the CPU: the same numbers for every device and dtype."""
+def randn(shape, device, dtype=torch.float32, seed=0, scale=1.0) -> torch.Tensor:
+    """Seeded N(0, scale^2) drawn in float64 on the CPU: the same numbers for every device and
+    dtype."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(device, dtype)
+
+
+def logits(n, device, dtype=torch.float32, seed=0) -> torch.Tensor:
+    """[n] critic logits of a realistic spread, N(0, 3^2)."""
+    return randn(n, device, dtype, seed, scale=3.0)
 
 
 def image(shape, layout, device, dtype=torch.float32, seed=0) -> torch.Tensor:
@@ -162,3 +245,45 @@ def assert_reorder_close(actual, expected, budget: ReductionBudget, what: str = 
     err = (actual.double() - expected.double()).abs().max().item()
     assert err <= tol, (f"{what}: max |diff| {err:.3g} exceeds the float32 reorder bound "
                         f"{tol:.3g} (S = {budget.total:.0f})")
+
+
+# ---- short training runs ------------------------------------------------------------------------
+
+def mlp_cfg(out_dir, *extra):
+    """The MNIST MLP ALAE on 512 images, latent 16, CPU, a log line every step."""
+    from alae_fast.train.config import load_config
+    return load_config("mnist-mlp", [
+        f"train.output_dir={out_dir}", "data.limit=512", "train.log_every=1",
+        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=8",
+        "model.latent_size=16", "model.mapping_layers=2", "train.device=cpu", *extra])
+
+
+def style_cfg(out_dir, *extra):
+    """The MNIST StyleALAE on 16 images, 4-8 channels, 2 epochs a lod, batch 8, CPU."""
+    from alae_fast.train.config import load_config
+    return load_config("mnist-style", [
+        f"train.output_dir={out_dir}", "data.limit=16", "train.log_every=1",
+        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=4",
+        "model.startf=4", "model.maxf=8", "model.latent_size=8", "model.mapping_layers=2",
+        "train.epochs_per_lod=2", "train.epochs=8", "train.lod_batch_sizes=[8]",
+        "train.device=cpu", *extra])
+
+
+def read_losses(path) -> list[dict]:
+    """The rows of a run's losses.csv, as strings."""
+    import csv
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def loss_values(path) -> list[list[float]]:
+    """[loss_d, loss_g, loss_ae] of each step of a run's losses.csv."""
+    return [[float(r[k]) for k in ("loss_d", "loss_g", "loss_ae")] for r in read_losses(path)]
+
+
+def run_losses(cfg) -> tuple[list[list[float]], str]:
+    """Trains ``cfg``: its [loss_d, loss_g, loss_ae] per step, and the log it wrote."""
+    from alae_fast.train.trainer import Trainer
+    messages = []
+    Trainer(cfg, progress=False, log=messages.append).run()
+    return loss_values(Path(cfg.train.output_dir) / "losses.csv"), "\n".join(messages)

@@ -36,12 +36,16 @@ def test_knn1_uses_euclidean_distance():
     assert knn1_accuracy(train_w, train_y, test_w, torch.tensor([1, 1])) == 1.0
 
 
+def _random_split(seed, n_train, n_test, dim, classes):
+    """(train features, train labels, test features, test labels), N(0, 1) and uniform."""
+    g = torch.Generator().manual_seed(seed)
+    return [t for n in (n_train, n_test)
+            for t in (torch.randn(n, dim, generator=g),
+                      torch.randint(0, classes, (n,), generator=g))]
+
+
 def test_knn1_matches_brute_force_loop():
-    g = torch.Generator().manual_seed(0)
-    tr = torch.randn(40, 3, generator=g)
-    ytr = torch.randint(0, 4, (40,), generator=g)
-    te = torch.randn(25, 3, generator=g)
-    yte = torch.randint(0, 4, (25,), generator=g)
+    tr, ytr, te, yte = _random_split(0, 40, 25, 3, 4)
     correct = 0
     for i in range(te.shape[0]):
         best, best_d = None, float("inf")
@@ -82,11 +86,7 @@ def test_linear_svm_separable_blobs():
 
 
 def test_linear_svm_random_labels_near_chance():
-    g = torch.Generator().manual_seed(2)
-    xtr = torch.randn(200, 5, generator=g)
-    ytr = torch.randint(0, 2, (200,), generator=g)
-    xte = torch.randn(200, 5, generator=g)
-    yte = torch.randint(0, 2, (200,), generator=g)
+    xtr, ytr, xte, yte = _random_split(2, 200, 200, 5, 2)
     acc = linear_svm_accuracy(xtr, ytr, xte, yte)
     assert 0.3 < acc < 0.7
 

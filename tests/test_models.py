@@ -27,14 +27,6 @@ def _assert_close(ours, ref, what):
                                msg=lambda m: f"{what}: {m}")
 
 
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-
-
 def _models(impl, device):
     """(fast, reference) from one initialisation, noise weights left at zero. Biases are
     randomised (they start at zero) so their paths are tested, and so is the generator's
@@ -179,8 +171,12 @@ def test_fast_model_class_matches_optimized_reference():
     ref = reference.StyleALAE(**SMALL)
     torch.manual_seed(0)
     fast = models.StyleALAE(**SMALL)
-    for (name, p), (_, q) in zip(fast.state_dict().items(), ref.state_dict().items()):
-        assert torch.equal(p, q), name
+    ours, theirs = fast.state_dict(), ref.state_dict()
+    assert set(ours) == set(theirs), (f"only in fast: {sorted(set(ours) - set(theirs))}, "
+                                      f"only in reference: {sorted(set(theirs) - set(ours))}")
+    for name, q in theirs.items():
+        p = ours[name]
+        assert p.shape == q.shape and p.dtype == q.dtype and torch.equal(p, q), name
 
 
 

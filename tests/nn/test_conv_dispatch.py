@@ -75,10 +75,9 @@ def test_generator_output_and_every_gradient(impl, device, path, config, lod, bl
         _assert_close(gf, gr, f"gradient of {name}")
 
 
-def test_fused_path_never_writes_an_inner_adain_output(monkeypatch):
-    # Forced fused: only the last block's output AdaIN (read by ToRGB) is materialised.
-    monkeypatch.setenv(conv_dispatch.ENV_VAR, "fused")
-    fast, _ = _generators("cpu", "cpu", **SMALL)
+def _count_adain_calls(monkeypatch, impl):
+    """How often one forward of the SMALL generator calls ops.adain and ops.adain_conv2d."""
+    fast, _ = _generators(impl, "cpu", **SMALL)
     calls = {"adain": 0, "adain_conv2d": 0}
     for name in calls:
         original = getattr(ops, name)
@@ -88,8 +87,18 @@ def test_fused_path_never_writes_an_inner_adain_output(monkeypatch):
             return _original(*args, **kwargs)
         monkeypatch.setattr(ops, name, counted)
     fast(torch.randn(2, 8, 32), 3, 1.0, noise=True)
-    # 4 blocks: conv_2 of each and conv_1 of blocks 1-3 read deferred AdaIN outputs.
-    assert calls == {"adain": 1, "adain_conv2d": 7}
+    return calls
+
+
+# 4 blocks of 2 AdaINs. Fused: conv_2 of each and conv_1 of blocks 1-3 read deferred AdaIN
+# outputs; only the last block's output AdaIN (read by ToRGB) is materialised.
+FUSED_CALLS = {"adain": 1, "adain_conv2d": 7}
+SEPARATE_CALLS = {"adain": 8, "adain_conv2d": 0}
+
+
+def test_fused_path_never_writes_an_inner_adain_output(monkeypatch):
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, "fused")
+    assert _count_adain_calls(monkeypatch, "cpu") == FUSED_CALLS
 
 
 def test_dispatcher_rule_and_override(monkeypatch):
@@ -101,12 +110,25 @@ def test_dispatcher_rule_and_override(monkeypatch):
     monkeypatch.setenv(conv_dispatch.ENV_VAR, "auto")
     # The reference implementation gains nothing from the fused path.
     assert not conv_dispatch.use_fused_adain_conv(cpu, 8, 8, 64, False, "ref")
-    # The measured CPU rule: the library convolution wins at every shape (see the module).
-    for shape in [(8, 8, 64, True), (512, 512, 4, False), (64, 64, 256, False)]:
-        assert not conv_dispatch.use_fused_adain_conv(cpu, *shape, "cpu")
     monkeypatch.setenv(conv_dispatch.ENV_VAR, "sometimes")
     with pytest.raises(ValueError, match=r"ALAE_FAST_ADAIN_CONV must be one of"):
         conv_dispatch.use_fused_adain_conv(cpu, 8, 8, 8, False, "cpu")
+
+
+@pytest.mark.parametrize("cpu_fused", [False, True])
+def test_auto_mode_on_cpu_follows_the_cpu_rule(monkeypatch, cpu_fused):
+    # Either value of the measured CPU rule must reach every layer, for the C++ impl chosen
+    # explicitly or automatically; the reference impl stays separate whatever the rule says.
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(conv_dispatch.ENV_VAR, "auto")
+    monkeypatch.delenv("ALAE_FAST_IMPL", raising=False)
+    monkeypatch.setattr(conv_dispatch, "CPU_FUSED", cpu_fused)
+    for shape in [(8, 8, 64, True), (512, 512, 4, False), (64, 64, 256, False)]:
+        assert conv_dispatch.use_fused_adain_conv(cpu, *shape, "cpu") is cpu_fused
+        assert conv_dispatch.use_fused_adain_conv(cpu, *shape, None) is cpu_fused
+        assert conv_dispatch.use_fused_adain_conv(cpu, *shape, "ref") is False
+    # The generator, with the automatic impl, asks the dispatcher at every layer.
+    assert _count_adain_calls(monkeypatch, None) == (FUSED_CALLS if cpu_fused else SEPARATE_CALLS)
 
 
 def test_generator_is_swapped_and_keeps_its_state():

@@ -6,7 +6,9 @@ import torch
 import support
 from alae_fast.ops import ImplUnavailableError, linear_act, linear_act_ref
 
-from support import FP32_GRAD, FP32_OUT, assert_low_precision_close, require, randn as _randn
+from support import (
+    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close,
+    assert_r1_chain_close, r1_chain, randn as _randn, require)
 
 OP = torch.ops.alae_fast.linear_act.default
 
@@ -120,22 +122,11 @@ def test_non_contiguous_inputs(impl, device):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_within_twice_pytorch_error(impl, device, dtype):
     require(impl, device)
-    x, weight, b = _inputs((9, 33), 17, device, dtype)
-    inputs = (x, weight, b)
-    inputs64 = [t.detach().double().requires_grad_() for t in inputs]
-    upstream = _randn((9, 17), device, dtype, seed=7)
     gain = math.sqrt(2.0)
-    truth = linear_act_ref(*inputs64, alpha=0.2, gain=gain)
-    ours = linear_act(*inputs, alpha=0.2, gain=gain, impl=impl)
-    ref = linear_act_ref(*inputs, alpha=0.2, gain=gain)
-    assert ours.dtype == dtype
-    assert_low_precision_close(ours, ref, truth)
-    grads = torch.autograd.grad(ours, inputs, upstream)
-    ref_grads = torch.autograd.grad(ref, inputs, upstream)
-    true_grads = torch.autograd.grad(truth, inputs64, upstream.double())
-    for g, rg, tg in zip(grads, ref_grads, true_grads):
-        assert g.dtype == dtype
-        assert_low_precision_close(g, rg, tg)
+    assert_low_precision_op_close(
+        lambda *xwb: linear_act(*xwb, alpha=0.2, gain=gain, impl=impl),
+        lambda *xwb: linear_act_ref(*xwb, alpha=0.2, gain=gain),
+        _inputs((9, 33), 17, device, dtype), _randn((9, 17), device, dtype, seed=7))
 
 
 @impl_device
@@ -162,24 +153,17 @@ def test_r1_chain_matches_reference(impl, device):
     """The discriminator on the R1 path: linear_act layers, gradient w.r.t. the input with
     create_graph, penalty backward to every weight."""
     require(impl, device)
-    results = []
-    for fn in (lambda *a, **k: linear_act(*a, impl=impl, **k), linear_act_ref):
-        x = _randn((5, 9), device).requires_grad_()
-        params = [(_randn(s, device, seed=2 + i) * 0.5).requires_grad_()
-                  for i, s in enumerate([(6, 9), (6,), (6, 6), (6,), (1, 6)])]
-        w1, b1, w2, b2, w3 = params
-        h = fn(x, w1, b1, alpha=0.2, gain=math.sqrt(2.0))
-        h = fn(torch.tanh(h), w2, b2, alpha=0.2, gain=math.sqrt(2.0))
-        d = fn(torch.tanh(h), w3, None, alpha=1.0, gain=1.0)
-        (grads,) = torch.autograd.grad(d.sum(), x, create_graph=True)
-        penalty = grads.square().sum()
-        penalty.backward()
-        results.append((penalty.detach(), grads.detach(), *[p.grad for p in params]))
-    ours, ref = results
-    torch.testing.assert_close(ours[0], ref[0], **FP32_OUT)
-    for g, rg in zip(ours[1:], ref[1:]):
-        assert g is not None and rg.abs().max() > 0
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+
+    def critic(fn):
+        def d(x, w1, b1, w2, b2, w3):
+            h = fn(x, w1, b1, alpha=0.2, gain=math.sqrt(2.0))
+            h = fn(torch.tanh(h), w2, b2, alpha=0.2, gain=math.sqrt(2.0))
+            return fn(torch.tanh(h), w3, None, alpha=1.0, gain=1.0)
+        return d
+
+    assert_r1_chain_close(*r1_chain(
+        (critic(lambda *a, **k: linear_act(*a, impl=impl, **k)), critic(linear_act_ref)),
+        lambda: _randn((5, 9), device), [(6, 9), (6,), (6, 6), (6,), (1, 6)], device))
 
 
 @impl_device
@@ -196,53 +180,50 @@ def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
     x, weight, b = _inputs((5, 1, 17), 3, device)
     upstream = _randn((5, 1, 3), device, seed=7)
-    fn = lambda x, w, b: linear_act(x, w, b, gain=math.sqrt(2.0), impl=impl) * upstream  # noqa
-    ours, ref = torch.compile(fn, fullgraph=True)(x, weight, b), fn(x, weight, b)
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    for g, rg in zip(torch.autograd.grad(ours.sum(), (x, weight, b)),
-                     torch.autograd.grad(ref.sum(), (x, weight, b))):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_compiled_matches_ref(
+        lambda x, w, b: linear_act(x, w, b, gain=math.sqrt(2.0), impl=impl) * upstream,
+        lambda x, w, b: linear_act_ref(x, w, b, gain=math.sqrt(2.0)) * upstream, (x, weight, b))
 
 
-@pytest.mark.parametrize("impl", ["ref", "cpu", "triton"])
-def test_bad_inputs_raise_clear_errors(impl):
+def test_bad_inputs_raise_clear_errors():
+    # Every check runs before the impl is resolved, so one run covers all impls.
     x, w, b = torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(3)
     with pytest.raises(ValueError, match=r"linear_act: x must have at least 1 dims \[\.\.\., IN\], "
                                          r"got shape \(\)"):
-        linear_act(torch.tensor(1.0), w, b, impl=impl)
+        linear_act(torch.tensor(1.0), w, b)
     with pytest.raises(ValueError, match=r"linear_act: weight must be 2-D \[OUT, IN=4\], got shape "
                                          r"\(4,\)"):
-        linear_act(x, torch.zeros(4), b, impl=impl)
+        linear_act(x, torch.zeros(4), b)
     with pytest.raises(ValueError, match=r"linear_act: weight must have shape \[OUT, IN\] with "
                                          r"IN = 4 \(x's last dim\), got \(3, 5\)"):
-        linear_act(x, torch.zeros(3, 5), b, impl=impl)
+        linear_act(x, torch.zeros(3, 5), b)
     with pytest.raises(ValueError, match=r"linear_act: bias must have shape \[OUT\] = \[3\], got "
                                          r"\(4,\)"):
-        linear_act(x, w, torch.zeros(4), impl=impl)
+        linear_act(x, w, torch.zeros(4))
     with pytest.raises(ValueError, match=r"linear_act: bias must be 1-D \[OUT\] = \[3\], got shape "
                                          r"\(1, 3\)"):
-        linear_act(x, w, torch.zeros(1, 3), impl=impl)
+        linear_act(x, w, torch.zeros(1, 3))
     with pytest.raises(TypeError, match=r"linear_act: x is torch.float32 but weight is "
                                         r"torch.float64"):
-        linear_act(x, w.double(), b, impl=impl)
+        linear_act(x, w.double(), b)
     with pytest.raises(TypeError, match=r"linear_act: x is torch.float32 but bias is "
                                         r"torch.bfloat16"):
-        linear_act(x, w, b.bfloat16(), impl=impl)
+        linear_act(x, w, b.bfloat16())
     with pytest.raises(TypeError, match=r"linear_act: x must be a floating-point tensor.*"
                                         r"torch.int64"):
-        linear_act(x.long(), w, b, impl=impl)
+        linear_act(x.long(), w, b)
     with pytest.raises(ValueError, match=r"linear_act: x is on cpu but weight is on meta"):
-        linear_act(x, w.to("meta"), b, impl=impl)
+        linear_act(x, w.to("meta"), b)
     with pytest.raises(ValueError, match=r"linear_act: x is on cpu but bias is on meta"):
-        linear_act(x, w, b.to("meta"), impl=impl)
+        linear_act(x, w, b.to("meta"))
     with pytest.raises(ValueError, match=r"linear_act: alpha must be >= 0.*got -1.0"):
-        linear_act(x, w, b, alpha=-1.0, impl=impl)
+        linear_act(x, w, b, alpha=-1.0)
     with pytest.raises(ValueError, match=r"linear_act: gain must be > 0, got 0.0"):
-        linear_act(x, w, b, gain=0.0, impl=impl)
+        linear_act(x, w, b, gain=0.0)
     with pytest.raises(TypeError, match=r"linear_act: alpha must be a Python float, got NoneType"):
-        linear_act(x, w, b, alpha=None, impl=impl)
+        linear_act(x, w, b, alpha=None)
     with pytest.raises(TypeError, match=r"linear_act: weight must be a torch.Tensor, got list"):
-        linear_act(x, [[0.0] * 4] * 3, b, impl=impl)
+        linear_act(x, [[0.0] * 4] * 3, b)
 
 
 def test_there_is_no_cuda_kernel():

@@ -133,21 +133,27 @@ def _same_sign_grads(params, dtype, device, step):
             for p, g in zip(params, _grads(dtype, device, step, len(params)))]
 
 
-@impl_device
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_weight_decay_matches_reference_closely(impl, device, dtype):
-    require(impl, device)
+def _check_two_decayed_steps(impl, dtype, device, eps, weight_decay, ulps):
+    """Two steps on same-sign gradients, each from the reference's state, against it."""
     ref_p, ref_v = _state(dtype, device, FEW)
     for step in range(1, 3):
         grads = _same_sign_grads(ref_p, dtype, device, step)
         sizes = _step_sizes(step, count=FEW)
         ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
         before = [p.clone() for p in ref_p]
-        lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=1e-8, weight_decay=0.01,
-                        impl=impl)
-        lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=1e-8, weight_decay=0.01)
-        # g may differ by one rounding, which v squares: two relative roundings, 4 ulps.
-        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, 4, f"step {step}")
+        lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=eps,
+                        weight_decay=weight_decay, impl=impl)
+        lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=eps,
+                           weight_decay=weight_decay)
+        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, ulps, f"step {step}")
+
+
+@impl_device
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weight_decay_matches_reference_closely(impl, device, dtype):
+    require(impl, device)
+    # g may differ by one rounding, which v squares: two relative roundings, 4 ulps.
+    _check_two_decayed_steps(impl, dtype, device, 1e-8, 0.01, 4)
 
 
 @impl_device
@@ -159,18 +165,8 @@ def test_low_precision_within_one_ulp(impl, device, dtype, weight_decay):
     # arithmetic (FMA or not, which sqrt) varies by device, so one final rounding may differ:
     # one ulp. With weight decay g = grad + wd * p may differ by one rounding, which v squares
     # (two relative roundings: up to 4 ulps).
-    ulps = 1 if weight_decay == 0 else 4
-    ref_p, ref_v = _state(dtype, device, FEW)
-    for step in range(1, 3):
-        grads = _same_sign_grads(ref_p, dtype, device, step)
-        sizes = _step_sizes(step, count=FEW)
-        ours_p, ours_v = copy.deepcopy((ref_p, ref_v))
-        before = [p.clone() for p in ref_p]
-        lreq_adam_step_(ours_p, grads, ours_v, sizes, beta2=BETA2, eps=1e-4,
-                        weight_decay=weight_decay, impl=impl)
-        lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=1e-4,
-                           weight_decay=weight_decay)
-        _assert_step_matches(ours_p, ours_v, ref_p, ref_v, before, ulps, f"step {step}")
+    _check_two_decayed_steps(impl, dtype, device, 1e-4, weight_decay,
+                             1 if weight_decay == 0 else 4)
 
 
 @impl_device
@@ -272,21 +268,21 @@ def test_torch_compile_fullgraph(impl, device):
     params, vs = _state(torch.float32, device, 5)
     grads, sizes = _grads(torch.float32, device, 1, 5), _step_sizes(1, count=5)
     ref_p, ref_v = copy.deepcopy((params, vs))
+    before = [p.clone() for p in params]
 
     def step(params, grads, vs):
         lreq_adam_step_(params, grads, vs, sizes, beta2=BETA2, eps=1e-8, impl=impl)
 
     torch.compile(step, fullgraph=True)(params, grads, vs)
-    step(ref_p, grads, ref_v)
-    for a, b in zip(params + vs, ref_p + ref_v):
-        assert torch.equal(a, b)
+    lreq_adam_step_ref(ref_p, grads, ref_v, sizes, beta2=BETA2, eps=1e-8)
+    _assert_step_matches(params, vs, ref_p, ref_v, before, _ulps(impl, device), "compiled")
 
 
-@pytest.mark.parametrize("impl", ["ref", "cpu", "triton"])
-def test_bad_inputs_raise_clear_errors(impl):
+def test_bad_inputs_raise_clear_errors():
+    # Every check runs before the impl is resolved, so one run covers all impls.
     p, g, v = [torch.zeros(3), torch.zeros(2, 2)], [torch.ones(3), torch.ones(2, 2)], \
         [torch.zeros(3), torch.zeros(2, 2)]
-    kw = dict(beta2=0.99, eps=1e-8, impl=impl)
+    kw = dict(beta2=0.99, eps=1e-8)
     with pytest.raises(ValueError, match=r"lreq_adam_step_: params, grads, exp_avg_sqs and "
                                          r"step_sizes must have one length, got 2, 1, 2 and 2"):
         lreq_adam_step_(p, g[:1], v, [0.1, 0.1], **kw)
@@ -317,12 +313,12 @@ def test_bad_inputs_raise_clear_errors(impl):
     for beta2 in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=rf"lreq_adam_step_: beta2 must be in \[0, 1\), got "
                                              rf"{beta2}"):
-            lreq_adam_step_(p, g, v, [0.1, 0.1], beta2=beta2, eps=1e-8, impl=impl)
+            lreq_adam_step_(p, g, v, [0.1, 0.1], beta2=beta2, eps=1e-8)
     with pytest.raises(ValueError, match=r"lreq_adam_step_: step_sizes\[1\] must be finite, "
                                          r"got nan"):
         lreq_adam_step_(p, g, v, [0.1, float("nan")], **kw)
     with pytest.raises(ValueError, match=r"lreq_adam_step_: eps must be finite, got inf"):
-        lreq_adam_step_(p, g, v, [0.1, 0.1], beta2=0.99, eps=float("inf"), impl=impl)
+        lreq_adam_step_(p, g, v, [0.1, 0.1], beta2=0.99, eps=float("inf"))
     with pytest.raises(TypeError, match=r"lreq_adam_step_: weight_decay must be a Python float, "
                                         r"got Tensor"):
         lreq_adam_step_(p, g, v, [0.1, 0.1], weight_decay=torch.tensor(0.1), **kw)

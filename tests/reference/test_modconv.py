@@ -21,7 +21,7 @@ from alae_fast.reference.optim import LREQAdam
 from alae_fast.train import config as config_mod
 from alae_fast.train.config import ConfigError, load_config, save_config
 
-from support import assert_low_precision_close
+from support import assert_low_precision_close, loss_values, style_cfg
 
 EPS = 1e-8
 
@@ -452,19 +452,11 @@ def test_style_injection_type_is_checked_in_yaml_dicts():
     assert cfg.model.style_injection == "modconv"
 
 
-def _style_cfg(tmp_path, *extra):
-    # tests/train/test_trainer.py's small StyleALAE run.
-    return load_config("mnist-style", [
-        f"train.output_dir={tmp_path}", "data.limit=16", "train.log_every=1",
-        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=4",
-        "model.startf=4", "model.maxf=8", "model.latent_size=8", "model.mapping_layers=2",
-        "train.epochs_per_lod=2", "train.epochs=8", "train.lod_batch_sizes=[8]",
-        "train.device=cpu", "model.style_injection=modconv", *extra])
+def _style_cfg(out_dir, *extra):
+    return style_cfg(out_dir, "model.style_injection=modconv", *extra)
 
 
 def test_trainer_smoke_run_with_modconv(tmp_path, mnist_dir):
-    import csv
-
     from alae_fast.checkpoints import load_checkpoint
     from alae_fast.train.trainer import Trainer
 
@@ -473,11 +465,8 @@ def test_trainer_smoke_run_with_modconv(tmp_path, mnist_dir):
     assert t.model.decoder.style_injection == "modconv"
     assert t.ema.decoder.style_injection == "modconv"
     t.run()
-    with open(tmp_path / "losses.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 3
-    assert torch.isfinite(torch.tensor([[float(r[k]) for k in ("loss_d", "loss_g", "loss_ae")]
-                                        for r in rows])).all()
+    losses = torch.tensor(loss_values(tmp_path / "losses.csv"))
+    assert losses.shape == (3, 3) and torch.isfinite(losses).all()
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["config"]["model"]["style_injection"] == "modconv"
     assert "decoder.decode_block.0.style_1.weight" not in ckpt["model"]
@@ -485,11 +474,24 @@ def test_trainer_smoke_run_with_modconv(tmp_path, mnist_dir):
 
 
 def test_trainer_runs_modconv_on_the_fast_modules(tmp_path, mnist_dir):
+    # The fast modules' modconv generator inside the real loop: its two steps' losses against
+    # the reference model's, and the same checkpoint layout.
+    from alae_fast.checkpoints import load_checkpoint
     from alae_fast.nn import DecodeBlock as FastDecodeBlock
     from alae_fast.train.trainer import Trainer
 
-    t = Trainer(_style_cfg(tmp_path, "train.impl=fast", "train.max_steps=2"), progress=False,
-                log=lambda m: None)
-    assert isinstance(t.model.decoder.decode_block[1], FastDecodeBlock)
-    t.run()
-    assert (tmp_path / "checkpoint.pt").is_file()
+    losses, states = {}, {}
+    for impl in ("ref", "fast"):
+        out = tmp_path / impl
+        t = Trainer(_style_cfg(out, f"train.impl={impl}", "train.max_steps=2"), progress=False,
+                    log=lambda m: None)
+        assert isinstance(t.model.decoder.decode_block[1], FastDecodeBlock) == (impl == "fast")
+        t.run()
+        losses[impl] = torch.tensor(loss_values(out / "losses.csv"))
+        states[impl] = load_checkpoint(out / "checkpoint.pt")["model"]
+    assert losses["ref"].shape == (2, 3)
+    # The tolerance of tests/train/test_trainer.py's adain StyleALAE run (same loop, 2 steps).
+    torch.testing.assert_close(losses["fast"], losses["ref"], rtol=1e-3, atol=1e-5)
+    assert set(states["fast"]) == set(states["ref"])
+    for name, p in states["ref"].items():
+        assert states["fast"][name].shape == p.shape, name

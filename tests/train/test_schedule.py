@@ -64,7 +64,16 @@ def test_blend_known_values():
     for epoch, seen in [(4, 10), (4, 73), (5, 1), (5, 99), (9, 37)]:
         t = ((epoch % 4) * 100 + seen) / 200.0
         assert s.blend(epoch, seen) == pytest.approx(blend_formula(t), abs=1e-12)
-        assert s.blend(epoch, seen) == pytest.approx(0.5 - 0.5 * math.cos(math.pi * t), abs=1e-12)
+    # Known values where cos(pi t) is exact: 60 images an epoch make the transition 120 images,
+    # t = seen / 120, and sin(pi t - pi/2) / 2 + 1/2 = (1 - cos(pi t)) / 2.
+    s60 = sched(dataset_size=60)
+    for epoch, seen, value in [(4, 20, (2 - math.sqrt(3)) / 4),  # t = 1/6: cos 30 deg = sqrt(3)/2
+                               (4, 40, 0.25),                     # t = 1/3: cos 60 deg = 1/2
+                               (5, 0, 0.5),                       # t = 1/2: cos 90 deg = 0
+                               (5, 20, 0.75),                     # t = 2/3: cos 120 deg = -1/2
+                               (5, 40, (2 + math.sqrt(3)) / 4),   # t = 5/6: cos 150 deg
+                               (8, 40, 0.25)]:                    # lod 2's transition, t = 1/3
+        assert s60.blend(epoch, seen) == pytest.approx(value, abs=1e-12)
 
 
 def test_blend_monotone_within_transition():

@@ -1,7 +1,5 @@
 """The training loop: short runs, exact resume, progressive growing through every lod, errors."""
 
-import csv
-
 import pytest
 import torch
 from PIL import Image
@@ -10,26 +8,7 @@ from alae_fast.data import MNISTDataError
 from alae_fast.train.config import ConfigError, load_config
 from alae_fast.train.trainer import Trainer
 
-
-def mlp_cfg(tmp_path, *extra):
-    return load_config("mnist-mlp", [
-        f"train.output_dir={tmp_path}", "data.limit=512", "train.log_every=1",
-        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=8",
-        "model.latent_size=16", "model.mapping_layers=2", "train.device=cpu", *extra])
-
-
-def style_cfg(tmp_path, *extra):
-    return load_config("mnist-style", [
-        f"train.output_dir={tmp_path}", "data.limit=16", "train.log_every=1",
-        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=4",
-        "model.startf=4", "model.maxf=8", "model.latent_size=8", "model.mapping_layers=2",
-        "train.epochs_per_lod=2", "train.epochs=8", "train.lod_batch_sizes=[8]",
-        "train.device=cpu", *extra])
-
-
-def read_losses(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
+from support import mlp_cfg, read_losses, run_losses, style_cfg
 
 
 def test_short_mlp_run_losses_move_and_stay_finite(tmp_path, mnist_dir):
@@ -142,11 +121,7 @@ def test_image_folder_training(tmp_path):
 
 
 def _losses_and_log(cfg_fn, out, impl, *extra):
-    messages = []
-    Trainer(cfg_fn(out, *extra, f"train.impl={impl}"), progress=False, log=messages.append).run()
-    losses = [[float(r[k]) for k in ("loss_d", "loss_g", "loss_ae")]
-              for r in read_losses(out / "losses.csv")]
-    return losses, "\n".join(messages)
+    return run_losses(cfg_fn(out, *extra, f"train.impl={impl}"))
 
 
 @pytest.mark.parametrize("impl", ["cpu", "triton"])

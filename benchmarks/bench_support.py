@@ -40,6 +40,9 @@ def run_case(benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes
         fn()
         _sync()
 
+    if benchmark.disabled:  # --benchmark-disable: run the case once as a check, record nothing
+        benchmark.pedantic(call, rounds=1, iterations=1)
+        return
     call()  # warm-up: lazy loading, Triton compilation, allocator
     t0 = time.perf_counter()
     call()
@@ -64,3 +67,51 @@ def parametrize_impls(supported=("ref", "triton", "cuda", "cpu")):
 
 def nbytes(*tensors: torch.Tensor) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+# ---- the forward / forward+backward grid of the op benchmarks ---------------------------------
+MODES = ["forward", "forward+backward"]
+# Activations of the small StyleALAE (batch 4) and of a 64x64 model (batch 32); on GPU also a
+# 128x128 one.
+ACTIVATION_SHAPES = [(4, 16, 32, 32), (4, 64, 8, 8), (32, 64, 64, 64)]
+if DEVICE == "cuda":
+    ACTIVATION_SHAPES += [(32, 128, 128, 128)]
+# Logit counts of the adversarial losses.
+LOGIT_SIZES = [64, 4096, 1 << 20] if DEVICE == "cpu" else [64, 4096, 1 << 20, 1 << 24]
+
+
+def _shape_id(shape) -> str:
+    return "x".join(map(str, shape)) if isinstance(shape, tuple) else str(shape)
+
+
+def parametrize_cases(shapes, supported=("ref", "triton", "cuda", "cpu")):
+    """Every available impl x ``shapes`` (as ``shape``) x ``MODES`` (as ``mode``)."""
+    def decorate(test):
+        test = pytest.mark.parametrize("mode", MODES)(test)
+        test = pytest.mark.parametrize("shape", shapes, ids=_shape_id)(test)
+        return parametrize_impls(supported)(test)
+    return decorate
+
+
+def randn(shape, mode: str) -> torch.Tensor:
+    """N(0, 1) input on DEVICE, differentiable in mode "forward+backward"."""
+    return torch.randn(shape, device=DEVICE, requires_grad=mode != "forward")
+
+
+def _backward(out) -> None:
+    outs = out if isinstance(out, tuple) else (out,)
+    loss = None
+    for t in outs:
+        t = t if t.dim() == 0 else t.sum()
+        loss = t if loss is None else loss + t
+    loss.backward()
+
+
+def run_op_case(benchmark, *, op: str, mode: str, shape, impl: str, forward,
+                moved: tuple[int, int]) -> None:
+    """``run_case`` of ``forward()`` (mode "forward") or of it and the backward of the sum of
+    its outputs (mode "forward+backward"); ``moved`` holds the bytes of each mode."""
+    fn = forward if mode == "forward" else (lambda: _backward(forward()))
+    label = str(list(shape)) if isinstance(shape, tuple) else f"[{shape}]"
+    run_case(benchmark, op=op, mode=mode, shape=label, impl=impl, fn=fn,
+             nbytes=moved[mode != "forward"])
