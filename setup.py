@@ -20,8 +20,10 @@ try:
     import torch
     from torch.utils import cpp_extension
 except ImportError:  # pragma: no cover - a build needs torch installed (--no-build-isolation)
-    sys.exit("alae_fast: building the extension needs torch installed first: "
-             "pip install torch, then pip install --no-build-isolation .")
+    sys.exit(
+        "alae_fast: building the extension needs torch installed first: "
+        "pip install torch, then pip install --no-build-isolation ."
+    )
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,9 +42,11 @@ def _want_cuda():
         sys.exit(f"alae_fast: ALAE_FAST_CUDA must be 0 or 1, got {flag!r}")
     possible = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
     if flag == "1" and not possible:
-        sys.exit("alae_fast: ALAE_FAST_CUDA=1 but the CUDA part cannot be built: "
-                 f"torch.version.cuda={torch.version.cuda!r}, "
-                 f"CUDA_HOME={cpp_extension.CUDA_HOME!r}")
+        sys.exit(
+            "alae_fast: ALAE_FAST_CUDA=1 but the CUDA part cannot be built: "
+            f"torch.version.cuda={torch.version.cuda!r}, "
+            f"CUDA_HOME={cpp_extension.CUDA_HOME!r}"
+        )
     return possible if flag == "" else flag == "1"
 
 
@@ -55,14 +59,17 @@ def _extension():
     sources = _sources("csrc/*.cpp", "csrc/cpu/*.cpp")
     if not _want_cuda():
         return cpp_extension.CppExtension(
-            "alae_fast._C", sources, include_dirs=[ROOT],
-            extra_compile_args={"cxx": cxx_flags})
+            "alae_fast._C", sources, include_dirs=[ROOT], extra_compile_args={"cxx": cxx_flags}
+        )
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     sources += _sources("csrc/cuda/*.cpp", "kernels/*.cu")
     return cpp_extension.CUDAExtension(
-        "alae_fast._C", sources, include_dirs=[ROOT, os.path.join(ROOT, "kernels")],
+        "alae_fast._C",
+        sources,
+        include_dirs=[ROOT, os.path.join(ROOT, "kernels")],
         define_macros=[("ALAE_FAST_WITH_CUDA", "1")],
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]})
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+    )
 
 
 class BuildExtension(cpp_extension.BuildExtension):

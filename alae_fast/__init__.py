@@ -14,8 +14,22 @@ from types import ModuleType
 __version__ = "0.1.0"
 
 #: The public submodules, imported on first attribute access (PEP 562).
-SUBMODULES = ("checkpoints", "cli", "configs", "data", "doctor", "evaluate", "models", "nn",
-              "ops", "optim", "reference", "train", "utils", "verified")
+SUBMODULES = (
+    "checkpoints",
+    "cli",
+    "configs",
+    "data",
+    "doctor",
+    "evaluate",
+    "models",
+    "nn",
+    "ops",
+    "optim",
+    "reference",
+    "train",
+    "utils",
+    "verified",
+)
 
 # Submodules stay out of __all__: `from alae_fast import *` should not import all of them.
 __all__ = ["__version__", "optimize"]

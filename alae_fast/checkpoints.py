@@ -15,10 +15,19 @@ from typing import Any
 
 import torch
 
-from .reference.model import MLPALAE, ALAEBase, StyleALAE
+from .reference.model import MLPALAE
+from .reference.model import ALAEBase
+from .reference.model import StyleALAE
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "atomic_save", "load_checkpoint",
-           "build_model", "load_official", "OFFICIAL_MODULES"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "atomic_save",
+    "load_checkpoint",
+    "build_model",
+    "load_official",
+    "OFFICIAL_MODULES",
+]
 
 CHECKPOINT_FORMAT = "alae_fast.checkpoint.v1"
 
@@ -72,8 +81,11 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """
     ckpt = _torch_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        hint = (" (it looks like an official ALAE checkpoint: use load_official)"
-                if isinstance(ckpt, dict) and "models" in ckpt else "")
+        hint = (
+            " (it looks like an official ALAE checkpoint: use load_official)"
+            if isinstance(ckpt, dict) and "models" in ckpt
+            else ""
+        )
         raise CheckpointError(f"{path} is not an alae_fast checkpoint{hint}")
     return ckpt
 
@@ -85,20 +97,28 @@ def build_model(model_cfg, *, truncation: bool = True) -> ALAEBase:
     being trained never truncates (official training builds it without ``truncation_psi``);
     the config's truncation is for sampling.
     """
-    common = dict(latent_size=model_cfg.latent_size, mapping_layers=model_cfg.mapping_layers,
-                  channels=model_cfg.channels, dlatent_avg_beta=model_cfg.dlatent_avg_beta,
-                  truncation_psi=model_cfg.truncation_psi if truncation else None,
-                  truncation_cutoff=model_cfg.truncation_cutoff if truncation else None,
-                  style_mixing_prob=model_cfg.style_mixing_prob)
+    common = dict(
+        latent_size=model_cfg.latent_size,
+        mapping_layers=model_cfg.mapping_layers,
+        channels=model_cfg.channels,
+        dlatent_avg_beta=model_cfg.dlatent_avg_beta,
+        truncation_psi=model_cfg.truncation_psi if truncation else None,
+        truncation_cutoff=model_cfg.truncation_cutoff if truncation else None,
+        style_mixing_prob=model_cfg.style_mixing_prob,
+    )
     if model_cfg.kind == "mlp":
         return MLPALAE(layer_count=model_cfg.layer_count, **common)
-    return StyleALAE(startf=model_cfg.startf, maxf=model_cfg.maxf,
-                     layer_count=model_cfg.layer_count,
-                     style_injection=model_cfg.style_injection, **common)
+    return StyleALAE(
+        startf=model_cfg.startf,
+        maxf=model_cfg.maxf,
+        layer_count=model_cfg.layer_count,
+        style_injection=model_cfg.style_injection,
+        **common,
+    )
 
 
 def _count(prefix: str, keys) -> int:
-    idx = {int(k[len(prefix):].split(".")[0]) for k in keys if k.startswith(prefix)}
+    idx = {int(k[len(prefix) :].split(".")[0]) for k in keys if k.startswith(prefix)}
     return max(idx) + 1 if idx else 0
 
 
@@ -110,20 +130,31 @@ def _official_model(models: dict, options: dict) -> ALAEBase:
     if "fc_1.weight" in gen:  # the MLP (mnist_fc) networks
         channels = gen["fc_3.weight"].shape[0] // (28 * 28)
         layer_count = models["dlatent_avg"]["buff"].shape[0] // 2
-        return MLPALAE(latent_size=latent_size, mapping_layers=mapping_layers, channels=channels,
-                       layer_count=layer_count, **options)
+        return MLPALAE(
+            latent_size=latent_size,
+            mapping_layers=mapping_layers,
+            channels=channels,
+            layer_count=layer_count,
+            **options,
+        )
     layer_count = _count("decode_block.", gen.keys())
     channels = gen["to_rgb.0.to_rgb.weight"].shape[0]
     startf = enc["from_rgb.0.from_rgb.weight"].shape[0]
     widths = [v.shape[0] for k, v in enc.items() if k.endswith("conv_2.weight")]
     # Every width is min(maxf, startf * 2**k): the largest one seen is an equivalent cap.
     maxf = max(widths + [startf])
-    return StyleALAE(startf=startf, maxf=maxf, layer_count=layer_count, latent_size=latent_size,
-                     mapping_layers=mapping_layers, channels=channels, **options)
+    return StyleALAE(
+        startf=startf,
+        maxf=maxf,
+        layer_count=layer_count,
+        latent_size=latent_size,
+        mapping_layers=mapping_layers,
+        channels=channels,
+        **options,
+    )
 
 
-def load_official(path: str | os.PathLike, *, ema: bool = False, map_location="cpu",
-                  **options) -> ALAEBase:
+def load_official(path: str | os.PathLike, *, ema: bool = False, map_location="cpu", **options) -> ALAEBase:
     """Load an official ALAE checkpoint (podgorskiy/ALAE ``Checkpointer`` format).
 
     The file holds ``{"models": {"generator", "discriminator", "mapping_fl", "mapping_tl",
@@ -142,8 +173,10 @@ def load_official(path: str | os.PathLike, *, ema: bool = False, map_location="c
     Returns: a :class:`StyleALAE` or :class:`MLPALAE` in eval mode.
     """
     if options.get("style_injection", "adain") != "adain":
-        raise CheckpointError(f"official checkpoints hold AdaIN generators; "
-                              f"style_injection={options['style_injection']!r} cannot load them")
+        raise CheckpointError(
+            f"official checkpoints hold AdaIN generators; "
+            f"style_injection={options['style_injection']!r} cannot load them"
+        )
     ckpt = _torch_load(path, map_location)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("models"), dict):
         raise CheckpointError(f"{path} is not an official ALAE checkpoint (no 'models' dict)")
@@ -152,8 +185,7 @@ def load_official(path: str | os.PathLike, *, ema: bool = False, map_location="c
     for official in OFFICIAL_MODULES:
         key = official + suffix if official != "dlatent_avg" else official
         if key not in ckpt["models"] or ckpt["models"][key] is None:
-            raise CheckpointError(f"{path} has no '{key}' module; it holds "
-                                  f"{sorted(ckpt['models'])}")
+            raise CheckpointError(f"{path} has no '{key}' module; it holds {sorted(ckpt['models'])}")
         models[official] = ckpt["models"][key]
     model = _official_model(models, options)
     for official, attr in OFFICIAL_MODULES.items():

@@ -15,18 +15,34 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an ALAE model")
-    t.add_argument("--config", help="built-in config name (mnist-mlp, mnist-style) or a YAML "
-                                    "file; defaults to the checkpoint's config with --resume")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    t.add_argument(
+        "--config",
+        help="built-in config name (mnist-mlp, mnist-style) or a YAML "
+        "file; defaults to the checkpoint's config with --resume",
+    )
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
+    )
     t.add_argument("--data", help="data directory (MNIST IDX files or an image folder)")
     t.add_argument("--output", help="output directory (train.output_dir)")
-    t.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
-                   help="continue from a checkpoint (default: <output_dir>/checkpoint.pt)")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="CHECKPOINT",
+        help="continue from a checkpoint (default: <output_dir>/checkpoint.pt)",
+    )
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (train.device)")
-    t.add_argument("--impl", choices=("fast", "ref", "cpu", "cuda", "triton"),
-                   help="op implementation (train.impl): fast = the fastest available "
-                        "(default), ref = plain PyTorch")
+    t.add_argument(
+        "--impl",
+        choices=("fast", "ref", "cpu", "cuda", "triton"),
+        help="op implementation (train.impl): fast = the fastest available (default), ref = plain PyTorch",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval-mnist", help="1-NN and linear-SVM accuracy of E's codes on MNIST")
@@ -35,23 +51,28 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", choices=("ema", "model"), default="ema")
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", help="also write the result as JSON to this file")
-    e.add_argument("--limit", type=int, help="use only the first N train and test images "
-                                              "(quick check; the protocol uses all)")
+    e.add_argument(
+        "--limit", type=int, help="use only the first N train and test images (quick check; the protocol uses all)"
+    )
 
     sub.add_parser("configs", help="list the built-in configs")
 
-    d = sub.add_parser("doctor", help="versions, the implementation each op runs and why, and "
-                                      "a quick parity check of every kernel against the "
-                                      "reference (exit 1 on a mismatch)")
-    d.add_argument("--device", choices=("cpu", "cuda"),
-                   help="device to check (default: cuda when available, else cpu)")
+    d = sub.add_parser(
+        "doctor",
+        help="versions, the implementation each op runs and why, and "
+        "a quick parity check of every kernel against the "
+        "reference (exit 1 on a mismatch)",
+    )
+    d.add_argument("--device", choices=("cpu", "cuda"), help="device to check (default: cuda when available, else cpu)")
     d.add_argument("--json", help="also write the results as JSON to this file")
     return p
 
 
 def _train(args) -> int:
     from .checkpoints import load_checkpoint
-    from .train.config import config_from_dict, load_config, override_config
+    from .train.config import config_from_dict
+    from .train.config import load_config
+    from .train.config import override_config
     from .train.trainer import Trainer
 
     overrides = list(args.overrides)
@@ -76,10 +97,10 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from .evaluate import evaluate_mnist, format_table
+    from .evaluate import evaluate_mnist
+    from .evaluate import format_table
 
-    result = evaluate_mnist(args.checkpoint, data=args.data, weights=args.weights,
-                            device=args.device, limit=args.limit)
+    result = evaluate_mnist(args.checkpoint, data=args.data, weights=args.weights, device=args.device, limit=args.limit)
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -87,7 +108,8 @@ def _eval(args) -> int:
 
 
 def _doctor(args) -> int:
-    from .doctor import DoctorUsageError, run_doctor
+    from .doctor import DoctorUsageError
+    from .doctor import run_doctor
 
     try:
         return run_doctor(args.device, args.json)
@@ -99,7 +121,8 @@ def _doctor(args) -> int:
 def main(argv=None) -> int:
     from .checkpoints import CheckpointError
     from .data import MNISTDataError
-    from .train.config import ConfigError, builtin_configs
+    from .train.config import ConfigError
+    from .train.config import builtin_configs
 
     args = _parser().parse_args(argv)
     try:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -71,20 +71,19 @@ class Case:
 def _randn(shape, device, seed, scale=1.0):
     """Seeded N(0, scale^2) drawn in float64 on the CPU: the same numbers on every device."""
     g = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(shape, generator=g, dtype=torch.float64)).to(device,
-                                                                             torch.float32)
+    return (scale * torch.randn(shape, generator=g, dtype=torch.float64)).to(device, torch.float32)
 
 
 def _case(spec, example) -> Case:
     """The doctor's check of one example of an op of the registry."""
+
     def call(t, impl):
         if impl is None:
             return example.run(spec.ref, t)
         public = getattr(_ops(), spec.name)
         return example.run(lambda *a, **kw: public(*a, **kw, impl=impl), t)
 
-    return Case(example.name, spec.name, example.make, call, example.grad,
-                spec.grad_order >= 2, spec.impls)
+    return Case(example.name, spec.name, example.make, call, example.grad, spec.grad_order >= 2, spec.impls)
 
 
 def _registry_cases() -> list[Case]:
@@ -99,6 +98,7 @@ CASES = _registry_cases()
 # --------------------------------------------------------------------------------------------
 # Parity
 # --------------------------------------------------------------------------------------------
+
 
 def _rel_err(ours, ref) -> float:
     """max |ours - ref| over max |ref| (the absolute error where ref is all zeros)."""
@@ -123,21 +123,20 @@ def _as_list(out) -> list:
 
 def _run_side(case: Case, base: dict, impl: str | None, second: bool):
     """Forward, first- and (with ``second``) second-order gradients of one side."""
-    t = {k: v.detach().clone().requires_grad_(k in case.grad) if torch.is_tensor(v) else v
-         for k, v in base.items()}
+    t = {k: v.detach().clone().requires_grad_(k in case.grad) if torch.is_tensor(v) else v for k, v in base.items()}
     outs = _as_list(case.call(t, impl))
     if not case.grad:
         return outs, None, None
     xs = [t[k] for k in case.grad]
     float_outs = [o for o in outs if o.requires_grad]
-    ups = [_randn(o.shape, o.device, 100 + i).requires_grad_(second)
-           for i, o in enumerate(float_outs)]
+    ups = [_randn(o.shape, o.device, 100 + i).requires_grad_(second) for i, o in enumerate(float_outs)]
     grads = torch.autograd.grad(float_outs, xs, ups, create_graph=second, allow_unused=True)
     if not second:
         return outs, list(grads), None
     # Second order as gradgradcheck does it: d/d(inputs, upstream) of sum(grad * v).
-    total = sum((g * _randn(g.shape, g.device, 200 + i)).sum()
-                for i, g in enumerate(grads) if g is not None and g.requires_grad)
+    total = sum(
+        (g * _randn(g.shape, g.device, 200 + i)).sum() for i, g in enumerate(grads) if g is not None and g.requires_grad
+    )
     grads2 = torch.autograd.grad(total, xs + ups, allow_unused=True)
     return outs, list(grads), list(grads2)
 
@@ -145,8 +144,9 @@ def _run_side(case: Case, base: dict, impl: str | None, second: bool):
 def check_case(case: Case, impl: str, device: torch.device) -> dict:
     """Parity of ``impl`` against the reference twin for one case, as a result row."""
     start = time.perf_counter()
-    row: dict[str, Any] = dict(case=case.name, op=case.op, impl=impl, forward=None,
-                               backward=None, second_order=None, passed=False, error=None)
+    row: dict[str, Any] = dict(
+        case=case.name, op=case.op, impl=impl, forward=None, backward=None, second_order=None, passed=False, error=None
+    )
     try:
         base = case.inputs(device)
         ref = _run_side(case, base, None, case.second_order)
@@ -160,9 +160,11 @@ def check_case(case: Case, impl: str, device: torch.device) -> dict:
             row["second_order"] = max(_rel_err(o, r) for o, r in zip(ours[2], ref[2]))
         if device.type == "cuda":
             torch.cuda.synchronize()
-        row["passed"] = (row["forward"] <= OUT_TOL
-                         and (row["backward"] is None or row["backward"] <= GRAD_TOL)
-                         and (row["second_order"] is None or row["second_order"] <= GRAD_TOL))
+        row["passed"] = (
+            row["forward"] <= OUT_TOL
+            and (row["backward"] is None or row["backward"] <= GRAD_TOL)
+            and (row["second_order"] is None or row["second_order"] <= GRAD_TOL)
+        )
     except Exception as exc:  # a kernel that raises is a failed check, reported by name
         row["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     row["seconds"] = round(time.perf_counter() - start, 4)
@@ -173,24 +175,31 @@ def check_case(case: Case, impl: str, device: torch.device) -> dict:
 # Environment and choices
 # --------------------------------------------------------------------------------------------
 
+
 def environment(device: torch.device) -> dict:
     from .ops import _extension
-
     from .utils.versions import software_versions
 
     versions = software_versions()
-    env = dict(python=versions["python"], torch=versions["torch"],
-               torch_cuda=versions["cuda"], triton=versions["triton"],
-               cuda_available=torch.cuda.is_available(), gpu=None, capability=None,
-               extension_loads=_extension.load(), extension_error=_extension.error(),
-               extension_cuda_kernels=False,
-               triton_interpret=os.environ.get("TRITON_INTERPRET") == "1",
-               impl_env=os.environ.get("ALAE_FAST_IMPL") or None)
+    env = dict(
+        python=versions["python"],
+        torch=versions["torch"],
+        torch_cuda=versions["cuda"],
+        triton=versions["triton"],
+        cuda_available=torch.cuda.is_available(),
+        gpu=None,
+        capability=None,
+        extension_loads=_extension.load(),
+        extension_error=_extension.error(),
+        extension_cuda_kernels=False,
+        triton_interpret=os.environ.get("TRITON_INTERPRET") == "1",
+        impl_env=os.environ.get("ALAE_FAST_IMPL") or None,
+    )
     if env["extension_loads"]:
         env["extension_cuda_kernels"] = bool(_extension.has_cuda_kernels())
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-        env["capability"] = "%d.%d" % torch.cuda.get_device_capability(device)
+        env["capability"] = "{}.{}".format(*torch.cuda.get_device_capability(device))
         env["cuda_runtime"] = torch.version.cuda
     return env
 
@@ -209,20 +218,34 @@ def choices(device: torch.device) -> list[dict]:
                 continue
             reason = _dispatch.unavailable_reason(impl, device.type)
             ok, why = _dispatch.verification(op, impl, device.type)
-            impls.append(dict(impl=impl, available=reason is None, reason=reason,
-                              in_auto_order=impl in order,
-                              verified=ok if why != "not gated" else None,
-                              verification=why if why != "not gated" else None))
+            impls.append(
+                dict(
+                    impl=impl,
+                    available=reason is None,
+                    reason=reason,
+                    in_auto_order=impl in order,
+                    verified=ok if why != "not gated" else None,
+                    verification=why if why != "not gated" else None,
+                )
+            )
         chosen, skipped = _dispatch.auto_choice(op, device.type, supported)
         skips = [f"{name} {kind}" for name, kind, _ in skipped]
-        rows.append(dict(op=op, order=order, chosen=chosen, impls=impls,
-                         why=("first in order" if not skips else "skipped: " + ", ".join(skips))))
+        rows.append(
+            dict(
+                op=op,
+                order=order,
+                chosen=chosen,
+                impls=impls,
+                why=("first in order" if not skips else "skipped: " + ", ".join(skips)),
+            )
+        )
     return rows
 
 
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
+
 
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.1e}"
@@ -234,20 +257,23 @@ def _print_environment(env: dict, device: torch.device, out) -> None:
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"alae-fast doctor: device {device.type}")
     p(f"  python     {env['python']}")
-    p(f"  torch      {env['torch']} (built with CUDA {env['torch_cuda']}; "
-      f"torch.cuda.is_available() = {env['cuda_available']})")
-    p(f"  triton     {env['triton']}"
-      + (" (TRITON_INTERPRET=1: Triton runs CPU tensors interpreted)"
-         if env["triton_interpret"] else ""))
+    p(
+        f"  torch      {env['torch']} (built with CUDA {env['torch_cuda']}; "
+        f"torch.cuda.is_available() = {env['cuda_available']})"
+    )
+    p(
+        f"  triton     {env['triton']}"
+        + (" (TRITON_INTERPRET=1: Triton runs CPU tensors interpreted)" if env["triton_interpret"] else "")
+    )
     if env["gpu"]:
-        p(f"  GPU        {env['gpu']}, compute capability {env['capability']}, "
-          f"CUDA runtime {env['cuda_runtime']}")
+        p(f"  GPU        {env['gpu']}, compute capability {env['capability']}, CUDA runtime {env['cuda_runtime']}")
     else:
-        p("  GPU        none used" + (" (CUDA is available: --device cuda checks it)"
-                                      if env["cuda_available"] else ""))
+        p("  GPU        none used" + (" (CUDA is available: --device cuda checks it)" if env["cuda_available"] else ""))
     if env["extension_loads"]:
-        p(f"  extension  alae_fast._C loads; CUDA kernels: "
-          f"{'yes' if env['extension_cuda_kernels'] else 'no (CPU-only build)'}")
+        p(
+            f"  extension  alae_fast._C loads; CUDA kernels: "
+            f"{'yes' if env['extension_cuda_kernels'] else 'no (CPU-only build)'}"
+        )
     else:
         p(f"  extension  does not load: {env['extension_error']}")
     try:
@@ -256,13 +282,11 @@ def _print_environment(env: dict, device: torch.device, out) -> None:
     except verified.VerifiedRecordError as exc:
         p(f"  record     ERROR: {exc}")
     if env["impl_env"]:
-        p(f"  ALAE_FAST_IMPL={env['impl_env']} is set: it overrides the automatic choice "
-          "below for every op")
+        p(f"  ALAE_FAST_IMPL={env['impl_env']} is set: it overrides the automatic choice below for every op")
 
 
 def _print_choices(rows: list[dict], device: torch.device, out) -> None:
-    print(f"\nautomatic choice per op on {device.type} (impl=None, ALAE_FAST_IMPL unset):",
-          file=out)
+    print(f"\nautomatic choice per op on {device.type} (impl=None, ALAE_FAST_IMPL unset):", file=out)
     reasons: dict[str, list[str]] = {}
     for r in rows:
         parts, extra = [], []
@@ -288,9 +312,11 @@ def _print_choices(rows: list[dict], device: torch.device, out) -> None:
     for reason, ops in reasons.items():
         print(f"  why {reason} [{len(ops)} op(s)]", file=out)
     if any(i["verified"] is False for r in rows for i in r["impls"]):
-        print("  unverified kernels are skipped by the automatic choice: verify them with "
-              "scripts/gpu_check.sh, or opt in with impl=... / ALAE_FAST_IMPL=cuda|triton",
-              file=out)
+        print(
+            "  unverified kernels are skipped by the automatic choice: verify them with "
+            "scripts/gpu_check.sh, or opt in with impl=... / ALAE_FAST_IMPL=cuda|triton",
+            file=out,
+        )
 
 
 def run_doctor(device: str | None = None, json_path: str | None = None, out=None) -> int:
@@ -307,7 +333,8 @@ def run_doctor(device: str | None = None, json_path: str | None = None, out=None
     if device == "cuda" and not torch.cuda.is_available():
         raise DoctorUsageError(
             f"--device cuda, but torch.cuda.is_available() is False here (torch "
-            f"{torch.__version__}, built with CUDA {torch.version.cuda or 'none'}): no usable GPU")
+            f"{torch.__version__}, built with CUDA {torch.version.cuda or 'none'}): no usable GPU"
+        )
     dev = torch.device(device)
     start = time.perf_counter()
     env = environment(dev)
@@ -330,9 +357,11 @@ def run_doctor(device: str | None = None, json_path: str | None = None, out=None
     old_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     checks = []
-    print(f"\nparity against the reference twins on {device} (float32, N={N} C={C} H=W={H}; "
-          f"max error / max |reference|, outputs <= {OUT_TOL:g}, gradients <= {GRAD_TOL:g}):",
-          file=out)
+    print(
+        f"\nparity against the reference twins on {device} (float32, N={N} C={C} H=W={H}; "
+        f"max error / max |reference|, outputs <= {OUT_TOL:g}, gradients <= {GRAD_TOL:g}):",
+        file=out,
+    )
     print(f"  {'op':<18}{'impl':<8}{'forward':>9}{'grad':>9}{'grad2':>9}", file=out)
     try:
         for case in CASES:
@@ -342,8 +371,10 @@ def run_doctor(device: str | None = None, json_path: str | None = None, out=None
                 row = check_case(case, impl, dev)
                 checks.append(row)
                 verdict = "PASS" if row["passed"] else "FAIL"
-                line = (f"  {case.name:<18}{impl:<8}{_fmt(row['forward']):>9}"
-                        f"{_fmt(row['backward']):>9}{_fmt(row['second_order']):>9}  {verdict}")
+                line = (
+                    f"  {case.name:<18}{impl:<8}{_fmt(row['forward']):>9}"
+                    f"{_fmt(row['backward']):>9}{_fmt(row['second_order']):>9}  {verdict}"
+                )
                 if row["error"]:
                     line += f"  {row['error']}"
                 print(line, file=out)
@@ -361,8 +392,15 @@ def run_doctor(device: str | None = None, json_path: str | None = None, out=None
         print(f"\nall {len(checks)} checks PASS ({seconds:.1f} s)", file=out)
     passed = not failed and not problems
     if json_path:
-        result = dict(device=device, environment=env, ops=rows, checks=checks,
-                      tolerances=dict(output=OUT_TOL, gradient=GRAD_TOL), problems=problems,
-                      passed=passed, seconds=round(seconds, 3))
+        result = dict(
+            device=device,
+            environment=env,
+            ops=rows,
+            checks=checks,
+            tolerances=dict(output=OUT_TOL, gradient=GRAD_TOL),
+            problems=problems,
+            passed=passed,
+            seconds=round(seconds, 3),
+        )
         Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
     return 0 if passed else 1

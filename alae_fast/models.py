@@ -31,7 +31,8 @@ def check_fast_style_injection(style_injection: str) -> None:
         raise NotImplementedError(
             f"style_injection={style_injection!r} has no fast implementation yet (fast: "
             f"{list(FAST_STYLE_INJECTIONS)}); use the reference model "
-            f"alae_fast.reference.StyleALAE (train.impl=ref)")
+            f"alae_fast.reference.StyleALAE (train.impl=ref)"
+        )
 
 
 class FastLosses(_reference.ALAEBase):
@@ -45,8 +46,9 @@ class FastLosses(_reference.ALAEBase):
     def _ops_impl(self) -> str | None:
         return None if self.loss_impl == "fast" else self.loss_impl
 
-    def d_loss_fn(self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
-                  r1_gamma: float) -> torch.Tensor:
+    def d_loss_fn(
+        self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, r1_gamma: float
+    ) -> torch.Tensor:
         return ops.d_loss_r1(d_fake, d_real, reals, r1_gamma, impl=self._ops_impl)
 
     def g_loss_fn(self, d_fake: torch.Tensor) -> torch.Tensor:
@@ -59,25 +61,59 @@ class FastLosses(_reference.ALAEBase):
 class StyleALAE(FastLosses, _reference.StyleALAE):
     __doc__ = _reference.StyleALAE.__doc__
 
-    def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
-                 latent_size: int = 128, mapping_layers: int = 5, channels: int = 3,
-                 dlatent_avg_beta: float | None = None, truncation_psi: float | None = None,
-                 truncation_cutoff: int | None = None, style_mixing_prob: float | None = None,
-                 style_injection: str = "adain"):
+    def __init__(
+        self,
+        startf: int = 32,
+        maxf: int = 256,
+        layer_count: int = 3,
+        latent_size: int = 128,
+        mapping_layers: int = 5,
+        channels: int = 3,
+        dlatent_avg_beta: float | None = None,
+        truncation_psi: float | None = None,
+        truncation_cutoff: int | None = None,
+        style_mixing_prob: float | None = None,
+        style_injection: str = "adain",
+    ):
         check_fast_style_injection(style_injection)
-        super().__init__(startf, maxf, layer_count, latent_size, mapping_layers, channels,
-                         dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob,
-                         style_injection)
+        super().__init__(
+            startf,
+            maxf,
+            layer_count,
+            latent_size,
+            mapping_layers,
+            channels,
+            dlatent_avg_beta,
+            truncation_psi,
+            truncation_cutoff,
+            style_mixing_prob,
+            style_injection,
+        )
         optimize(self)
 
 
 class MLPALAE(FastLosses, _reference.MLPALAE):
     __doc__ = _reference.MLPALAE.__doc__
 
-    def __init__(self, latent_size: int = 50, mapping_layers: int = 6, channels: int = 1,
-                 layer_count: int = 4, dlatent_avg_beta: float | None = 0.995,
-                 truncation_psi: float | None = None, truncation_cutoff: int | None = None,
-                 style_mixing_prob: float | None = None):
-        super().__init__(latent_size, mapping_layers, channels, layer_count, dlatent_avg_beta,
-                         truncation_psi, truncation_cutoff, style_mixing_prob)
+    def __init__(
+        self,
+        latent_size: int = 50,
+        mapping_layers: int = 6,
+        channels: int = 1,
+        layer_count: int = 4,
+        dlatent_avg_beta: float | None = 0.995,
+        truncation_psi: float | None = None,
+        truncation_cutoff: int | None = None,
+        style_mixing_prob: float | None = None,
+    ):
+        super().__init__(
+            latent_size,
+            mapping_layers,
+            channels,
+            layer_count,
+            dlatent_avg_beta,
+            truncation_psi,
+            truncation_cutoff,
+            style_mixing_prob,
+        )
         optimize(self)

@@ -21,8 +21,16 @@ class LREQAdam(_ReferenceLREQAdam):
         impl: implementation of the update op (``None``: automatic choice).
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.0, 0.99), eps: float = 1e-8,
-                 weight_decay: float = 0.0, *, impl: str | None = None):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.0, 0.99),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        impl: str | None = None,
+    ):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         self.impl = impl
 
@@ -37,14 +45,22 @@ class LREQAdam(_ReferenceLREQAdam):
             batches: dict[tuple, tuple[list, list, list, list]] = {}
             for p, grad, v, step_size in self._updates(group):
                 if not (p.is_contiguous() and grad.is_contiguous() and v.is_contiguous()):
-                    ops.lreq_adam_step_ref([p], [grad], [v], [step_size], beta2=beta2,
-                                           eps=group["eps"], weight_decay=group["weight_decay"])
+                    ops.lreq_adam_step_ref(
+                        [p], [grad], [v], [step_size], beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"]
+                    )
                     continue
                 batch = batches.setdefault((p.device, p.dtype), ([], [], [], []))
                 for lst, item in zip(batch, (p, grad, v, step_size)):
                     lst.append(item)
             for params, grads, exp_avg_sqs, step_sizes in batches.values():
-                ops.lreq_adam_step_(params, grads, exp_avg_sqs, step_sizes, beta2=beta2,
-                                    eps=group["eps"], weight_decay=group["weight_decay"],
-                                    impl=self.impl)
+                ops.lreq_adam_step_(
+                    params,
+                    grads,
+                    exp_avg_sqs,
+                    step_sizes,
+                    beta2=beta2,
+                    eps=group["eps"],
+                    weight_decay=group["weight_decay"],
+                    impl=self.impl,
+                )
         return loss

@@ -34,8 +34,16 @@ from pathlib import Path
 
 from .ops._spec import REGISTRY
 
-__all__ = ["OPS", "GPU_IMPLS", "RECORD_PATH", "VerifiedRecordError", "load_records",
-           "find_record", "is_verified", "clear_cache"]
+__all__ = [
+    "OPS",
+    "GPU_IMPLS",
+    "RECORD_PATH",
+    "VerifiedRecordError",
+    "load_records",
+    "find_record",
+    "is_verified",
+    "clear_cache",
+]
 
 # Every op with interchangeable implementations: the op registry (importing it loads no
 # kernels).
@@ -71,25 +79,25 @@ def _validate(data, where: str) -> list[dict]:
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         raise VerifiedRecordError(f"{where}: expected an object with a 'records' list")
     if data.get("format") != FORMAT:
-        raise VerifiedRecordError(f"{where}: unknown format {data.get('format')!r} "
-                                  f"(this version reads format {FORMAT})")
+        raise VerifiedRecordError(
+            f"{where}: unknown format {data.get('format')!r} (this version reads format {FORMAT})"
+        )
     for i, rec in enumerate(data["records"]):
         if not isinstance(rec, dict):
             raise VerifiedRecordError(f"{where}: records[{i}] is not an object")
         for key in REQUIRED:
             if not isinstance(rec.get(key), str) or not rec[key]:
-                raise VerifiedRecordError(f"{where}: records[{i}] needs a non-empty string "
-                                          f"'{key}'")
+                raise VerifiedRecordError(f"{where}: records[{i}] needs a non-empty string '{key}'")
         if rec["op"] not in OPS:
-            raise VerifiedRecordError(f"{where}: records[{i}] has unknown op {rec['op']!r} "
-                                      f"(one of {OPS})")
+            raise VerifiedRecordError(f"{where}: records[{i}] has unknown op {rec['op']!r} (one of {OPS})")
         if rec["impl"] not in GPU_IMPLS:
-            raise VerifiedRecordError(f"{where}: records[{i}] has impl {rec['impl']!r}; GPU "
-                                      f"records are for {GPU_IMPLS}")
+            raise VerifiedRecordError(
+                f"{where}: records[{i}] has impl {rec['impl']!r}; GPU records are for {GPU_IMPLS}"
+            )
         if _parse_capability(rec["capability"]) is None:
-            raise VerifiedRecordError(f"{where}: records[{i}] has capability "
-                                      f"{rec['capability']!r}; expected 'major.minor', e.g. "
-                                      f"'9.0'")
+            raise VerifiedRecordError(
+                f"{where}: records[{i}] has capability {rec['capability']!r}; expected 'major.minor', e.g. '9.0'"
+            )
     return data["records"]
 
 
@@ -102,8 +110,9 @@ def load_records(path: str | Path | None = None) -> list[dict]:
         try:
             data = json.loads(path.read_text())
         except OSError as exc:
-            raise VerifiedRecordError(f"{path}: cannot read the verified-kernels record "
-                                      f"({exc.strerror or exc})") from exc
+            raise VerifiedRecordError(
+                f"{path}: cannot read the verified-kernels record ({exc.strerror or exc})"
+            ) from exc
         except json.JSONDecodeError as exc:
             raise VerifiedRecordError(f"{path}: not valid JSON ({exc})") from exc
         _cache[key] = _validate(data, str(path))
@@ -116,19 +125,16 @@ def clear_cache() -> None:
     _found.clear()
 
 
-def find_record(op: str, impl: str, capability: tuple[int, int],
-                path: str | Path | None = None) -> dict | None:
+def find_record(op: str, impl: str, capability: tuple[int, int], path: str | Path | None = None) -> dict | None:
     """The latest record that verifies ``impl`` of ``op`` on a GPU of ``capability`` (same
     major compute capability), or None."""
     key = (op, impl, capability[0], str(RECORD_PATH if path is None else path))
     if key not in _found:
-        found = [r for r in load_records(path) if r["op"] == op and r["impl"] == impl
-                 and _major(r) == capability[0]]
+        found = [r for r in load_records(path) if r["op"] == op and r["impl"] == impl and _major(r) == capability[0]]
         _found[key] = max(found, key=lambda r: r["date"]) if found else None
     return _found[key]
 
 
-def is_verified(op: str, impl: str, capability: tuple[int, int],
-                path: str | Path | None = None) -> bool:
+def is_verified(op: str, impl: str, capability: tuple[int, int], path: str | Path | None = None) -> bool:
     """True when ``impl`` of ``op`` passed its GPU parity tests on this GPU generation."""
     return find_record(op, impl, capability, path) is not None

@@ -22,8 +22,7 @@ ROWS: list[dict] = []
 def impls(supported=("ref", "triton", "cuda", "cpu")) -> list[str]:
     """The implementations benchmarked here: every available one (Triton's CPU interpreter
     is a test vehicle, not an implementation to time, so it is left out on CPU)."""
-    return [i for i in available_impls(DEVICE, supported) if not (i == "triton" and
-                                                                  DEVICE == "cpu")]
+    return [i for i in available_impls(DEVICE, supported) if not (i == "triton" and DEVICE == "cpu")]
 
 
 def _sync() -> None:
@@ -31,11 +30,13 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def run_case(benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes: int,
-             flops: int = 0, baseline: str = "ref") -> None:
+def run_case(
+    benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes: int, flops: int = 0, baseline: str = "ref"
+) -> None:
     """Time ``fn`` with pytest-benchmark and record median time, achieved bandwidth
     (``nbytes`` read + written per call) and, where given, achieved FLOP/s (``flops`` per call).
     ``baseline`` names the impl row the speed-up is taken against."""
+
     def call():
         fn()
         _sync()
@@ -52,8 +53,9 @@ def run_case(benchmark, *, op: str, mode: str, shape: str, impl: str, fn, nbytes
     benchmark.extra_info.update(op=op, mode=mode, shape=shape, impl=impl)
     benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=1)
     median = benchmark.stats.stats.median
-    row = dict(op=op, mode=mode, shape=shape, impl=impl, median_us=median * 1e6,
-               gbps=nbytes / median / 1e9, rounds=rounds)
+    row = dict(
+        op=op, mode=mode, shape=shape, impl=impl, median_us=median * 1e6, gbps=nbytes / median / 1e9, rounds=rounds
+    )
     if flops:
         row["tflops"] = flops / median / 1e12
     if baseline != "ref":
@@ -86,10 +88,12 @@ def _shape_id(shape) -> str:
 
 def parametrize_cases(shapes, supported=("ref", "triton", "cuda", "cpu")):
     """Every available impl x ``shapes`` (as ``shape``) x ``MODES`` (as ``mode``)."""
+
     def decorate(test):
         test = pytest.mark.parametrize("mode", MODES)(test)
         test = pytest.mark.parametrize("shape", shapes, ids=_shape_id)(test)
         return parametrize_impls(supported)(test)
+
     return decorate
 
 
@@ -107,11 +111,9 @@ def _backward(out) -> None:
     loss.backward()
 
 
-def run_op_case(benchmark, *, op: str, mode: str, shape, impl: str, forward,
-                moved: tuple[int, int]) -> None:
+def run_op_case(benchmark, *, op: str, mode: str, shape, impl: str, forward, moved: tuple[int, int]) -> None:
     """``run_case`` of ``forward()`` (mode "forward") or of it and the backward of the sum of
     its outputs (mode "forward+backward"); ``moved`` holds the bytes of each mode."""
     fn = forward if mode == "forward" else (lambda: _backward(forward()))
     label = str(list(shape)) if isinstance(shape, tuple) else f"[{shape}]"
-    run_case(benchmark, op=op, mode=mode, shape=label, impl=impl, fn=fn,
-             nbytes=moved[mode != "forward"])
+    run_case(benchmark, op=op, mode=mode, shape=label, impl=impl, fn=fn, nbytes=moved[mode != "forward"])

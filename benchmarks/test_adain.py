@@ -1,6 +1,10 @@
 from alae_fast.ops import adain
 
-from .bench_support import ACTIVATION_SHAPES, nbytes, parametrize_cases, randn, run_op_case
+from .bench_support import ACTIVATION_SHAPES
+from .bench_support import nbytes
+from .bench_support import parametrize_cases
+from .bench_support import randn
+from .bench_support import run_op_case
 
 
 @parametrize_cases(ACTIVATION_SHAPES)
@@ -9,7 +13,12 @@ def test_adain(benchmark, impl, shape, mode):
     x, style = randn(shape, mode), randn((n, 2 * c), mode)
     noise = randn((n, 1, h, w), "forward")  # a constant input
     noise_weight, bias = randn((c,), mode), randn((c,), mode)
-    run_op_case(benchmark, op="adain", mode=mode, shape=shape, impl=impl,
-                forward=lambda: adain(x, style, noise=noise, noise_weight=noise_weight,
-                                      bias=bias, impl=impl),
-                moved=(2 * nbytes(x), 5 * nbytes(x)))
+    run_op_case(
+        benchmark,
+        op="adain",
+        mode=mode,
+        shape=shape,
+        impl=impl,
+        forward=lambda: adain(x, style, noise=noise, noise_weight=noise_weight, bias=bias, impl=impl),
+        moved=(2 * nbytes(x), 5 * nbytes(x)),
+    )

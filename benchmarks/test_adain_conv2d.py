@@ -24,11 +24,15 @@ import torch
 from torch.nn import functional as F
 
 import alae_fast
-from alae_fast import ops, reference
+from alae_fast import ops
+from alae_fast import reference
 from alae_fast.nn import conv_dispatch
-from alae_fast.reference.layers import _fused_kernel, upscale2d
+from alae_fast.reference.layers import _fused_kernel
+from alae_fast.reference.layers import upscale2d
 
-from .bench_support import DEVICE, impls, run_case
+from .bench_support import DEVICE
+from .bench_support import impls
+from .bench_support import run_case
 
 CONFIGS = {"256": (64, 512, 7, 8), "1024": (16, 512, 9, 4)}  # startf, maxf, levels, GPU batch
 
@@ -41,7 +45,7 @@ def _layers():
             batch = 1
         chans = [min(maxf, startf * 2 ** (levels - 1 - i)) for i in range(levels)]
         for i in range(levels):
-            size = 4 * 2 ** i
+            size = 4 * 2**i
             layers = [(chans[i], chans[i], size, False)]
             if i:
                 layers.insert(0, (chans[i - 1], chans[i], size // 2, True))
@@ -66,13 +70,15 @@ def _layer_id(layer):
 
 def _inputs(layer, grad):
     _, n, c, co, s, up = layer
+
     def leaf(t):
         return t.to(DEVICE).requires_grad_(grad)
+
     x = leaf(torch.randn(n, c, s, s))
     style = leaf(0.1 * torch.randn(n, 2 * c))
     noise = torch.randn(n, 1, s, s, device=DEVICE)
     nw, bias = leaf(0.1 * torch.randn(c)), leaf(0.1 * torch.randn(c))
-    w = leaf(torch.randn(co, c, 3, 3) / (3 * c ** 0.5))
+    w = leaf(torch.randn(co, c, 3, 3) / (3 * c**0.5))
     return x, style, noise, nw, bias, w
 
 
@@ -83,9 +89,9 @@ def _separate(layer):
     def fn(x, style, noise, nw, bias, w):
         y = ops.adain(x, style, noise=noise, noise_weight=nw, bias=bias, alpha=0.2, eps=1e-8)
         if transposed:
-            return F.conv_transpose2d(y, _fused_kernel(w.flip(2, 3).transpose(0, 1)), stride=2,
-                                      padding=1)
+            return F.conv_transpose2d(y, _fused_kernel(w.flip(2, 3).transpose(0, 1)), stride=2, padding=1)
         return F.conv2d(upscale2d(y) if up else y, w, padding=1)
+
     return fn
 
 
@@ -93,12 +99,13 @@ def _fused(layer, impl):
     up = layer[5]
 
     def fn(x, style, noise, nw, bias, w):
-        stats = ops.adain_stats(x, noise=noise, noise_weight=nw, act_bias=bias, alpha=0.2,
-                                eps=1e-8, impl=impl)
+        stats = ops.adain_stats(x, noise=noise, noise_weight=nw, act_bias=bias, alpha=0.2, eps=1e-8, impl=impl)
         # As the fast generator runs it: the centered prologue scale * (a - mean) + b.
         center, scale, shift = ops.adain_center_scale_shift(stats, style)
-        return ops.adain_conv2d(x, scale, shift, w, center=center, noise=noise, noise_weight=nw,
-                                act_bias=bias, alpha=0.2, up=up, impl=impl)
+        return ops.adain_conv2d(
+            x, scale, shift, w, center=center, noise=noise, noise_weight=nw, act_bias=bias, alpha=0.2, up=up, impl=impl
+        )
+
     return fn
 
 
@@ -128,12 +135,23 @@ def test_adain_conv2d(benchmark, path, layer, mode):
     if backward:
         call = lambda: fn(*inputs).sum().backward()  # noqa: E731
     else:
+
         def call():
             with torch.no_grad():
                 fn(*inputs)
+
     flops, moved = _cost(layer, "separate" if path == "separate" else "fused", backward)
-    run_case(benchmark, op="adain+conv3x3", mode=mode, shape=_layer_id(layer), impl=path,
-             fn=call, nbytes=moved, flops=flops, baseline="separate")
+    run_case(
+        benchmark,
+        op="adain+conv3x3",
+        mode=mode,
+        shape=_layer_id(layer),
+        impl=path,
+        fn=call,
+        nbytes=moved,
+        flops=flops,
+        baseline="separate",
+    )
 
 
 GEN_BATCH = 8 if DEVICE == "cuda" else 1
@@ -154,7 +172,16 @@ def test_generator_256(benchmark, path, monkeypatch):
         out = gen(styles, levels - 1, 1.0, noise=True)
         torch.autograd.grad(out.square().mean(), params, allow_unused=True)
 
-    flops = 3 * sum(2 * GEN_BATCH * co * c * 9 * (2 * s if up else s) ** 2
-                    for name, _, c, co, s, up in _layers() if name == "256")
-    run_case(benchmark, op="generator 256x256", mode="forward+backward",
-             shape=f"N{GEN_BATCH}", impl=path, fn=call, nbytes=0, flops=flops)
+    flops = 3 * sum(
+        2 * GEN_BATCH * co * c * 9 * (2 * s if up else s) ** 2 for name, _, c, co, s, up in _layers() if name == "256"
+    )
+    run_case(
+        benchmark,
+        op="generator 256x256",
+        mode="forward+backward",
+        shape=f"N{GEN_BATCH}",
+        impl=path,
+        fn=call,
+        nbytes=0,
+        flops=flops,
+    )

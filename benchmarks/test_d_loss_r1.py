@@ -4,7 +4,10 @@ from torch.nn import functional as F
 
 from alae_fast.ops import d_loss_r1
 
-from .bench_support import DEVICE, nbytes, parametrize_impls, run_case
+from .bench_support import DEVICE
+from .bench_support import nbytes
+from .bench_support import parametrize_impls
+from .bench_support import run_case
 
 # The whole E,D loss with R1 behind a light critic (one conv + mean + linear), so that the
 # loss ops, not the critic, are a visible part of the time.
@@ -29,5 +32,12 @@ def test_d_loss_r1(benchmark, impl, shape):
         loss = d_loss_r1(critic(fakes), critic(reals), reals, 10.0, impl=impl)
         loss.backward()
 
-    run_case(benchmark, op="d_loss_r1 (+critic)", mode="forward+backward",
-             shape=str(list(shape)), impl=impl, fn=step, nbytes=3 * nbytes(reals))
+    run_case(
+        benchmark,
+        op="d_loss_r1 (+critic)",
+        mode="forward+backward",
+        shape=str(list(shape)),
+        impl=impl,
+        fn=step,
+        nbytes=3 * nbytes(reals),
+    )

@@ -19,13 +19,12 @@ import alae_fast
 from alae_fast import reference
 from alae_fast.optim import LREQAdam as FusedLREQAdam
 
-from .bench_support import DEVICE, run_case
+from .bench_support import DEVICE
+from .bench_support import run_case
 
-CONFIGS = {"32px-b4": (dict(startf=16, maxf=64, layer_count=4, latent_size=32,
-                            mapping_layers=3), 4)}
+CONFIGS = {"32px-b4": (dict(startf=16, maxf=64, layer_count=4, latent_size=32, mapping_layers=3), 4)}
 if DEVICE == "cuda":
-    CONFIGS["128px-b32"] = (dict(startf=32, maxf=256, layer_count=6, latent_size=256,
-                                 mapping_layers=8), 32)
+    CONFIGS["128px-b32"] = (dict(startf=32, maxf=256, layer_count=6, latent_size=256, mapping_layers=8), 32)
 MODES = ("ref", "fast", "compile(ref)")
 # torch.compile of the reference takes minutes on a small CPU; ALAE_FAST_BENCH_COMPILE=0 skips
 # those rows (they are then absent from RESULTS.md, not faked).
@@ -43,17 +42,13 @@ class _Iteration:
             alae_fast.optimize(model)
             opt_cls = FusedLREQAdam
         self.model = model
-        self.opt_e = opt_cls([*model.encoder.parameters(), *model.mapping_d.parameters()],
-                             lr=1e-3)
-        self.opt_g = opt_cls([*model.decoder.parameters(), *model.mapping_f.parameters()],
-                             lr=1e-3)
-        self.eager = {name: getattr(model, name) for name in
-                      ("encoder", "decoder", "mapping_f", "mapping_d")}
+        self.opt_e = opt_cls([*model.encoder.parameters(), *model.mapping_d.parameters()], lr=1e-3)
+        self.opt_g = opt_cls([*model.decoder.parameters(), *model.mapping_f.parameters()], lr=1e-3)
+        self.eager = {name: getattr(model, name) for name in ("encoder", "decoder", "mapping_f", "mapping_d")}
         self.compiled = None
         if mode == "compile(ref)":
-            self.compiled = {name: torch.compile(m)
-                             for name, m in self.eager.items()}
-        r = 4 * 2 ** self.lod
+            self.compiled = {name: torch.compile(m) for name, m in self.eager.items()}
+        r = 4 * 2**self.lod
         self.x = torch.randn(self.batch, kwargs.get("channels", 3), r, r, device=DEVICE)
 
     def _use(self, modules):
@@ -107,7 +102,5 @@ def test_training_iteration(benchmark, mode, step, config):
     fn = getattr(it, step)
     for _ in range(2):  # compile / warm up every step before timing
         it.whole()
-    label = {"whole": "whole iteration", "d_step": "D step (R1)", "g_step": "G step",
-             "ae_step": "AE step"}[step]
-    run_case(benchmark, op="training iteration", mode=label, shape=config, impl=mode, fn=fn,
-             nbytes=0)
+    label = {"whole": "whole iteration", "d_step": "D step (R1)", "g_step": "G step", "ae_step": "AE step"}[step]
+    run_case(benchmark, op="training iteration", mode=label, shape=config, impl=mode, fn=fn, nbytes=0)

@@ -1,6 +1,10 @@
 from alae_fast.ops import r1_penalty
 
-from .bench_support import DEVICE, nbytes, parametrize_cases, randn, run_op_case
+from .bench_support import DEVICE
+from .bench_support import nbytes
+from .bench_support import parametrize_cases
+from .bench_support import randn
+from .bench_support import run_op_case
 
 # R1 gradients: MNIST (batch 128, 1x32x32), StyleALAE at 64x64 and 256x256 (batch 32 / 8);
 # on GPU also 1024x1024.
@@ -13,5 +17,12 @@ if DEVICE == "cuda":
 def test_r1_penalty(benchmark, impl, shape, mode):
     g = randn(shape, mode)
     # Forward reads g; backward reads g and writes its gradient.
-    run_op_case(benchmark, op="r1_penalty", mode=mode, shape=shape, impl=impl,
-                forward=lambda: r1_penalty(g, 10.0, impl=impl), moved=(nbytes(g), 3 * nbytes(g)))
+    run_op_case(
+        benchmark,
+        op="r1_penalty",
+        mode=mode,
+        shape=shape,
+        impl=impl,
+        forward=lambda: r1_penalty(g, 10.0, impl=impl),
+        moved=(nbytes(g), 3 * nbytes(g)),
+    )

@@ -24,9 +24,7 @@ KEYS = ("CPU", "CUDA")
 
 # The only ops allowed to lack a CUDA kernel, each with its reason. An entry whose op gains a
 # CUDA kernel or is no longer registered fails the check, so the list cannot go stale.
-CUDA_EXCEPTIONS = {
-    "linear_act_fwd": "linear_act has no CUDA kernel by design: on a GPU it runs as Triton",
-}
+CUDA_EXCEPTIONS = {"linear_act_fwd": "linear_act has no CUDA kernel by design: on a GPU it runs as Triton"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +39,7 @@ def find_library(root: Path) -> Path:
     """The single ``alae_fast/_C*.so`` under ``root``; ValueError naming ``root`` otherwise."""
     found = sorted((Path(root) / "alae_fast").glob("_C*.so"))
     if len(found) != 1:
-        raise ValueError(f"root {str(root)!r}: expected one alae_fast/_C*.so, found "
-                         f"{[p.name for p in found]}")
+        raise ValueError(f"root {str(root)!r}: expected one alae_fast/_C*.so, found {[p.name for p in found]}")
     return found[0]
 
 
@@ -53,10 +50,10 @@ def load_and_list(so_path: Path) -> list[OpStatus]:
     torch.ops.load_library(str(so_path))
     prefix = NAMESPACE + "::"
     names = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith(prefix))
-    return [OpStatus(n[len(prefix):],
-                     {k: bool(torch._C._dispatch_has_kernel_for_dispatch_key(n, k))
-                      for k in KEYS})
-            for n in names]
+    return [
+        OpStatus(n[len(prefix) :], {k: bool(torch._C._dispatch_has_kernel_for_dispatch_key(n, k)) for k in KEYS})
+        for n in names
+    ]
 
 
 def evaluate(ops: list[OpStatus], exceptions: dict = CUDA_EXCEPTIONS) -> tuple[list, list]:
@@ -69,16 +66,14 @@ def evaluate(ops: list[OpStatus], exceptions: dict = CUDA_EXCEPTIONS) -> tuple[l
     for op in ops:
         # "ok": a kernel; "--": none, as allowed; "NO": none, and that fails the check.
         allowed = {"CUDA"} if op.name in exceptions else set()
-        marks = "  ".join(f"{'ok' if op.kernels[k] else '--' if k in allowed else 'NO':<4}"
-                          for k in KEYS)
+        marks = "  ".join(f"{'ok' if op.kernels[k] else '--' if k in allowed else 'NO':<4}" for k in KEYS)
         note = ""
         if not op.kernels["CPU"]:
             problems.append(f"{op.name}: no CPU kernel")
         if op.name in exceptions:
             note = f"  (allowed: {exceptions[op.name]})"
             if op.kernels["CUDA"]:
-                problems.append(f"{op.name}: has a CUDA kernel now; remove it from "
-                                "CUDA_EXCEPTIONS")
+                problems.append(f"{op.name}: has a CUDA kernel now; remove it from CUDA_EXCEPTIONS")
         elif not op.kernels["CUDA"]:
             problems.append(f"{op.name}: no CUDA kernel")
         lines.append(f"  {op.name:<{width}}  {marks}{note}")
@@ -92,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--so", type=Path, help="path of the built library")
-    where.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1],
-                       help="tree holding alae_fast/_C*.so (default: this repository)")
+    where.add_argument(
+        "--root",
+        type=Path,
+        default=Path(__file__).resolve().parents[1],
+        help="tree holding alae_fast/_C*.so (default: this repository)",
+    )
     args = parser.parse_args(argv)
     try:
         so_path = args.so if args.so is not None else find_library(args.root)
@@ -106,17 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print(f"library: {so_path}")
-    print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), "
-          f"GPU available: {torch.cuda.is_available()}")
+    print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), GPU available: {torch.cuda.is_available()}")
     lines, problems = evaluate(ops)
     print("\n".join(lines))
     for problem in problems:
         print(f"PROBLEM: {problem}")
     with_cuda = sum(op.kernels["CUDA"] for op in ops)
     verdict = "FAIL" if problems else "PASS"
-    print(f"check_cuda_extension: {verdict}: {len(ops)} ops, {with_cuda} with a CUDA kernel, "
-          f"{len(ops) - with_cuda} without ({len(CUDA_EXCEPTIONS)} allowed), "
-          f"{len(problems)} problem(s)")
+    print(
+        f"check_cuda_extension: {verdict}: {len(ops)} ops, {with_cuda} with a CUDA kernel, "
+        f"{len(ops) - with_cuda} without ({len(CUDA_EXCEPTIONS)} allowed), "
+        f"{len(problems)} problem(s)"
+    )
     if not ops:
         return 2
     return 1 if problems else 0

@@ -39,8 +39,10 @@ from alae_fast import verified  # noqa: E402
 from alae_fast.ops._spec import REGISTRY  # noqa: E402
 
 GPU_ID = re.compile(r"(?:^|-)(cuda|triton)-cuda(?:-|$)")
-COMMENT = ("GPU kernels whose parity tests passed on a GPU; written by scripts/gpu_check.sh "
-           "(scripts/record_verified.py). See alae_fast/verified.py for what a record covers.")
+COMMENT = (
+    "GPU kernels whose parity tests passed on a GPU; written by scripts/gpu_check.sh "
+    "(scripts/record_verified.py). See alae_fast/verified.py for what a record covers."
+)
 
 
 def _module(classname: str) -> tuple[str, str] | None:
@@ -48,7 +50,7 @@ def _module(classname: str) -> tuple[str, str] | None:
     parts = classname.split(".")
     for i, part in enumerate(parts):
         if part.startswith("test_"):
-            return ("ops" if parts[:i] == ["tests", "ops"] else "other"), part[len("test_"):]
+            return ("ops" if parts[:i] == ["tests", "ops"] else "other"), part[len("test_") :]
     return None
 
 
@@ -88,7 +90,7 @@ def read_junit(paths: list[Path]) -> tuple[dict, dict, list[str]]:
         for case in root.iter("testcase"):
             classname, name = case.get("classname", ""), case.get("name", "")
             where = _module(classname)
-            params = name[name.find("[") + 1:-1] if name.endswith("]") else ""
+            params = name[name.find("[") + 1 : -1] if name.endswith("]") else ""
             match = GPU_ID.search(params)
             if where is None or match is None:
                 continue
@@ -133,6 +135,7 @@ def _gpu() -> tuple[str, str]:
 
 def _versions() -> dict:
     from alae_fast.utils.versions import software_versions
+
     return software_versions()
 
 
@@ -160,24 +163,31 @@ def decide(pairs, blocked, files, doctor_failed, partial):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--junit", type=Path, action="append", required=True,
-                   help="JUnit XML of the GPU test run (repeatable)")
-    p.add_argument("--out", type=Path, default=verified.RECORD_PATH,
-                   help="record to update (default: the package's verified_kernels.json)")
+    p.add_argument(
+        "--junit", type=Path, action="append", required=True, help="JUnit XML of the GPU test run (repeatable)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=verified.RECORD_PATH,
+        help="record to update (default: the package's verified_kernels.json)",
+    )
     p.add_argument("--doctor", type=Path, help="doctor --json output: its failures withhold")
-    p.add_argument("--partial", action="store_true",
-                   help="the test run was interrupted: withhold the last test file's ops")
+    p.add_argument(
+        "--partial", action="store_true", help="the test run was interrupted: withhold the last test file's ops"
+    )
     p.add_argument("--device", help="GPU name (default: the current CUDA device's)")
-    p.add_argument("--capability", help="compute capability 'major.minor' (default: "
-                                        "the current CUDA device's)")
+    p.add_argument("--capability", help="compute capability 'major.minor' (default: the current CUDA device's)")
     p.add_argument("--date", default=datetime.date.today().isoformat())
     p.add_argument("--commit", help="the source commit that was tested (recorded if given)")
     args = p.parse_args(argv)
 
     pairs, blocked, files = read_junit(args.junit)
     if not pairs:
-        print("record_verified: the JUnit XML holds no CUDA case of any op "
-              "(ids ending in -cuda-cuda] / -triton-cuda]); the record is left as it is")
+        print(
+            "record_verified: the JUnit XML holds no CUDA case of any op "
+            "(ids ending in -cuda-cuda] / -triton-cuda]); the record is left as it is"
+        )
         return 1
     if (args.device is None) != (args.capability is None):
         p.error("--device and --capability go together")
@@ -192,17 +202,24 @@ def main(argv=None) -> int:
     except verified.VerifiedRecordError as exc:
         raise SystemExit(f"record_verified: {exc}") from exc
     tested = set(verdicts)
-    kept = [r for r in old if not ((r["op"], r["impl"]) in tested
-                                   and r["capability"].split(".")[0] == major)]
+    kept = [r for r in old if not ((r["op"], r["impl"]) in tested and r["capability"].split(".")[0] == major)]
     versions = _versions()
     new = []
     for (op, impl), (ok, why) in verdicts.items():
         print(f"  {op:<16} {impl:<7} {'VERIFIED' if ok else 'not verified'}: {why}")
         if ok:
-            rec = dict(op=op, impl=impl, device=device, capability=capability,
-                       torch=versions["torch"], triton=versions["triton"],
-                       cuda=versions["cuda"], python=versions["python"], date=args.date,
-                       tests=pairs[(op, impl)]["passed"])
+            rec = dict(
+                op=op,
+                impl=impl,
+                device=device,
+                capability=capability,
+                torch=versions["torch"],
+                triton=versions["triton"],
+                cuda=versions["cuda"],
+                python=versions["python"],
+                date=args.date,
+                tests=pairs[(op, impl)]["passed"],
+            )
             if args.commit:
                 rec["commit"] = args.commit
             new.append(rec)
@@ -210,12 +227,13 @@ def main(argv=None) -> int:
         print(f"  module/model tests failed with {impl} on CUDA: {len(cases)}, e.g. {cases[0]}")
     records = sorted(kept + new, key=lambda r: (r["op"], r["impl"], r["capability"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(format=verified.FORMAT, comment=COMMENT,
-                                        records=records), indent=1) + "\n")
+    args.out.write_text(json.dumps(dict(format=verified.FORMAT, comment=COMMENT, records=records), indent=1) + "\n")
     verified.clear_cache()
     verified.load_records(args.out)  # what was written must parse
-    print(f"record_verified: {len(new)} verified pair(s) on {device} ({capability}); "
-          f"{len(records)} record(s) in {args.out}")
+    print(
+        f"record_verified: {len(new)} verified pair(s) on {device} ({capability}); "
+        f"{len(records)} record(s) in {args.out}"
+    )
     return 0
 
 

@@ -15,8 +15,9 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "triton_interpreted: runs Triton kernels on CPU tensors (only in a "
-                   "process started with TRITON_INTERPRET=1)")
+        "markers",
+        "triton_interpreted: runs Triton kernels on CPU tensors (only in a process started with TRITON_INTERPRET=1)",
+    )
 
 
 def runs_interpreted_triton(item) -> bool:
@@ -34,6 +35,7 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
 
 @pytest.fixture(autouse=True)
 def _no_tf32():

@@ -15,8 +15,7 @@ IMPL_DEVICES = [("cpu", "cpu"), ("triton", "cpu")]
 if torch.cuda.is_available():
     IMPL_DEVICES += [("cuda", "cuda"), ("triton", "cuda")]
 
-impl_device = pytest.mark.parametrize("impl,device", IMPL_DEVICES,
-                                      ids=[f"{i}-{d}" for i, d in IMPL_DEVICES])
+impl_device = pytest.mark.parametrize("impl,device", IMPL_DEVICES, ids=[f"{i}-{d}" for i, d in IMPL_DEVICES])
 
 # Float32 parity with TF32 off: outputs 1e-5 relative, gradients 1e-4 (the project standard).
 FP32_OUT = dict(rtol=1e-5, atol=1e-6)
@@ -38,8 +37,8 @@ def assert_low_precision_close(ours, ref_same_dtype, truth) -> None:
     torch_err = (ref_same_dtype.double() - truth).abs().max().item()
     half_ulp = 0.5 * torch.finfo(ours.dtype).eps * truth.abs().max().item()
     assert ours_err <= 2 * max(torch_err, half_ulp), (
-        f"{ours.dtype} error {ours_err:.3g} exceeds twice PyTorch's {torch_err:.3g} "
-        f"(floor {half_ulp:.3g})")
+        f"{ours.dtype} error {ours_err:.3g} exceeds twice PyTorch's {torch_err:.3g} (floor {half_ulp:.3g})"
+    )
 
 
 def assert_compiled_matches_ref(fn, ref_fn, args, wrt=None) -> None:
@@ -61,8 +60,7 @@ def r1_chain(critics, make_x, param_shapes, device) -> list[tuple]:
     results = []
     for critic in critics:
         x = make_x().requires_grad_()
-        params = [(randn(s, device, seed=2 + i) * 0.5).requires_grad_()
-                  for i, s in enumerate(param_shapes)]
+        params = [(randn(s, device, seed=2 + i) * 0.5).requires_grad_() for i, s in enumerate(param_shapes)]
         (grads,) = torch.autograd.grad(critic(x, *params).sum(), x, create_graph=True)
         penalty = grads.square().sum()
         penalty.backward()
@@ -100,9 +98,12 @@ def assert_low_precision_op_close(op, ref_op, inputs, upstream=None) -> None:
     ups = None if upstream is None else _outputs(upstream)
     up_low = None if ups is None else tuple(u.to(dtype) for u in ups)
     up64 = None if ups is None else tuple(u.double() for u in ups)
-    for g, rg, tg in zip(torch.autograd.grad(ours, inputs, up_low),
-                         torch.autograd.grad(ref, inputs, up_low),
-                         torch.autograd.grad(truth, inputs64, up64), strict=True):
+    for g, rg, tg in zip(
+        torch.autograd.grad(ours, inputs, up_low),
+        torch.autograd.grad(ref, inputs, up_low),
+        torch.autograd.grad(truth, inputs64, up64),
+        strict=True,
+    ):
         assert g.dtype == dtype
         assert_low_precision_close(g, rg, tg)
 
@@ -163,7 +164,7 @@ def image(shape, layout, device, dtype=torch.float32, seed=0) -> torch.Tensor:
 # stages add up (linearly: a worst case over their signs). One evaluation's error is then
 # below u * max|y| * S with S = sum over stages of sqrt(K); two evaluations differ by at most
 # twice that. The stages are counted by hooks while the network runs (see ReductionBudget).
-FP32_UNIT_ROUNDOFF = 2.0 ** -24
+FP32_UNIT_ROUNDOFF = 2.0**-24
 
 
 class ReductionBudget:
@@ -178,13 +179,19 @@ class ReductionBudget:
     """
 
     def __init__(self, module: torch.nn.Module, backward: int = 0):
-        from alae_fast.reference import layers, networks
+        from alae_fast.reference import layers
+        from alae_fast.reference import networks
+
         self.total = 0.0
         self._handles = []
-        kinds = {layers.Linear: self._dense, layers.Conv2d: self._dense,
-                 networks.DecodeBlock: self._decode_norms,
-                 networks.EncodeBlock: self._encode_norms,
-                 layers.Blur: self._blur, networks.MappingF: self._pixel_norm}
+        kinds = {
+            layers.Linear: self._dense,
+            layers.Conv2d: self._dense,
+            networks.DecodeBlock: self._decode_norms,
+            networks.EncodeBlock: self._encode_norms,
+            layers.Blur: self._blur,
+            networks.MappingF: self._pixel_norm,
+        }
         self.backward = backward
         for m in module.modules():
             for kind, count in kinds.items():
@@ -195,20 +202,21 @@ class ReductionBudget:
     def _hook(self, count):
         def hook(m, inputs, output):
             self.total += count(m, inputs, output)
+
         return hook
 
     def _dense(self, m, inputs, output):
         w = m.weight
         fan_in = w[0].numel() if w.dim() > 1 else 1
-        s = fan_in ** 0.5
+        s = fan_in**0.5
         fan_out = w.shape[0] * (w[0, 0].numel() if w.dim() > 2 else 1)
         pixels = output.numel() / output.shape[1]  # batch * output pixels of one channel
-        return s + self.backward * (fan_out ** 0.5 + pixels ** 0.5)
+        return s + self.backward * (fan_out**0.5 + pixels**0.5)
 
     def _norm_stats(self, x):
         # Two instance-norm statistics over the H*W pixels of the normalised maps.
         hw = x.shape[-1] * x.shape[-2] if x.dim() == 4 else 1
-        return 2 * hw ** 0.5 * (1 + self.backward)
+        return 2 * hw**0.5 * (1 + self.backward)
 
     def _decode_norms(self, m, inputs, output):
         return self._norm_stats(output)  # a DecodeBlock normalises at its output resolution
@@ -220,7 +228,7 @@ class ReductionBudget:
         return 3.0 * (1 + self.backward)
 
     def _pixel_norm(self, m, inputs, output):
-        return m.latent_size ** 0.5 * (1 + self.backward)
+        return m.latent_size**0.5 * (1 + self.backward)
 
     def bound(self, scale: float) -> float:
         """Largest expected |a - b| of two float32 evaluations whose reductions sum terms of
@@ -235,43 +243,72 @@ class ReductionBudget:
             h.remove()
 
 
-def assert_reorder_close(actual, expected, budget: ReductionBudget, what: str = "",
-                         scale: float | None = None) -> None:
+def assert_reorder_close(actual, expected, budget: ReductionBudget, what: str = "", scale: float | None = None) -> None:
     """|actual - expected| within two float32 evaluations' reorder bound. ``scale`` is the
     magnitude of the terms summed, by default the tensor's largest value (the bound is one of
     whole-network rounding, not per element). A result that cancels (a bias followed by a
     normalisation has a gradient near 0 made of large terms) needs the terms' scale given."""
     tol = budget.bound(expected.abs().max().item() if scale is None else scale)
     err = (actual.double() - expected.double()).abs().max().item()
-    assert err <= tol, (f"{what}: max |diff| {err:.3g} exceeds the float32 reorder bound "
-                        f"{tol:.3g} (S = {budget.total:.0f})")
+    assert err <= tol, (
+        f"{what}: max |diff| {err:.3g} exceeds the float32 reorder bound {tol:.3g} (S = {budget.total:.0f})"
+    )
 
 
 # ---- short training runs ------------------------------------------------------------------------
 
+
 def mlp_cfg(out_dir, *extra):
     """The MNIST MLP ALAE on 512 images, latent 16, CPU, a log line every step."""
     from alae_fast.train.config import load_config
-    return load_config("mnist-mlp", [
-        f"train.output_dir={out_dir}", "data.limit=512", "train.log_every=1",
-        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=8",
-        "model.latent_size=16", "model.mapping_layers=2", "train.device=cpu", *extra])
+
+    return load_config(
+        "mnist-mlp",
+        [
+            f"train.output_dir={out_dir}",
+            "data.limit=512",
+            "train.log_every=1",
+            "train.sample_every=1000",
+            "train.checkpoint_every=1000",
+            "train.grid_size=8",
+            "model.latent_size=16",
+            "model.mapping_layers=2",
+            "train.device=cpu",
+            *extra,
+        ],
+    )
 
 
 def style_cfg(out_dir, *extra):
     """The MNIST StyleALAE on 16 images, 4-8 channels, 2 epochs a lod, batch 8, CPU."""
     from alae_fast.train.config import load_config
-    return load_config("mnist-style", [
-        f"train.output_dir={out_dir}", "data.limit=16", "train.log_every=1",
-        "train.sample_every=1000", "train.checkpoint_every=1000", "train.grid_size=4",
-        "model.startf=4", "model.maxf=8", "model.latent_size=8", "model.mapping_layers=2",
-        "train.epochs_per_lod=2", "train.epochs=8", "train.lod_batch_sizes=[8]",
-        "train.device=cpu", *extra])
+
+    return load_config(
+        "mnist-style",
+        [
+            f"train.output_dir={out_dir}",
+            "data.limit=16",
+            "train.log_every=1",
+            "train.sample_every=1000",
+            "train.checkpoint_every=1000",
+            "train.grid_size=4",
+            "model.startf=4",
+            "model.maxf=8",
+            "model.latent_size=8",
+            "model.mapping_layers=2",
+            "train.epochs_per_lod=2",
+            "train.epochs=8",
+            "train.lod_batch_sizes=[8]",
+            "train.device=cpu",
+            *extra,
+        ],
+    )
 
 
 def read_losses(path) -> list[dict]:
     """The rows of a run's losses.csv, as strings."""
     import csv
+
     with open(path) as f:
         return list(csv.DictReader(f))
 
@@ -284,6 +321,7 @@ def loss_values(path) -> list[list[float]]:
 def run_losses(cfg) -> tuple[list[list[float]], str]:
     """Trains ``cfg``: its [loss_d, loss_g, loss_ae] per step, and the log it wrote."""
     from alae_fast.train.trainer import Trainer
+
     messages = []
     Trainer(cfg, progress=False, log=messages.append).run()
     return loss_values(Path(cfg.train.output_dir) / "losses.csv"), "\n".join(messages)

@@ -5,20 +5,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from alae_fast.checkpoints import CheckpointError, atomic_save, load_checkpoint, load_official
-from alae_fast.reference import MLPALAE, StyleALAE
+from alae_fast.checkpoints import CheckpointError
+from alae_fast.checkpoints import atomic_save
+from alae_fast.checkpoints import load_checkpoint
+from alae_fast.checkpoints import load_official
+from alae_fast.reference import MLPALAE
+from alae_fast.reference import StyleALAE
 
-GOLDEN = torch.load(Path(__file__).parent / "reference" / "data" / "official_golden.pt",
-                    weights_only=True)
+GOLDEN = torch.load(Path(__file__).parent / "reference" / "data" / "official_golden.pt", weights_only=True)
 
 
 def official_file(path, state_dict, with_ema=False):
     """An official-format checkpoint (Checkpointer.save layout) from a Model state_dict."""
     models = {}
-    for official, attr in (("generator", "decoder"), ("discriminator", "encoder"),
-                           ("mapping_fl", "mapping_f"), ("mapping_tl", "mapping_d"),
-                           ("dlatent_avg", "dlatent_avg")):
-        sub = {k[len(attr) + 1:]: v for k, v in state_dict.items() if k.startswith(attr + ".")}
+    for official, attr in (
+        ("generator", "decoder"),
+        ("discriminator", "encoder"),
+        ("mapping_fl", "mapping_f"),
+        ("mapping_tl", "mapping_d"),
+        ("dlatent_avg", "dlatent_avg"),
+    ):
+        sub = {k[len(attr) + 1 :]: v for k, v in state_dict.items() if k.startswith(attr + ".")}
         models[official] = sub
         if with_ema and official != "dlatent_avg":
             models[official + "_s"] = {k: v * 0.5 for k, v in sub.items()}

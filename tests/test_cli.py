@@ -24,26 +24,39 @@ def test_unknown_key_is_named(capsys):
 
 
 def test_missing_data_is_reported(tmp_path, capsys):
-    code, _, err = run(["train", "--config", "mnist-mlp", "--data", str(tmp_path),
-                        "--output", str(tmp_path / "out")], capsys)
+    code, _, err = run(
+        ["train", "--config", "mnist-mlp", "--data", str(tmp_path), "--output", str(tmp_path / "out")], capsys
+    )
     assert code == 2 and "t10k-labels-idx1-ubyte.gz" in err
 
 
 def test_train_resume_and_eval(tmp_path, mnist_dir, capsys):
     out = tmp_path / "run"
-    common = ["--no-progress", "--set", "data.limit=256", "--set", "model.latent_size=8",
-              "--set", "model.mapping_layers=2", "--set", "train.grid_size=4"]
-    code, _, err = run(["train", "--config", "mnist-mlp", "--output", str(out),
-                        "--set", "train.max_steps=2", *common], capsys)
+    common = [
+        "--no-progress",
+        "--set",
+        "data.limit=256",
+        "--set",
+        "model.latent_size=8",
+        "--set",
+        "model.mapping_layers=2",
+        "--set",
+        "train.grid_size=4",
+    ]
+    code, _, err = run(
+        ["train", "--config", "mnist-mlp", "--output", str(out), "--set", "train.max_steps=2", *common], capsys
+    )
     assert code == 0, err
     assert (out / "checkpoint.pt").is_file()
     # --resume without a path continues from <output_dir>/checkpoint.pt with the saved config
-    code, _, err = run(["train", "--resume", str(out / "checkpoint.pt"), "--set",
-                        "train.max_steps=3", "--no-progress"], capsys)
+    code, _, err = run(
+        ["train", "--resume", str(out / "checkpoint.pt"), "--set", "train.max_steps=3", "--no-progress"], capsys
+    )
     assert code == 0, err
     assert "resumed from" in err and "at step 2" in err
-    code, table, err = run(["eval-mnist", str(out / "checkpoint.pt"), "--limit", "500",
-                            "--json", str(tmp_path / "r.json")], capsys)
+    code, table, err = run(
+        ["eval-mnist", str(out / "checkpoint.pt"), "--limit", "500", "--json", str(tmp_path / "r.json")], capsys
+    )
     assert code == 0, err
     assert "1-nearest neighbour" in table and "linear SVM" in table
     result = json.loads((tmp_path / "r.json").read_text())
@@ -53,8 +66,9 @@ def test_train_resume_and_eval(tmp_path, mnist_dir, capsys):
 
 
 def test_console_script_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "alae_fast.cli", "configs"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alae_fast.cli", "configs"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and proc.stdout.split() == ["mnist-mlp", "mnist-style"]
 
 

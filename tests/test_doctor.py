@@ -1,12 +1,12 @@
 """``alae-fast doctor``: passes on this machine, catches a planted wrong kernel, usage errors."""
 
-import importlib
 import json
 
 import pytest
 import torch
 
-from alae_fast import doctor, verified
+from alae_fast import doctor
+from alae_fast import verified
 from alae_fast.cli import main
 from alae_fast.ops._spec import STAGES
 
@@ -34,8 +34,14 @@ def test_doctor_passes_on_cpu_and_writes_json(tmp_path, capsys):
     path = tmp_path / "doctor.json"
     code, out, err = _run(["doctor", "--device", "cpu", "--json", str(path)], capsys)
     assert code == 0, out + err
-    for needle in ("python", "torch", "triton", "extension  alae_fast._C loads",
-                   "CUDA kernels: no", "verified GPU kernel record"):
+    for needle in (
+        "python",
+        "torch",
+        "triton",
+        "extension  alae_fast._C loads",
+        "CUDA kernels: no",
+        "verified GPU kernel record",
+    ):
         assert needle in out, needle
     # one choice line per op, one PASS line per case (the C++ kernels are the only ones here)
     for op in verified.OPS:
@@ -47,8 +53,17 @@ def test_doctor_passes_on_cpu_and_writes_json(tmp_path, capsys):
     assert result["passed"] and result["device"] == "cpu"
     assert len(result["checks"]) == len(doctor.CASES) == 14
     second = {r["case"] for r in result["checks"] if r["second_order"] is not None}
-    assert second == {"r1_penalty", "bias_act", "blur", "encode_norm", "linear_act",
-                      "d_loss_r1", "d_adv_loss", "g_adv_loss", "latent_l2"}
+    assert second == {
+        "r1_penalty",
+        "bias_act",
+        "blur",
+        "encode_norm",
+        "linear_act",
+        "d_loss_r1",
+        "d_adv_loss",
+        "g_adv_loss",
+        "latent_l2",
+    }
     assert {r["op"]: r["chosen"] for r in result["ops"]}["d_adv_loss"] == "ref"
 
 
@@ -64,6 +79,7 @@ def test_planted_wrong_kernels_fail_and_are_named(tmp_path, monkeypatch, capsys)
             if isinstance(out, (tuple, list)):
                 return type(out)(o * (1 + 1e-3) for o in out)
             return out * (1 + 1e-3)
+
         monkeypatch.setattr(stage, "kernel", wrong)
 
     def launch_failure(*args):
@@ -83,7 +99,11 @@ def test_planted_wrong_kernels_fail_and_are_named(tmp_path, monkeypatch, capsys)
     # linear_act's backward is bias_act's backward op: the planted kernel shows there too.
     failed = next(ln for ln in out.splitlines() if ln.startswith("FAIL: 4 of 14 checks: "))
     assert sorted(failed.split(": ", 2)[2].split(", ")) == [
-        "adain (cpu)", "bias_act (cpu)", "blur (cpu)", "linear_act (cpu)"]
+        "adain (cpu)",
+        "bias_act (cpu)",
+        "blur (cpu)",
+        "linear_act (cpu)",
+    ]
     rows = {r["case"]: r for r in json.loads(path.read_text())["checks"]}
     assert rows["bias_act"]["forward"] <= doctor.OUT_TOL < 1e-3 / 2
     assert rows["bias_act"]["backward"] > 1e-3 / 2

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alae_fast.evaluate import encode_images, format_table, knn1_accuracy, linear_svm_accuracy
+from alae_fast.evaluate import encode_images
+from alae_fast.evaluate import format_table
+from alae_fast.evaluate import knn1_accuracy
+from alae_fast.evaluate import linear_svm_accuracy
 
 # -- 1-nearest neighbour --------------------------------------------------------------------
 
@@ -39,9 +42,11 @@ def test_knn1_uses_euclidean_distance():
 def _random_split(seed, n_train, n_test, dim, classes):
     """(train features, train labels, test features, test labels), N(0, 1) and uniform."""
     g = torch.Generator().manual_seed(seed)
-    return [t for n in (n_train, n_test)
-            for t in (torch.randn(n, dim, generator=g),
-                      torch.randint(0, classes, (n,), generator=g))]
+    return [
+        t
+        for n in (n_train, n_test)
+        for t in (torch.randn(n, dim, generator=g), torch.randint(0, classes, (n,), generator=g))
+    ]
 
 
 def test_knn1_matches_brute_force_loop():
@@ -67,6 +72,7 @@ def test_knn1_empty_raises():
 
 
 # -- linear SVM -----------------------------------------------------------------------------
+
 
 def blobs(n_per_class, seed):
     g = torch.Generator().manual_seed(seed)
@@ -101,9 +107,16 @@ def test_linear_svm_accuracy_is_fraction():
 
 # -- table ----------------------------------------------------------------------------------
 
+
 def test_format_table():
-    result = {"knn1": 0.9876, "linear_svm": 0.5, "train_size": 60000, "test_size": 10000,
-              "weights": "ema", "step": 1234}
+    result = {
+        "knn1": 0.9876,
+        "linear_svm": 0.5,
+        "train_size": 60000,
+        "test_size": 10000,
+        "weights": "ema",
+        "step": 1234,
+    }
     text = format_table(result)
     assert "98.76%" in text
     assert "50.00%" in text
@@ -116,6 +129,7 @@ def test_format_table():
 
 
 # -- encoding -------------------------------------------------------------------------------
+
 
 def test_encode_images_batched_matches_single_call():
     from alae_fast.reference import MLPALAE
@@ -133,13 +147,10 @@ def test_encode_images_batched_matches_single_call():
     assert not w.requires_grad
     torch.testing.assert_close(w.double(), expected, rtol=0, atol=1e-6)
     assert not torch.allclose(w[0], w[1])
-    torch.testing.assert_close(encode_images(model, x, lod=3, batch_size=100).double(), expected,
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(encode_images(model, x, lod=3, batch_size=100).double(), expected, rtol=0, atol=1e-6)
     # batch_size that divides N, and batch_size 1
-    torch.testing.assert_close(encode_images(model, x, batch_size=5).double(), expected,
-                               rtol=0, atol=1e-6)
-    torch.testing.assert_close(encode_images(model, x[:4], batch_size=1).double(), expected[:4],
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(encode_images(model, x, batch_size=5).double(), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(encode_images(model, x[:4], batch_size=1).double(), expected[:4], rtol=0, atol=1e-6)
 
 
 def test_encode_images_float32_model():

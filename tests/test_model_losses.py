@@ -5,7 +5,9 @@ import pytest
 import torch
 
 import alae_fast
-from alae_fast import models, ops, reference
+from alae_fast import models
+from alae_fast import ops
+from alae_fast import reference
 from alae_fast.reference import losses as ref_losses
 
 LOSS_OPS = ("d_loss_r1", "g_adv_loss", "latent_l2")

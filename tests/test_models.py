@@ -8,12 +8,13 @@ import copy
 
 import pytest
 import torch
+from support import impl_device
+from support import require
 
 import alae_fast
-from alae_fast import models, reference
+from alae_fast import models
+from alae_fast import reference
 from alae_fast.optim import LREQAdam as FusedLREQAdam
-
-from support import impl_device, require
 
 SMALL = dict(startf=16, maxf=64, layer_count=4, latent_size=32, mapping_layers=3, channels=3)
 BATCH = 4
@@ -23,8 +24,7 @@ RTOL = 1e-4
 
 def _assert_close(ours, ref, what):
     scale = ref.abs().max().item()
-    torch.testing.assert_close(ours, ref, rtol=RTOL, atol=RTOL * scale + 1e-7,
-                               msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(ours, ref, rtol=RTOL, atol=RTOL * scale + 1e-7, msg=lambda m: f"{what}: {m}")
 
 
 def _models(impl, device):
@@ -46,7 +46,7 @@ def _models(impl, device):
 
 
 def _images(lod, device, seed=5):
-    r = 4 * 2 ** lod
+    r = 4 * 2**lod
     g = torch.Generator().manual_seed(seed)
     return torch.randn((BATCH, 3, r, r), generator=g).to(device)
 
@@ -69,7 +69,7 @@ def test_generator_and_encoder_every_lod(impl, device, lod, blend):
     for m in (fast, ref):
         torch.manual_seed(11)
         outs.append(m.decoder(styles, lod, blend, noise=True))
-    assert outs[0].shape == (BATCH, 3, 4 * 2 ** lod, 4 * 2 ** lod)
+    assert outs[0].shape == (BATCH, 3, 4 * 2**lod, 4 * 2**lod)
     _assert_close(outs[0], outs[1], "generator output")
     x = _images(lod, device)
     _assert_close(fast.encode_w(x, lod, blend), ref.encode_w(x, lod, blend), "encoder w")
@@ -87,17 +87,21 @@ def _step_grads(model, params, loss_fn, seed):
 def _d_loss(lod, blend, device):
     def fn(m):
         return m.d_loss(_images(lod, device).requires_grad_(), lod, blend, 10.0)
+
     return fn
 
 
 STEPS = {
     # name: (loss, parameters that step updates)
     "d": (_d_loss, lambda m: [*m.encoder.named_parameters(), *m.mapping_d.named_parameters()]),
-    "g": (lambda lod, blend, device: (lambda m: m.g_loss(BATCH, lod, blend)),
-          lambda m: [*m.decoder.named_parameters(), *m.mapping_f.named_parameters()]),
-    "ae": (lambda lod, blend, device: (lambda m: m.ae_loss(BATCH, lod, blend)),
-           lambda m: [*m.encoder.named_parameters(), *m.decoder.named_parameters(),
-                      *m.mapping_f.named_parameters()]),
+    "g": (
+        lambda lod, blend, device: lambda m: m.g_loss(BATCH, lod, blend),
+        lambda m: [*m.decoder.named_parameters(), *m.mapping_f.named_parameters()],
+    ),
+    "ae": (
+        lambda lod, blend, device: lambda m: m.ae_loss(BATCH, lod, blend),
+        lambda m: [*m.encoder.named_parameters(), *m.decoder.named_parameters(), *m.mapping_f.named_parameters()],
+    ),
 }
 
 
@@ -172,12 +176,12 @@ def test_fast_model_class_matches_optimized_reference():
     torch.manual_seed(0)
     fast = models.StyleALAE(**SMALL)
     ours, theirs = fast.state_dict(), ref.state_dict()
-    assert set(ours) == set(theirs), (f"only in fast: {sorted(set(ours) - set(theirs))}, "
-                                      f"only in reference: {sorted(set(theirs) - set(ours))}")
+    assert set(ours) == set(theirs), (
+        f"only in fast: {sorted(set(ours) - set(theirs))}, only in reference: {sorted(set(theirs) - set(ours))}"
+    )
     for name, q in theirs.items():
         p = ours[name]
         assert p.shape == q.shape and p.dtype == q.dtype and torch.equal(p, q), name
-
 
 
 # At the official initialisation (constant of ones, zero biases and noise weights) every channel
@@ -207,14 +211,14 @@ def _assert_as_accurate(ours, ref, truth, what):
     err, ref_err = _rel_error(ours, truth), _rel_error(ref, truth)
     # Floor: an ulp-level error when the float32 reference is exact by luck.
     assert err <= ERROR_RATIO * max(ref_err, 6e-8), (
-        f"{what}: error {err:.3g} against float64, the float32 reference's is {ref_err:.3g}")
+        f"{what}: error {err:.3g} against float64, the float32 reference's is {ref_err:.3g}"
+    )
 
 
 @impl_device
 @pytest.mark.parametrize("lod,blend", LODS, ids=[_lod_id(c) for c in LODS])
 @pytest.mark.parametrize("path", ["separate", "fused"])
-def test_fresh_model_is_as_accurate_as_the_reference(impl, device, lod, blend, path,
-                                                     monkeypatch):
+def test_fresh_model_is_as_accurate_as_the_reference(impl, device, lod, blend, path, monkeypatch):
     # Both generator paths: fused gets (center, scale, shift) with center = mean, so its
     # constant channels are exact too (uncentred, b - mean * scale left ~1e-3 residues).
     monkeypatch.setenv("ALAE_FAST_ADAIN_CONV", path)

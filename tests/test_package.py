@@ -17,10 +17,10 @@ def run_fresh(code: str) -> dict:
     """Run ``code`` in a fresh interpreter importing this checkout; return the JSON it prints
     on its last line."""
     root = str(Path(alae_fast.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -35,9 +35,7 @@ print(json.dumps({"heavy": heavy, "loaded": sorted(m for m in sys.modules
 
 
 def test_submodules_are_attributes_without_loading_extension_or_triton():
-    out = run_fresh("import alae_fast\n"
-                    "alae_fast.ops.blur; alae_fast.reference.StyleALAE; alae_fast.models\n"
-                    + HEAVY)
+    out = run_fresh("import alae_fast\nalae_fast.ops.blur; alae_fast.reference.StyleALAE; alae_fast.models\n" + HEAVY)
     assert out["heavy"] == []
     assert {"alae_fast.ops", "alae_fast.reference", "alae_fast.models"} <= set(out["loaded"])
 

@@ -22,8 +22,7 @@ def readme_command(label: str) -> str:
 def script_command(text: str) -> str:
     """The one command line of scripts/run_tests.sh: its last line that is not blank, not a
     comment and not a shell setting (``set``, ``cd``)."""
-    commands = [line for line in text.splitlines()
-                if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    commands = [line for line in text.splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
     assert len(commands) == 1, f"run_tests.sh should hold one command line, found {commands}"
     return commands[0]
 

@@ -1,8 +1,14 @@
 """Datasets: MNIST (original IDX files) and generic image folders, plus shared transforms."""
 
 from .image_folder import ImageFolderDataset
-from .mnist import MNIST_FILES, MNISTDataError, find_mnist_dir, load_mnist, mnist_images
-from .transforms import downsample_to, pad_to, uint8_to_float
+from .mnist import MNIST_FILES
+from .mnist import MNISTDataError
+from .mnist import find_mnist_dir
+from .mnist import load_mnist
+from .mnist import mnist_images
+from .transforms import downsample_to
+from .transforms import pad_to
+from .transforms import uint8_to_float
 
 __all__ = [
     "load_mnist",

@@ -49,8 +49,12 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(self, root: str | os.PathLike, resolution: int, channels: int = 3):
-        if (isinstance(resolution, bool) or not isinstance(resolution, int)
-                or resolution < 4 or not _is_power_of_two(resolution)):
+        if (
+            isinstance(resolution, bool)
+            or not isinstance(resolution, int)
+            or resolution < 4
+            or not _is_power_of_two(resolution)
+        ):
             raise ValueError(f"resolution must be a power of two >= 4, got {resolution!r}")
         if channels not in (1, 3) or isinstance(channels, bool):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
@@ -97,5 +101,7 @@ class ImageFolderDataset(Dataset):
         return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, resolution={self.resolution}, "
-                f"channels={self.channels}, images={len(self)})")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, resolution={self.resolution}, "
+            f"channels={self.channels}, images={len(self)})"
+        )

@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .transforms import downsample_to, pad_to, uint8_to_float
+from .transforms import downsample_to
+from .transforms import pad_to
+from .transforms import uint8_to_float
 
 __all__ = ["MNIST_FILES", "MNISTDataError", "find_mnist_dir", "load_mnist", "mnist_images"]
 
@@ -48,9 +50,7 @@ MNIST_FILES: dict[str, str] = {
 }
 
 # md5 of the uncompressed files that we know; the others are validated by header and size only.
-_RAW_MD5: dict[str, str] = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-}
+_RAW_MD5: dict[str, str] = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb"}
 
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
 _SIDE = 28
@@ -192,12 +192,12 @@ def find_mnist_dir(data: str | os.PathLike | None = None, *, download: bool = Tr
     if data is not None:
         directory = Path(data).expanduser()
         if not directory.is_dir():
-            raise MNISTDataError(f"MNIST data directory {directory} does not exist "
-                                 f"(expected it to hold {', '.join(MNIST_FILES)})")
+            raise MNISTDataError(
+                f"MNIST data directory {directory} does not exist (expected it to hold {', '.join(MNIST_FILES)})"
+            )
         missing = _missing(directory)
         if missing:
-            raise MNISTDataError(f"MNIST data directory {directory} is missing "
-                                 f"{_describe_missing(missing)}")
+            raise MNISTDataError(f"MNIST data directory {directory} is missing {_describe_missing(missing)}")
         return directory
 
     searched: list[tuple[Path, str]] = []
@@ -219,17 +219,14 @@ def find_mnist_dir(data: str | os.PathLike | None = None, *, download: bool = Tr
     else:
         outcome = "Download is disabled (download=False)."
 
-    lines = ["MNIST data not found. Expected these four files (gzip, or uncompressed without "
-             "the .gz suffix):"]
+    lines = ["MNIST data not found. Expected these four files (gzip, or uncompressed without the .gz suffix):"]
     lines += [f"  {name}" for name in MNIST_FILES]
     lines.append("Directories searched:")
     for directory, origin in searched:
-        state = ("does not exist" if not directory.is_dir()
-                 else "missing " + ", ".join(_missing(directory)))
+        state = "does not exist" if not directory.is_dir() else "missing " + ", ".join(_missing(directory))
         lines.append(f"  {directory} ({origin}): {state}")
     lines.append(outcome)
-    lines.append(f"Point at a directory holding them with --data PATH or the {_ENV_VAR} "
-                 "environment variable.")
+    lines.append(f"Point at a directory holding them with --data PATH or the {_ENV_VAR} environment variable.")
     raise MNISTDataError("\n".join(lines))
 
 
@@ -249,8 +246,10 @@ def _parse_idx(path: Path) -> np.ndarray:
     if expected_md5 is not None:
         actual = _md5(payload)
         if actual != expected_md5:
-            raise MNISTDataError(f"{path}: md5 mismatch (expected {expected_md5}, got {actual}); "
-                                 "the file is corrupt or not the original MNIST file")
+            raise MNISTDataError(
+                f"{path}: md5 mismatch (expected {expected_md5}, got {actual}); "
+                "the file is corrupt or not the original MNIST file"
+            )
     if compressed:
         try:
             payload = gzip.decompress(payload)
@@ -271,8 +270,7 @@ def _parse_idx(path: Path) -> np.ndarray:
         raise MNISTDataError(f"{path}: images are {header[2]}x{header[3]}, expected 28x28")
     expected_size = header_size + count * item_size
     if len(payload) != expected_size:
-        raise MNISTDataError(f"{path}: {len(payload)} bytes after decompression, "
-                             f"expected {expected_size}")
+        raise MNISTDataError(f"{path}: {len(payload)} bytes after decompression, expected {expected_size}")
 
     array = np.frombuffer(payload, dtype=np.uint8, offset=header_size)
     if magic == _IMAGES_MAGIC:
@@ -295,8 +293,9 @@ def _read(path: Path) -> np.ndarray:
     return _parse_cached(str(resolved), stat.st_mtime_ns, stat.st_size)
 
 
-def load_mnist(split: str, data: str | os.PathLike | None = None, *,
-               download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def load_mnist(
+    split: str, data: str | os.PathLike | None = None, *, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Load one MNIST split.
 
     Parsed files are cached in memory (per resolved path), so repeated loads only copy.
@@ -324,8 +323,9 @@ def load_mnist(split: str, data: str | os.PathLike | None = None, *,
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def mnist_images(split: str, data: str | os.PathLike | None = None, *, resolution: int = 32,
-                 download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def mnist_images(
+    split: str, data: str | os.PathLike | None = None, *, resolution: int = 32, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST images as network input: float in ``[-1, 1]`` at a given resolution.
 
     Resolution 28 is the native size. 32 zero-pads 2 pixels on each side in uint8 space, so

@@ -48,14 +48,13 @@ def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
         ValueError: on a wrong rank or when ``size`` is smaller than the image.
     """
     if x.dim() not in (3, 4):
-        raise ValueError(
-            f"pad_to expects a [N,H,W] or [N,C,H,W] tensor, got shape {tuple(x.shape)}")
+        raise ValueError(f"pad_to expects a [N,H,W] or [N,C,H,W] tensor, got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
     if size < h or size < w:
         raise ValueError(f"pad_to: size={size} is smaller than the image ({h}x{w})")
     top, left = (size - h) // 2, (size - w) // 2
     out = x.new_zeros((*x.shape[:-2], size, size))
-    out[..., top:top + h, left:left + w] = x
+    out[..., top : top + h, left : left + w] = x
     return out
 
 
@@ -86,8 +85,7 @@ def downsample_to(x: torch.Tensor, resolution: int) -> torch.Tensor:
     while h // factor > resolution and (h // factor) % 2 == 0:
         factor *= 2
     if resolution < 1 or h // factor != resolution or w % factor != 0:
-        raise ValueError(
-            f"downsample_to: resolution={resolution} cannot be reached from {h}x{w} by halving")
+        raise ValueError(f"downsample_to: resolution={resolution} cannot be reached from {h}x{w} by halving")
     while x.shape[-2] > resolution:
         x = F.avg_pool2d(x, 2)
     return x

@@ -15,7 +15,9 @@ from torch.nn import functional as F
 
 from .. import ops
 from ..reference import networks as ref
-from ..reference.layers import add_noise, downscale2d, upscale2d
+from ..reference.layers import add_noise
+from ..reference.layers import downscale2d
+from ..reference.layers import upscale2d
 from .conv_dispatch import use_fused_adain_conv
 
 __all__ = ["EncodeBlock", "DecodeBlock", "Generator", "PendingAdaIN", "FromRGB", "ToRGB", "Blur"]
@@ -42,17 +44,16 @@ class EncodeBlock(ref.EncodeBlock):
 
     def forward(self, x: torch.Tensor):
         impl = self.impl
-        x, style_1 = ops.encode_norm(self.conv_1(x), self.bias_1.view(-1), alpha=LRELU_SLOPE,
-                                     eps=ref.ENCODER_NORM_EPS, impl=impl)
+        x, style_1 = ops.encode_norm(
+            self.conv_1(x), self.bias_1.view(-1), alpha=LRELU_SLOPE, eps=ref.ENCODER_NORM_EPS, impl=impl
+        )
         if self.last:
-            x = ops.linear_act(x.flatten(1), self.dense.weight, self.dense.bias, alpha=LRELU_SLOPE,
-                               impl=impl)
+            x = ops.linear_act(x.flatten(1), self.dense.weight, self.dense.bias, alpha=LRELU_SLOPE, impl=impl)
             return x, self.style_1(style_1), self.style_2(x)
         x = self.conv_2(ops.blur(x, impl=impl))
         if not self.fused_scale:
             x = downscale2d(x)
-        x, style_2 = ops.encode_norm(x, self.bias_2.view(-1), alpha=LRELU_SLOPE,
-                                     eps=ref.ENCODER_NORM_EPS, impl=impl)
+        x, style_2 = ops.encode_norm(x, self.bias_2.view(-1), alpha=LRELU_SLOPE, eps=ref.ENCODER_NORM_EPS, impl=impl)
         return x, self.style_1(style_1), self.style_2(style_2)
 
 
@@ -70,9 +71,19 @@ class PendingAdaIN(NamedTuple):
     center: torch.Tensor
 
     def conv(self, weight: torch.Tensor, up: bool, impl: str | None) -> torch.Tensor:
-        return ops.adain_conv2d(self.x, self.scale, self.shift, weight, noise=self.noise,
-                                noise_weight=self.noise_weight, act_bias=self.act_bias,
-                                alpha=LRELU_SLOPE, up=up, center=self.center, impl=impl)
+        return ops.adain_conv2d(
+            self.x,
+            self.scale,
+            self.shift,
+            weight,
+            noise=self.noise,
+            noise_weight=self.noise_weight,
+            act_bias=self.act_bias,
+            alpha=LRELU_SLOPE,
+            up=up,
+            center=self.center,
+            impl=impl,
+        )
 
 
 class DecodeBlock(ref.DecodeBlock):
@@ -106,14 +117,29 @@ class DecodeBlock(ref.DecodeBlock):
 
     def _adain(self, x, style, noise_weight, bias, noise) -> torch.Tensor:
         x, z, weight = self._noise_terms(x, noise_weight, noise, style.shape[0])
-        return ops.adain(x, style, noise=z, noise_weight=weight, bias=bias.view(-1),
-                         alpha=LRELU_SLOPE, eps=ref.DECODER_NORM_EPS, impl=self.impl)
+        return ops.adain(
+            x,
+            style,
+            noise=z,
+            noise_weight=weight,
+            bias=bias.view(-1),
+            alpha=LRELU_SLOPE,
+            eps=ref.DECODER_NORM_EPS,
+            impl=self.impl,
+        )
 
     def _pending(self, x, style, noise_weight, bias, noise) -> PendingAdaIN:
         x, z, weight = self._noise_terms(x, noise_weight, noise, style.shape[0])
         x = x.contiguous() if x.stride(0) == 0 else x  # the expanded constant
-        stats = ops.adain_stats(x, noise=z, noise_weight=weight, act_bias=bias.view(-1),
-                                alpha=LRELU_SLOPE, eps=ref.DECODER_NORM_EPS, impl=self.impl)
+        stats = ops.adain_stats(
+            x,
+            noise=z,
+            noise_weight=weight,
+            act_bias=bias.view(-1),
+            alpha=LRELU_SLOPE,
+            eps=ref.DECODER_NORM_EPS,
+            impl=self.impl,
+        )
         # Centred: a constant channel gives exactly the style bias, as the reference's t - mean.
         center, scale, shift = ops.adain_center_scale_shift(stats, style)
         return PendingAdaIN(x, z, weight, bias.view(-1), scale, shift, center)
@@ -126,8 +152,11 @@ class DecodeBlock(ref.DecodeBlock):
     def fuses_conv_1(self, device: torch.device, size: int) -> bool:
         """Whether conv_1 reads the previous block's AdaIN output (``size`` x ``size``)
         deferred."""
-        return self.has_first_conv and self.style_injection == "adain" and use_fused_adain_conv(
-            device, self.inputs, self.conv_2.weight.shape[0], size, True, self.impl)
+        return (
+            self.has_first_conv
+            and self.style_injection == "adain"
+            and use_fused_adain_conv(device, self.inputs, self.conv_2.weight.shape[0], size, True, self.impl)
+        )
 
     def forward(self, x: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, noise) -> torch.Tensor:
         if self.style_injection == "modconv":
@@ -152,7 +181,8 @@ class DecodeBlock(ref.DecodeBlock):
         c = self.conv_2.weight.shape[0]
         if use_fused_adain_conv(x.device, c, c, x.shape[2], False, self.impl):
             x = self._pending(x, style_1, self.noise_weight_1, self.bias_1, noise).conv(
-                self.conv_2.weight, False, self.impl)
+                self.conv_2.weight, False, self.impl
+            )
         else:
             x = self.conv_2(self._adain(x, style_1, self.noise_weight_1, self.bias_1, noise))
         if defer:
@@ -173,9 +203,12 @@ class Generator(ref.Generator):
             block = self.decode_block[i]
             # The last block's output feeds ToRGB (and a fade-in), which need the tensor.
             nxt = self.decode_block[i + 1] if i + 1 < count else None
-            defer = (isinstance(block, DecodeBlock) and block.style_injection == "adain"
-                     and isinstance(nxt, DecodeBlock)
-                     and nxt.fuses_conv_1(styles.device, self.layer_to_resolution[i]))
+            defer = (
+                isinstance(block, DecodeBlock)
+                and block.style_injection == "adain"
+                and isinstance(nxt, DecodeBlock)
+                and nxt.fuses_conv_1(styles.device, self.layer_to_resolution[i])
+            )
             s1, s2 = styles[:, 2 * i], styles[:, 2 * i + 1]
             if isinstance(block, DecodeBlock) and block.style_injection == "adain":
                 x = block.forward_chain(x, s1, s2, noise, defer)

@@ -62,8 +62,7 @@ def _mode() -> str:
     return mode
 
 
-def use_fused_adain_conv(device: torch.device, c_in: int, c_out: int, size: int, up: bool,
-                         impl: str | None) -> bool:
+def use_fused_adain_conv(device: torch.device, c_in: int, c_out: int, size: int, up: bool, impl: str | None) -> bool:
     """Whether a generator convolution reading an AdaIN output takes the fused path.
 
     Args:
@@ -82,7 +81,6 @@ def use_fused_adain_conv(device: torch.device, c_in: int, c_out: int, size: int,
     if device.type == "cpu":
         return CPU_FUSED
     # CUDA: both fused ops must have passed their GPU parity tests for this implementation.
-    if not all(_dispatch.verification(op, chosen, device.type)[0]
-               for op in ("adain_conv2d", "adain_stats")):
+    if not all(_dispatch.verification(op, chosen, device.type)[0] for op in ("adain_conv2d", "adain_stats")):
         return False
     return cuda_fused_wins(c_in, c_out, size, up)

@@ -72,12 +72,13 @@ class GeneratorFC(ref.GeneratorFC):
 
     impl: str | None = None
 
-    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0,
-                noise=True) -> torch.Tensor:
+    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0, noise=True) -> torch.Tensor:
         x = styles[:, 0] if styles.dim() == 3 else styles
         if x.dim() != 2 or x.shape[1] != self.latent_size:
-            raise ValueError(f"styles must have shape [N, L, {self.latent_size}] or "
-                             f"[N, {self.latent_size}], got {list(styles.shape)}")
+            raise ValueError(
+                f"styles must have shape [N, L, {self.latent_size}] or "
+                f"[N, {self.latent_size}], got {list(styles.shape)}"
+            )
         x = ops.linear_act(x, self.fc_1.weight, self.fc_1.bias, alpha=LRELU_SLOPE, impl=self.impl)
         x = ops.linear_act(x, self.fc_2.weight, self.fc_2.bias, alpha=LRELU_SLOPE, impl=self.impl)
         x = ops.linear_act(x, self.fc_3.weight, self.fc_3.bias, alpha=1.0, impl=self.impl)

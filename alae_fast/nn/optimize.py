@@ -7,7 +7,8 @@ from torch import nn
 from ..ops._dispatch import IMPLS
 from ..reference import model as ref_model
 from ..reference import networks as ref
-from . import blocks, mapping
+from . import blocks
+from . import mapping
 
 __all__ = ["FAST_MODULES", "optimize"]
 

@@ -10,21 +10,22 @@ import torch
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def tensor(op: str, name: str, value, *, dim: int | None = None, min_dim: int | None = None,
-           shape_hint: str = "") -> torch.Tensor:
+def tensor(
+    op: str, name: str, value, *, dim: int | None = None, min_dim: int | None = None, shape_hint: str = ""
+) -> torch.Tensor:
     """Check that ``value`` is a non-empty floating-point tensor of the expected rank."""
     where = f"alae_fast.ops.{op}: {name}"
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{where} must be a torch.Tensor, got {type(value).__name__}")
     if value.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{where} must be a floating-point tensor (float16, bfloat16, float32 "
-                        f"or float64), got {value.dtype}")
+        raise TypeError(
+            f"{where} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {value.dtype}"
+        )
     hint = f" {shape_hint}" if shape_hint else ""
     if dim is not None and value.dim() != dim:
         raise ValueError(f"{where} must be {dim}-D{hint}, got shape {tuple(value.shape)}")
     if min_dim is not None and value.dim() < min_dim:
-        raise ValueError(f"{where} must have at least {min_dim} dims{hint}, got shape "
-                         f"{tuple(value.shape)}")
+        raise ValueError(f"{where} must have at least {min_dim} dims{hint}, got shape {tuple(value.shape)}")
     if value.numel() == 0:
         raise ValueError(f"{where} must not be empty, got shape {tuple(value.shape)}")
     return value
@@ -35,26 +36,31 @@ def same_device_dtype(op: str, **tensors: torch.Tensor) -> None:
     (first_name, first), *rest = tensors.items()
     for name, t in rest:
         if t.device != first.device:
-            raise ValueError(f"alae_fast.ops.{op}: {first_name} is on {first.device} but {name} "
-                             f"is on {t.device}; all inputs must be on one device")
+            raise ValueError(
+                f"alae_fast.ops.{op}: {first_name} is on {first.device} but {name} "
+                f"is on {t.device}; all inputs must be on one device"
+            )
         if t.dtype != first.dtype:
-            raise TypeError(f"alae_fast.ops.{op}: {first_name} is {first.dtype} but {name} is "
-                            f"{t.dtype}; all inputs must have one dtype")
+            raise TypeError(
+                f"alae_fast.ops.{op}: {first_name} is {first.dtype} but {name} is "
+                f"{t.dtype}; all inputs must have one dtype"
+            )
 
 
 def same_shape(op: str, **tensors: torch.Tensor) -> None:
     (first_name, first), *rest = tensors.items()
     for name, t in rest:
         if t.shape != first.shape:
-            raise ValueError(f"alae_fast.ops.{op}: {first_name} and {name} must have the same "
-                             f"shape, got {tuple(first.shape)} and {tuple(t.shape)}")
+            raise ValueError(
+                f"alae_fast.ops.{op}: {first_name} and {name} must have the same "
+                f"shape, got {tuple(first.shape)} and {tuple(t.shape)}"
+            )
 
 
 def finite_float(op: str, name: str, value) -> float:
     """A finite Python number (not a tensor, not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"alae_fast.ops.{op}: {name} must be a Python float, got "
-                        f"{type(value).__name__}")
+        raise TypeError(f"alae_fast.ops.{op}: {name} must be a Python float, got {type(value).__name__}")
     if not math.isfinite(value):
         raise ValueError(f"alae_fast.ops.{op}: {name} must be finite, got {value}")
     return float(value)
@@ -64,25 +70,21 @@ def non_negative(op: str, **values) -> list[float]:
     """Finite Python numbers, each >= 0 (one error names them all)."""
     floats = [finite_float(op, name, v) for name, v in values.items()]
     if any(f < 0 for f in floats):
-        got = (", ".join(f"{k}={f}" for k, f in zip(values, floats)) if len(floats) > 1
-               else str(floats[0]))
+        got = ", ".join(f"{k}={f}" for k, f in zip(values, floats)) if len(floats) > 1 else str(floats[0])
         raise ValueError(f"alae_fast.ops.{op}: {' and '.join(values)} must be >= 0, got {got}")
     return floats
 
 
-def shaped(op: str, name: str, value, shape: tuple[int, ...], x: torch.Tensor, hint: str,
-           note: str = "") -> None:
+def shaped(op: str, name: str, value, shape: tuple[int, ...], x: torch.Tensor, hint: str, note: str = "") -> None:
     """A tensor of exactly ``shape`` (named ``[hint]``) on x's device, of x's dtype."""
     expected = f"[{hint}] = [{', '.join(map(str, shape))}]"
     tensor(op, name, value, dim=len(shape), shape_hint=expected)
     same_device_dtype(op, x=x, **{name: value})
     if tuple(value.shape) != tuple(shape):
-        raise ValueError(f"alae_fast.ops.{op}: {name} must have shape {expected}{note}, got "
-                         f"{tuple(value.shape)}")
+        raise ValueError(f"alae_fast.ops.{op}: {name} must have shape {expected}{note}, got {tuple(value.shape)}")
 
 
-def vector(op: str, name: str, value, size: int, x: torch.Tensor, hint: str = "C",
-           note: str = "") -> None:
+def vector(op: str, name: str, value, size: int, x: torch.Tensor, hint: str = "C", note: str = "") -> None:
     """A 1-D tensor of ``size`` elements ([hint]) on x's device, of x's dtype."""
     shaped(op, name, value, (size,), x, hint, note)
 
@@ -98,10 +100,11 @@ def noise(op: str, x: torch.Tensor, noise, noise_weight) -> torch.Tensor | None:
     tensor(op, "noise", noise, dim=4, shape_hint=f"[N, 1, H, W] = [{n}, 1, {h}, {w}]")
     same_device_dtype(op, x=x, noise=noise)
     if noise.shape[0] not in (1, n) or tuple(noise.shape[1:]) != (1, h, w):
-        raise ValueError(f"alae_fast.ops.{op}: noise must have shape [N, 1, H, W] = "
-                         f"[{n}, 1, {h}, {w}] (or batch 1), got {tuple(noise.shape)}")
+        raise ValueError(
+            f"alae_fast.ops.{op}: noise must have shape [N, 1, H, W] = "
+            f"[{n}, 1, {h}, {w}] (or batch 1), got {tuple(noise.shape)}"
+        )
     if noise.requires_grad:
-        raise ValueError(f"alae_fast.ops.{op}: noise is a constant input and gets no gradient; "
-                         "pass noise.detach()")
+        raise ValueError(f"alae_fast.ops.{op}: noise is a constant input and gets no gradient; pass noise.detach()")
     vector(op, "noise_weight", noise_weight, c, x)
     return noise.expand(n, 1, h, w).contiguous()

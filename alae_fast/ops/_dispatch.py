@@ -30,9 +30,19 @@ import torch
 
 from . import _extension
 
-__all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "auto_order",
-           "available_impls", "resolve_impl", "unavailable_reason", "auto_choice",
-           "gpu_capability", "verification"]
+__all__ = [
+    "IMPLS",
+    "ENV_VAR",
+    "AUTO_ORDER",
+    "ImplUnavailableError",
+    "auto_order",
+    "available_impls",
+    "resolve_impl",
+    "unavailable_reason",
+    "auto_choice",
+    "gpu_capability",
+    "verification",
+]
 
 IMPLS = ("ref", "triton", "cuda", "cpu")
 ENV_VAR = "ALAE_FAST_IMPL"
@@ -75,8 +85,10 @@ def unavailable_reason(impl: str, device_type: str) -> str | None:
         if not _extension.load():
             return _extension.error()
         if impl == "cuda" and not _extension.has_cuda_kernels():
-            return ("the extension alae_fast._C was built without its CUDA kernels (no CUDA "
-                    "toolkit or a CPU build of torch at install time, or ALAE_FAST_CUDA=0)")
+            return (
+                "the extension alae_fast._C was built without its CUDA kernels (no CUDA "
+                "toolkit or a CPU build of torch at install time, or ALAE_FAST_CUDA=0)"
+            )
         return None
     raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
 
@@ -125,14 +137,13 @@ def verification(op: str, impl: str, device_type: str) -> tuple[bool, str]:
     cap = gpu_capability()
     record = verified.find_record(op, impl, cap)
     if record is None:
-        return False, (f"no passing GPU parity record for compute capability {cap[0]}.x in "
-                       f"{verified.RECORD_PATH.name}")
-    return True, (f"verified on {record['device']} ({record['capability']}, torch "
-                  f"{record['torch']}, {record['date']})")
+        return False, (f"no passing GPU parity record for compute capability {cap[0]}.x in {verified.RECORD_PATH.name}")
+    return True, (f"verified on {record['device']} ({record['capability']}, torch {record['torch']}, {record['date']})")
 
 
-def auto_choice(op: str, device_type: str, supported: tuple[str, ...] = IMPLS
-                ) -> tuple[str, list[tuple[str, str, str]]]:
+def auto_choice(
+    op: str, device_type: str, supported: tuple[str, ...] = IMPLS
+) -> tuple[str, list[tuple[str, str, str]]]:
     """The automatic choice for ``op`` and the implementations it skipped before it, as
     ``(impl, "unverified" | "unavailable", reason)``, best first."""
     skipped = []
@@ -152,8 +163,11 @@ def _warn_skipped(op: str, chosen: str, skipped: list[tuple[str, str, str]]) -> 
     for missing, kind, why in skipped:
         if kind == "unavailable" and why not in _warned:
             _warned.add(why)
-            warnings.warn(f"alae_fast: the '{missing}' kernels are unavailable ({why}); "
-                          f"ops fall back to '{chosen}'", RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"alae_fast: the '{missing}' kernels are unavailable ({why}); ops fall back to '{chosen}'",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     unverified = [name for name, kind, _ in skipped if kind == "unverified"]
     if unverified and chosen == "ref" and _UNVERIFIED_WARNING not in _warned:
         _warned.add(_UNVERIFIED_WARNING)
@@ -165,11 +179,13 @@ def _warn_skipped(op: str, chosen: str, skipped: list[tuple[str, str, str]]) -> 
             f"PyTorch ops. Verify them with `scripts/gpu_check.sh` (source checkout; writes the "
             f"record) or check them with `alae-fast doctor --device cuda`; to run them anyway, "
             f"pass impl='cuda' or impl='triton' (ops, alae_fast.optimize, train --impl) or set "
-            f"ALAE_FAST_IMPL=cuda|triton.", RuntimeWarning, stacklevel=4)
+            f"ALAE_FAST_IMPL=cuda|triton.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
-def resolve_impl(op: str, impl: str | None, device_type: str,
-                 supported: tuple[str, ...] = IMPLS) -> str:
+def resolve_impl(op: str, impl: str | None, device_type: str, supported: tuple[str, ...] = IMPLS) -> str:
     """The implementation op ``op`` runs for tensors on ``device_type``.
 
     Under ``torch.compile`` this is evaluated once, while tracing, and its result is a
@@ -179,13 +195,13 @@ def resolve_impl(op: str, impl: str | None, device_type: str,
     if requested is not None:
         if requested not in supported:
             raise ImplUnavailableError(
-                f"alae_fast.ops.{op}: {source}{requested!r} was requested, but this op has "
-                f"only {supported}")
+                f"alae_fast.ops.{op}: {source}{requested!r} was requested, but this op has only {supported}"
+            )
         reason = unavailable_reason(requested, device_type)
         if reason is not None:
             raise ImplUnavailableError(
-                f"alae_fast.ops.{op}: {source}{requested!r} was requested but is unavailable: "
-                f"{reason}")
+                f"alae_fast.ops.{op}: {source}{requested!r} was requested but is unavailable: {reason}"
+            )
         return requested
     chosen, skipped = auto_choice(op, device_type, supported)
     if skipped:

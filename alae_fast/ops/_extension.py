@@ -23,8 +23,10 @@ def load() -> bool:
             _loaded, _error = True, None
         except (ImportError, OSError) as exc:
             _loaded = False
-            _error = (f"the extension alae_fast._C is not built or does not load ({exc}); "
-                      "reinstall with `pip install --no-build-isolation .` to build it")
+            _error = (
+                f"the extension alae_fast._C is not built or does not load ({exc}); "
+                "reinstall with `pip install --no-build-isolation .` to build it"
+            )
     return _loaded
 
 
@@ -36,5 +38,4 @@ def error() -> str | None:
 
 def has_cuda_kernels() -> bool:
     """True when the loaded extension was built with its CUDA kernels."""
-    return load() and torch._C._dispatch_has_kernel_for_dispatch_key(
-        "alae_fast_C::d_adv_loss_fwd", "CUDA")
+    return load() and torch._C._dispatch_has_kernel_for_dispatch_key("alae_fast_C::d_adv_loss_fwd", "CUDA")

@@ -8,8 +8,7 @@ import torch
 def memory_format(x: torch.Tensor) -> torch.memory_format:
     """channels_last for a 4-D tensor stored that way (and not also contiguous), else
     contiguous_format: the layout a kernel reads ``x`` in and writes its result in."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-            memory_format=torch.channels_last):
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
 

@@ -20,24 +20,29 @@ so one function serves all three (the C++ and Triton kernels share names and sig
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from . import _extension
-from ._dispatch import IMPLS, ImplUnavailableError, resolve_impl
+from ._dispatch import IMPLS
+from ._dispatch import ImplUnavailableError
+from ._dispatch import resolve_impl
 
-__all__ = ["LIB", "REGISTRY", "Stage", "Example", "OpSpec", "define", "native",
-           "first_order_only"]
+__all__ = ["LIB", "REGISTRY", "Stage", "Example", "OpSpec", "define", "native", "first_order_only"]
 
 LIB = torch.library.Library("alae_fast", "DEF")
 
 # Every public op by name, in declaration order.
-REGISTRY: dict[str, "OpSpec"] = {}
+REGISTRY: dict[str, OpSpec] = {}
 # Every registered torch.ops.alae_fast op by name, with its declaration.
-STAGES: dict[str, "Stage"] = {}
+STAGES: dict[str, Stage] = {}
 
 _SCHEMA = re.compile(r"^(\w+)\((.*)\) -> (.+)$")
 
@@ -54,8 +59,8 @@ class Stage:
     """One registered op: its schema (without ``impl``), argument names and kernels.
 
     ``kernel(namespace, *args)`` runs it; ``triton()`` returns the Triton module that holds its
-    kernels (None: no Triton kernel); ``differentiable``: it has an autograd formula that works. Attributes are looked up per call, so a test can swap
-    ``kernel`` to plant a wrong one.
+    kernels (None: no Triton kernel); ``differentiable``: it has an autograd formula that works.
+    Attributes are looked up per call, so a test can swap ``kernel`` to plant a wrong one.
     """
 
     name: str
@@ -75,10 +80,16 @@ class Stage:
         raise ImplUnavailableError(f"alae_fast::{self.name} has no {impl!r} kernel")
 
 
-def define(schema: str, *, kernel: Callable[..., Any], fake: Callable[..., Any],
-           triton: Callable[[], Any] | None = None, save: Sequence[str] = (),
-           save_outputs: Mapping[str, int] | None = None,
-           backward: Callable[..., Mapping[str, Any]] | None = None) -> Any:
+def define(
+    schema: str,
+    *,
+    kernel: Callable[..., Any],
+    fake: Callable[..., Any],
+    triton: Callable[[], Any] | None = None,
+    save: Sequence[str] = (),
+    save_outputs: Mapping[str, int] | None = None,
+    backward: Callable[..., Mapping[str, Any]] | None = None,
+) -> Any:
     """Register ``alae_fast::<name>`` and return its default overload.
 
     Args:
@@ -98,8 +109,15 @@ def define(schema: str, *, kernel: Callable[..., Any], fake: Callable[..., Any],
     name, args, returns = match.groups()
     typed = [a.split() for a in args.split(",")] if args else []
     arg_names = tuple(t[-1] for t in typed)
-    stage = Stage(name, schema, arg_names, tuple(t[0] for t in typed), kernel, triton,
-                  backward is not None and not getattr(backward, "refuses", False))
+    stage = Stage(
+        name,
+        schema,
+        arg_names,
+        tuple(t[0] for t in typed),
+        kernel,
+        triton,
+        backward is not None and not getattr(backward, "refuses", False),
+    )
     full_schema = f"{name}({args}{', ' if args else ''}str impl) -> {returns}"
 
     def run(*inputs):
@@ -109,46 +127,49 @@ def define(schema: str, *, kernel: Callable[..., Any], fake: Callable[..., Any],
     LIB.impl(name, run, "CompositeExplicitAutograd")
     torch.library.register_fake(f"alae_fast::{name}", lambda *a: fake(*a[:-1]), lib=LIB)
     if backward is not None:
-        _register_autograd(name, arg_names + ("impl",), tuple(save), dict(save_outputs or {}),
-                           backward)
+        _register_autograd(name, arg_names + ("impl",), tuple(save), dict(save_outputs or {}), backward)
     stage.op = getattr(torch.ops.alae_fast, name).default
     STAGES[name] = stage
     return stage.op
 
 
-def _register_autograd(name: str, names: tuple[str, ...], save: tuple[str, ...],
-                       save_outputs: dict[str, int], backward: Callable[..., Mapping[str, Any]]
-                       ) -> None:
+def _register_autograd(
+    name: str,
+    names: tuple[str, ...],
+    save: tuple[str, ...],
+    save_outputs: dict[str, int],
+    backward: Callable[..., Mapping[str, Any]],
+) -> None:
     def setup_context(ctx, inputs, output):
         args = dict(zip(names, inputs))
         outputs = output if isinstance(output, (tuple, list)) else (output,)
-        ctx.save_for_backward(*[args[n] for n in save],
-                              *[outputs[i] for i in save_outputs.values()])
-        ctx.constants = {n: v for n, v in args.items()
-                         if n not in save and not isinstance(v, torch.Tensor)}
+        ctx.save_for_backward(*[args[n] for n in save], *[outputs[i] for i in save_outputs.values()])
+        ctx.constants = {n: v for n, v in args.items() if n not in save and not isinstance(v, torch.Tensor)}
         ctx.given = [args[n] is not None for n in names]
 
     def grad_fn(ctx, *grads):
-        saved = SimpleNamespace(**dict(zip(save + tuple(save_outputs), ctx.saved_tensors)),
-                                **ctx.constants)
+        saved = SimpleNamespace(**dict(zip(save + tuple(save_outputs), ctx.saved_tensors)), **ctx.constants)
         by_name = backward(saved, *grads)
         return tuple(by_name.get(n) if given else None for n, given in zip(names, ctx.given))
 
-    torch.library.register_autograd(f"alae_fast::{name}", grad_fn, setup_context=setup_context,
-                                    lib=LIB)
+    torch.library.register_autograd(f"alae_fast::{name}", grad_fn, setup_context=setup_context, lib=LIB)
 
 
 def first_order_only(op: str, why: str) -> Callable[..., Mapping[str, Any]]:
     """An autograd formula for a backward op that must not be differentiated again."""
+
     def refuse(saved, *grads):
-        raise RuntimeError(f"alae_fast.ops.{op} supports first-order gradients only ({why}); "
-                           "for higher-order gradients use impl='ref'")
+        raise RuntimeError(
+            f"alae_fast.ops.{op} supports first-order gradients only ({why}); for higher-order gradients use impl='ref'"
+        )
+
     refuse.refuses = True  # type: ignore[attr-defined]
     return refuse
 
 
-def _seeded(shape: Sequence[int], device: torch.device, dtype: torch.dtype, seed: int,
-            scale: float = 1.0) -> torch.Tensor:
+def _seeded(
+    shape: Sequence[int], device: torch.device, dtype: torch.dtype, seed: int, scale: float = 1.0
+) -> torch.Tensor:
     """N(0, scale^2) drawn in float64 on the CPU from ``seed``: the same numbers everywhere."""
     g = torch.Generator().manual_seed(seed)
     return (scale * torch.randn(tuple(shape), generator=g, dtype=torch.float64)).to(device, dtype)
@@ -169,8 +190,7 @@ class Example:
     grad: tuple[str, ...] = ()
     call: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None
 
-    def make(self, device: torch.device | str, dtype: torch.dtype = torch.float32
-             ) -> dict[str, Any]:
+    def make(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
         dev = torch.device(device)
         return self.inputs(lambda shape, seed, scale=1.0: _seeded(shape, dev, dtype, seed, scale))
 

@@ -13,16 +13,29 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define, first_order_only
-from ..reference.layers import instance_norm, style_mod
+from ..reference.layers import instance_norm
+from ..reference.layers import style_mod
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
+from ._spec import first_order_only
 
 __all__ = ["adain", "adain_ref"]
 
 
-def adain_ref(x: torch.Tensor, style: torch.Tensor, *, noise: torch.Tensor | None = None,
-              noise_weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-              alpha: float = 0.2, eps: float = 1e-8) -> torch.Tensor:
+def adain_ref(
+    x: torch.Tensor,
+    style: torch.Tensor,
+    *,
+    noise: torch.Tensor | None = None,
+    noise_weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    alpha: float = 0.2,
+    eps: float = 1e-8,
+) -> torch.Tensor:
     """Reference twin of :func:`adain`: the reference ``DecodeBlock``'s computation."""
     if noise is not None and noise_weight is not None:  # given together (checked)
         x = torch.addcmul(x, noise_weight.view(1, -1, 1, 1), noise)
@@ -39,8 +52,7 @@ def _forward_fake(x, style, noise, noise_weight, bias, alpha, eps):
 def _grad_forward(s, grad_y, _grad_stats):
     if grad_y is None:
         grad_y = torch.zeros_like(s.x)
-    grads = _backward(grad_y, s.x, s.style, s.noise, s.noise_weight, s.bias, s.stats, s.alpha,
-                      s.eps, s.impl)
+    grads = _backward(grad_y, s.x, s.style, s.noise, s.noise_weight, s.bias, s.stats, s.alpha, s.eps, s.impl)
     return dict(zip(("x", "style", "noise_weight", "bias"), grads))
 
 
@@ -54,27 +66,60 @@ _backward = define(
     "Tensor? bias, Tensor stats, float alpha, float eps) -> (Tensor, Tensor, Tensor, Tensor)",
     kernel=lambda k, *args: k.adain_bwd(*_contiguous(args)),
     triton=lambda: _triton.adain,
-    fake=lambda grad_y, x, style, *rest: (_layout.empty_dense(x), torch.empty_like(style),
-                                          x.new_empty(x.shape[1]), x.new_empty(x.shape[1])),
-    backward=first_order_only("adain", "the generator is not on the R1 path"))
+    fake=lambda grad_y, x, style, *rest: (
+        _layout.empty_dense(x),
+        torch.empty_like(style),
+        x.new_empty(x.shape[1]),
+        x.new_empty(x.shape[1]),
+    ),
+    backward=first_order_only("adain", "the generator is not on the R1 path"),
+)
 _forward = define(
     "adain(Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, Tensor? bias, "
     "float alpha, float eps) -> (Tensor, Tensor)",
     kernel=lambda k, *args: k.adain_fwd(*_contiguous(args)),
-    triton=lambda: _triton.adain, fake=_forward_fake,
-    save=("x", "style", "noise", "noise_weight", "bias"), save_outputs={"stats": 1},
-    backward=_grad_forward)
+    triton=lambda: _triton.adain,
+    fake=_forward_fake,
+    save=("x", "style", "noise", "noise_weight", "bias"),
+    save_outputs={"stats": 1},
+    backward=_grad_forward,
+)
 
-SPEC = OpSpec("adain", adain_ref, _forward, grad_order=1, outputs=lambda out: out[0], examples=(
-    Example("adain", lambda randn: dict(
-        x=randn((3, 5, 7, 7), 0), style=randn((3, 10), 1), noise=randn((3, 1, 7, 7), 2),
-        noise_weight=randn((5,), 3, 0.5), bias=randn((5,), 4, 0.5), alpha=0.2, eps=1e-8),
-        grad=("x", "style", "noise_weight", "bias")),))
+SPEC = OpSpec(
+    "adain",
+    adain_ref,
+    _forward,
+    grad_order=1,
+    outputs=lambda out: out[0],
+    examples=(
+        Example(
+            "adain",
+            lambda randn: dict(
+                x=randn((3, 5, 7, 7), 0),
+                style=randn((3, 10), 1),
+                noise=randn((3, 1, 7, 7), 2),
+                noise_weight=randn((5,), 3, 0.5),
+                bias=randn((5,), 4, 0.5),
+                alpha=0.2,
+                eps=1e-8,
+            ),
+            grad=("x", "style", "noise_weight", "bias"),
+        ),
+    ),
+)
 
 
-def adain(x: torch.Tensor, style: torch.Tensor, *, noise: torch.Tensor | None = None,
-          noise_weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-          alpha: float = 0.2, eps: float = 1e-8, impl: str | None = None) -> torch.Tensor:
+def adain(
+    x: torch.Tensor,
+    style: torch.Tensor,
+    *,
+    noise: torch.Tensor | None = None,
+    noise_weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    alpha: float = 0.2,
+    eps: float = 1e-8,
+    impl: str | None = None,
+) -> torch.Tensor:
     """Noise, bias, leaky ReLU, instance norm and AdaIN style modulation, fused.
 
     Args:

@@ -27,11 +27,23 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define, first_order_only
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
+from ._spec import first_order_only
 
-__all__ = ["adain_conv2d", "adain_conv2d_ref", "adain_stats", "adain_stats_ref",
-           "adain_scale_shift", "adain_center_scale_shift", "transposed_to_conv_weight"]
+__all__ = [
+    "adain_conv2d",
+    "adain_conv2d_ref",
+    "adain_stats",
+    "adain_stats_ref",
+    "adain_scale_shift",
+    "adain_center_scale_shift",
+    "transposed_to_conv_weight",
+]
 
 
 # Reference math (PyTorch), shared by the reference twins and the autograd formulas.
@@ -57,11 +69,20 @@ def _upsample(a: torch.Tensor) -> torch.Tensor:
     return a.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
 
-def adain_conv2d_ref(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-                     weight: torch.Tensor, *, bias: torch.Tensor | None = None,
-                     noise: torch.Tensor | None = None, noise_weight: torch.Tensor | None = None,
-                     act_bias: torch.Tensor | None = None, alpha: float = 1.0,
-                     up: bool = False, center: torch.Tensor | None = None) -> torch.Tensor:
+def adain_conv2d_ref(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    noise_weight: torch.Tensor | None = None,
+    act_bias: torch.Tensor | None = None,
+    alpha: float = 1.0,
+    up: bool = False,
+    center: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Reference twin of :func:`adain_conv2d`: the prologue written out, then ``F.conv2d``."""
     _, t = _activation(x, noise, noise_weight, act_bias, alpha)
     a = _affine(t, scale, shift, center)
@@ -70,10 +91,15 @@ def adain_conv2d_ref(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
     return F.conv2d(a, weight, bias, padding=1)
 
 
-def adain_stats_ref(x: torch.Tensor, *, noise: torch.Tensor | None = None,
-                    noise_weight: torch.Tensor | None = None,
-                    act_bias: torch.Tensor | None = None, alpha: float = 1.0,
-                    eps: float = 1e-8) -> torch.Tensor:
+def adain_stats_ref(
+    x: torch.Tensor,
+    *,
+    noise: torch.Tensor | None = None,
+    noise_weight: torch.Tensor | None = None,
+    act_bias: torch.Tensor | None = None,
+    alpha: float = 1.0,
+    eps: float = 1e-8,
+) -> torch.Tensor:
     """Reference twin of :func:`adain_stats`: ``[mean | rsqrt(var + eps)]`` of ``t`` per
     (n, c), population variance, in float32 (float64 for float64 inputs)."""
     _, t = _activation(x, noise, noise_weight, act_bias, alpha)
@@ -100,8 +126,9 @@ def adain_scale_shift(stats: torch.Tensor, style: torch.Tensor) -> tuple[torch.T
     return scale.to(style.dtype), shift.to(style.dtype)
 
 
-def adain_center_scale_shift(stats: torch.Tensor, style: torch.Tensor
-                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def adain_center_scale_shift(
+    stats: torch.Tensor, style: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Instance-norm statistics and an AdaIN style as the centred affine of
     :func:`adain_conv2d`'s ``center`` argument.
 
@@ -129,7 +156,6 @@ def transposed_to_conv_weight(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).flip(2, 3)
 
 
-
 def _out_shape(x, weight, up):
     n, _, h, w = x.shape
     return (n, weight.shape[0], 2 * h if up else h, 2 * w if up else w)
@@ -142,22 +168,27 @@ def _center_grad(scale, grad_shift):
     return (-(scale.to(acc) * grad_shift.to(acc))).to(scale.dtype)
 
 
-def _forward_fake(x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha,
-                  up):
-    return x.new_empty(_out_shape(x, weight, up)).contiguous(
-        memory_format=_layout.memory_format(x))
+def _forward_fake(x, scale, shift, center, weight, bias, noise, noise_weight, act_bias, alpha, up):
+    return x.new_empty(_out_shape(x, weight, up)).contiguous(memory_format=_layout.memory_format(x))
 
 
 def _backward_fake(grad_out, x, scale, shift, center, weight, *rest):
     c = x.shape[1]
-    return (torch.empty_like(x, memory_format=_layout.memory_format(x)), torch.empty_like(scale),
-            torch.empty_like(shift), torch.empty_like(weight), x.new_empty(weight.shape[0]),
-            x.new_empty(c), x.new_empty(c))
+    return (
+        torch.empty_like(x, memory_format=_layout.memory_format(x)),
+        torch.empty_like(scale),
+        torch.empty_like(shift),
+        torch.empty_like(weight),
+        x.new_empty(weight.shape[0]),
+        x.new_empty(c),
+        x.new_empty(c),
+    )
 
 
 def _grad_forward(s, grad_out):
-    grads = _backward(grad_out, s.x, s.scale, s.shift, s.center, s.weight, s.noise,
-                      s.noise_weight, s.act_bias, s.alpha, s.up, s.impl)
+    grads = _backward(
+        grad_out, s.x, s.scale, s.shift, s.center, s.weight, s.noise, s.noise_weight, s.act_bias, s.alpha, s.up, s.impl
+    )
     out = dict(zip(("x", "scale", "shift", "weight", "bias", "noise_weight", "act_bias"), grads))
     if s.center is not None:
         out["center"] = _center_grad(s.scale, out["shift"])
@@ -169,16 +200,20 @@ _backward = define(
     "Tensor? center, Tensor weight, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, "
     "float alpha, bool up) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
     kernel=lambda k, grad_out, *args: k.adain_conv2d_bwd(_layout.dense(grad_out), *args),
-    triton=lambda: _triton.adain_conv2d, fake=_backward_fake,
-    backward=first_order_only("adain_conv2d", "the generator is not on the R1 path"))
+    triton=lambda: _triton.adain_conv2d,
+    fake=_backward_fake,
+    backward=first_order_only("adain_conv2d", "the generator is not on the R1 path"),
+)
 _forward = define(
     "adain_conv2d(Tensor x, Tensor scale, Tensor shift, Tensor? center, Tensor weight, "
     "Tensor? bias, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, bool up) "
     "-> Tensor",
-    kernel=lambda k, *args: k.adain_conv2d_fwd(*args), triton=lambda: _triton.adain_conv2d,
+    kernel=lambda k, *args: k.adain_conv2d_fwd(*args),
+    triton=lambda: _triton.adain_conv2d,
     fake=_forward_fake,
     save=("x", "scale", "shift", "center", "weight", "noise", "noise_weight", "act_bias"),
-    backward=_grad_forward)
+    backward=_grad_forward,
+)
 
 
 def _stats_fake(x, noise, noise_weight, act_bias, alpha, eps):
@@ -188,7 +223,10 @@ def _stats_fake(x, noise, noise_weight, act_bias, alpha, eps):
 def _grad_stats(s, grad_stats):
     # One elementwise pass in PyTorch: d mean / dt = 1/M, d rstd / dt = -rstd^3 (t - mean) / M.
     acc = s.stats.dtype
-    f = (lambda t: None if t is None else t.to(acc))
+
+    def f(t):
+        return None if t is None else t.to(acc)
+
     n, c, h, w = s.x.shape
     pre, t = _activation(f(s.x), f(s.noise), f(s.noise_weight), f(s.act_bias), s.alpha)
     mean, rstd = s.stats[:, :c].view(n, c, 1, 1), s.stats[:, c:].view(n, c, 1, 1)
@@ -197,39 +235,67 @@ def _grad_stats(s, grad_stats):
     slope = torch.where(pre > 0, pre.new_ones(()), pre.new_full((), s.alpha))
     grad_pre = grad_t * slope
     grad_nw = None if s.noise is None else (grad_pre * s.noise.to(acc)).sum((0, 2, 3))
-    return {"x": grad_pre.to(s.x.dtype), "act_bias": grad_pre.sum((0, 2, 3)).to(s.x.dtype),
-            "noise_weight": None if grad_nw is None else grad_nw.to(s.x.dtype)}
+    return {
+        "x": grad_pre.to(s.x.dtype),
+        "act_bias": grad_pre.sum((0, 2, 3)).to(s.x.dtype),
+        "noise_weight": None if grad_nw is None else grad_nw.to(s.x.dtype),
+    }
 
 
 _stats = define(
-    "adain_stats(Tensor x, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, "
-    "float eps) -> Tensor",
-    kernel=lambda k, *args: k.adain_stats_fwd(*args), triton=lambda: _triton.adain_conv2d,
-    fake=_stats_fake, save=("x", "noise", "noise_weight", "act_bias"),
-    save_outputs={"stats": 0}, backward=_grad_stats)
+    "adain_stats(Tensor x, Tensor? noise, Tensor? noise_weight, Tensor? act_bias, float alpha, float eps) -> Tensor",
+    kernel=lambda k, *args: k.adain_stats_fwd(*args),
+    triton=lambda: _triton.adain_conv2d,
+    fake=_stats_fake,
+    save=("x", "noise", "noise_weight", "act_bias"),
+    save_outputs={"stats": 0},
+    backward=_grad_stats,
+)
 
 
 def _noise_example(randn):
-    return dict(x=randn((3, 5, 7, 7), 0), noise=randn((3, 1, 7, 7), 7),
-                noise_weight=randn((5,), 8, 0.5), act_bias=randn((5,), 9, 0.5), alpha=0.2)
+    return dict(
+        x=randn((3, 5, 7, 7), 0),
+        noise=randn((3, 1, 7, 7), 7),
+        noise_weight=randn((5,), 8, 0.5),
+        act_bias=randn((5,), 9, 0.5),
+        alpha=0.2,
+    )
 
 
 def _conv_example(up):
     def inputs(randn):
-        return dict(_noise_example(randn), scale=1.0 + randn((3, 5), 10, 0.3),
-                    shift=randn((3, 5), 11), weight=randn((4, 5, 3, 3), 12, 0.2),
-                    bias=randn((4,), 13, 0.5), up=up)
-    return Example("adain_conv2d(up)" if up else "adain_conv2d", inputs, grad=(
-        "x", "scale", "shift", "weight", "bias", "noise_weight", "act_bias"))
+        return dict(
+            _noise_example(randn),
+            scale=1.0 + randn((3, 5), 10, 0.3),
+            shift=randn((3, 5), 11),
+            weight=randn((4, 5, 3, 3), 12, 0.2),
+            bias=randn((4,), 13, 0.5),
+            up=up,
+        )
+
+    return Example(
+        "adain_conv2d(up)" if up else "adain_conv2d",
+        inputs,
+        grad=("x", "scale", "shift", "weight", "bias", "noise_weight", "act_bias"),
+    )
 
 
-SPEC = OpSpec("adain_conv2d", adain_conv2d_ref, _forward, grad_order=1,
-              examples=(_conv_example(False), _conv_example(True)))
-STATS_SPEC = OpSpec("adain_stats", adain_stats_ref, _stats, grad_order=1, family="adain_conv2d",
-                    examples=(Example("adain_stats", lambda randn: dict(_noise_example(randn),
-                                                                       eps=1e-8),
-                                      grad=("x", "noise_weight", "act_bias")),))
-
+SPEC = OpSpec(
+    "adain_conv2d", adain_conv2d_ref, _forward, grad_order=1, examples=(_conv_example(False), _conv_example(True))
+)
+STATS_SPEC = OpSpec(
+    "adain_stats",
+    adain_stats_ref,
+    _stats,
+    grad_order=1,
+    family="adain_conv2d",
+    examples=(
+        Example(
+            "adain_stats", lambda randn: dict(_noise_example(randn), eps=1e-8), grad=("x", "noise_weight", "act_bias")
+        ),
+    ),
+)
 
 
 def _check_prologue(op, x, noise, noise_weight, act_bias, alpha):
@@ -241,11 +307,21 @@ def _check_prologue(op, x, noise, noise_weight, act_bias, alpha):
     return noise, _checks.non_negative(op, alpha=alpha)[0]
 
 
-def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor,
-                 *, bias: torch.Tensor | None = None, noise: torch.Tensor | None = None,
-                 noise_weight: torch.Tensor | None = None, act_bias: torch.Tensor | None = None,
-                 alpha: float = 1.0, up: bool = False, center: torch.Tensor | None = None,
-                 impl: str | None = None) -> torch.Tensor:
+def adain_conv2d(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    noise_weight: torch.Tensor | None = None,
+    act_bias: torch.Tensor | None = None,
+    alpha: float = 1.0,
+    up: bool = False,
+    center: torch.Tensor | None = None,
+    impl: str | None = None,
+) -> torch.Tensor:
     """3x3 convolution (stride 1, zero padding 1) of ``scale * (t - center) + shift``, fused.
 
     ``t = leaky_relu(x + noise_weight * noise + act_bias, alpha)`` (see the module docstring);
@@ -281,20 +357,39 @@ def adain_conv2d(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weig
     _checks.tensor(op, "weight", weight, dim=4, shape_hint=f"[Cout, C, 3, 3] = [Cout, {c}, 3, 3]")
     _checks.same_device_dtype(op, x=x, weight=weight)
     if weight.shape[1:] != (c, 3, 3):
-        raise ValueError(f"alae_fast.ops.{op}: weight must have shape [Cout, C, 3, 3] = "
-                         f"[Cout, {c}, 3, 3], got {tuple(weight.shape)}")
+        raise ValueError(
+            f"alae_fast.ops.{op}: weight must have shape [Cout, C, 3, 3] = [Cout, {c}, 3, 3], got {tuple(weight.shape)}"
+        )
     if bias is not None:
         _checks.vector(op, "bias", bias, weight.shape[0], x, "Cout")
     if not isinstance(up, bool):
         raise TypeError(f"alae_fast.ops.{op}: up must be a bool, got {type(up).__name__}")
-    return SPEC(impl, _layout.dense(x), scale.contiguous(), shift.contiguous(),
-                _layout.contiguous(center), weight.contiguous(), _layout.contiguous(bias), noise,
-                _layout.contiguous(noise_weight), _layout.contiguous(act_bias), alpha, up)
+    return SPEC(
+        impl,
+        _layout.dense(x),
+        scale.contiguous(),
+        shift.contiguous(),
+        _layout.contiguous(center),
+        weight.contiguous(),
+        _layout.contiguous(bias),
+        noise,
+        _layout.contiguous(noise_weight),
+        _layout.contiguous(act_bias),
+        alpha,
+        up,
+    )
 
 
-def adain_stats(x: torch.Tensor, *, noise: torch.Tensor | None = None,
-                noise_weight: torch.Tensor | None = None, act_bias: torch.Tensor | None = None,
-                alpha: float = 1.0, eps: float = 1e-8, impl: str | None = None) -> torch.Tensor:
+def adain_stats(
+    x: torch.Tensor,
+    *,
+    noise: torch.Tensor | None = None,
+    noise_weight: torch.Tensor | None = None,
+    act_bias: torch.Tensor | None = None,
+    alpha: float = 1.0,
+    eps: float = 1e-8,
+    impl: str | None = None,
+) -> torch.Tensor:
     """Instance-norm statistics of ``t = leaky_relu(x + noise_weight * noise + act_bias)``.
 
     One read of ``x``, nothing written: with :func:`adain_scale_shift` and
@@ -310,5 +405,6 @@ def adain_stats(x: torch.Tensor, *, noise: torch.Tensor | None = None,
     op = "adain_stats"
     noise, alpha = _check_prologue(op, x, noise, noise_weight, act_bias, alpha)
     (eps,) = _checks.non_negative(op, eps=eps)
-    return STATS_SPEC(impl, _layout.dense(x), noise, _layout.contiguous(noise_weight),
-                      _layout.contiguous(act_bias), alpha, eps)
+    return STATS_SPEC(
+        impl, _layout.dense(x), noise, _layout.contiguous(noise_weight), _layout.contiguous(act_bias), alpha, eps
+    )

@@ -10,8 +10,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
 
 __all__ = ["bias_act", "bias_act_ref"]
 
@@ -20,8 +24,9 @@ def _channel_view(b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return b.view(1, -1, *([1] * (x.dim() - 2)))
 
 
-def bias_act_ref(x: torch.Tensor, b: torch.Tensor | None = None, *, alpha: float = 0.2,
-                 gain: float = 1.0) -> torch.Tensor:
+def bias_act_ref(
+    x: torch.Tensor, b: torch.Tensor | None = None, *, alpha: float = 0.2, gain: float = 1.0
+) -> torch.Tensor:
     """Reference twin of :func:`bias_act`: the reference model's ``lrelu(x + bias)``."""
     if b is not None:
         x = x + _channel_view(b, x)
@@ -51,19 +56,35 @@ def _grad_forward(s, grad):
 
 backward_op = define(
     "bias_act_backward(Tensor grad, Tensor y, float alpha, float gain) -> (Tensor, Tensor)",
-    kernel=_backward_kernel, triton=lambda: _triton.bias_act,
+    kernel=_backward_kernel,
+    triton=lambda: _triton.bias_act,
     fake=lambda grad, y, alpha, gain: (_layout.empty_like(y), y.new_empty(y.shape[1:2])),
-    save=("y",), backward=_grad_backward)
+    save=("y",),
+    backward=_grad_backward,
+)
 _forward = define(
     "bias_act(Tensor x, Tensor? b, float alpha, float gain) -> Tensor",
     kernel=lambda k, x, b, alpha, gain: k.bias_act_fwd(
-        _layout.dense(x), None if b is None else b.contiguous(), alpha, gain),
-    triton=lambda: _triton.bias_act, fake=lambda x, b, alpha, gain: _layout.empty_like(x),
-    save_outputs={"y": 0}, backward=_grad_forward)
+        _layout.dense(x), None if b is None else b.contiguous(), alpha, gain
+    ),
+    triton=lambda: _triton.bias_act,
+    fake=lambda x, b, alpha, gain: _layout.empty_like(x),
+    save_outputs={"y": 0},
+    backward=_grad_forward,
+)
 
-SPEC = OpSpec("bias_act", bias_act_ref, _forward, examples=(
-    Example("bias_act", lambda randn: dict(x=randn((3, 5, 7, 7), 0), b=randn((5,), 1, 0.5),
-                                           alpha=0.2, gain=2 ** 0.5), grad=("x", "b")),))
+SPEC = OpSpec(
+    "bias_act",
+    bias_act_ref,
+    _forward,
+    examples=(
+        Example(
+            "bias_act",
+            lambda randn: dict(x=randn((3, 5, 7, 7), 0), b=randn((5,), 1, 0.5), alpha=0.2, gain=2**0.5),
+            grad=("x", "b"),
+        ),
+    ),
+)
 
 
 def check_activation(op: str, alpha, gain) -> tuple[float, float]:
@@ -74,8 +95,9 @@ def check_activation(op: str, alpha, gain) -> tuple[float, float]:
     return alpha, gain
 
 
-def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, *, alpha: float = 0.2,
-             gain: float = 1.0, impl: str | None = None) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor, b: torch.Tensor | None = None, *, alpha: float = 0.2, gain: float = 1.0, impl: str | None = None
+) -> torch.Tensor:
     """``leaky_relu(x + b, alpha) * gain`` with the bias broadcast over channels (dim 1).
 
     Args:

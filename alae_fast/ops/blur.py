@@ -11,9 +11,13 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define
 from ..reference.layers import blur_kernel
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
 
 __all__ = ["blur", "blur_ref"]
 
@@ -27,11 +31,15 @@ def blur_ref(x: torch.Tensor) -> torch.Tensor:
 
 _forward: Any = define(  # its gradient is itself
     "blur(Tensor x) -> Tensor",
-    kernel=lambda k, x: k.blur_fwd(_layout.dense(x)), triton=lambda: _triton.blur,
-    fake=_layout.empty_like, backward=lambda s, grad: {"x": _forward(grad, s.impl)})
+    kernel=lambda k, x: k.blur_fwd(_layout.dense(x)),
+    triton=lambda: _triton.blur,
+    fake=_layout.empty_like,
+    backward=lambda s, grad: {"x": _forward(grad, s.impl)},
+)
 
-SPEC = OpSpec("blur", blur_ref, _forward, examples=(
-    Example("blur", lambda randn: dict(x=randn((3, 5, 7, 7), 0)), grad=("x",)),))
+SPEC = OpSpec(
+    "blur", blur_ref, _forward, examples=(Example("blur", lambda randn: dict(x=randn((3, 5, 7, 7), 0)), grad=("x",)),)
+)
 
 
 def blur(x: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
 
 __all__ = ["d_adv_loss", "d_adv_loss_ref"]
 
@@ -26,9 +30,11 @@ def _grad_backward(s, gg_fake, gg_real):
     n = s.d_fake.numel()
     s_fake, s_real = torch.sigmoid(s.d_fake), torch.sigmoid(-s.d_real)
     g_grad = ((gg_fake * s_fake).sum() - (gg_real * s_real).sum()) / n
-    return {"grad": g_grad.reshape(s.grad.shape),
-            "d_fake": gg_fake * (s.grad / n) * s_fake * (1 - s_fake),
-            "d_real": gg_real * (s.grad / n) * s_real * (1 - s_real)}
+    return {
+        "grad": g_grad.reshape(s.grad.shape),
+        "d_fake": gg_fake * (s.grad / n) * s_fake * (1 - s_fake),
+        "d_real": gg_real * (s.grad / n) * s_real * (1 - s_real),
+    }
 
 
 def _grad_forward(s, grad):
@@ -38,24 +44,36 @@ def _grad_forward(s, grad):
 
 _backward = define(
     "d_adv_loss_backward(Tensor grad, Tensor d_fake, Tensor d_real) -> (Tensor, Tensor)",
-    kernel=lambda k, grad, f, r: k.d_adv_loss_bwd(grad.to(f.dtype).contiguous(),
-                                                  f.contiguous(), r.contiguous()),
+    kernel=lambda k, grad, f, r: k.d_adv_loss_bwd(grad.to(f.dtype).contiguous(), f.contiguous(), r.contiguous()),
     triton=lambda: _triton.adv_loss,
     fake=lambda grad, f, r: (_layout.empty_dense(f), _layout.empty_dense(r)),
-    save=("grad", "d_fake", "d_real"), backward=_grad_backward)
+    save=("grad", "d_fake", "d_real"),
+    backward=_grad_backward,
+)
 _forward = define(
     "d_adv_loss(Tensor d_fake, Tensor d_real) -> Tensor",
     kernel=lambda k, f, r: k.d_adv_loss_fwd(f.contiguous(), r.contiguous()),
-    triton=lambda: _triton.adv_loss, fake=lambda f, r: f.new_empty(()),
-    save=("d_fake", "d_real"), backward=_grad_forward)
+    triton=lambda: _triton.adv_loss,
+    fake=lambda f, r: f.new_empty(()),
+    save=("d_fake", "d_real"),
+    backward=_grad_forward,
+)
 
-SPEC = OpSpec("d_adv_loss", d_adv_loss_ref, _forward, examples=(
-    Example("d_adv_loss", lambda randn: dict(d_fake=randn((3,), 1, 2.0), d_real=randn((3,), 2, 2.0)),
-            grad=("d_fake", "d_real")),))
+SPEC = OpSpec(
+    "d_adv_loss",
+    d_adv_loss_ref,
+    _forward,
+    examples=(
+        Example(
+            "d_adv_loss",
+            lambda randn: dict(d_fake=randn((3,), 1, 2.0), d_real=randn((3,), 2, 2.0)),
+            grad=("d_fake", "d_real"),
+        ),
+    ),
+)
 
 
-def d_adv_loss(d_fake: torch.Tensor, d_real: torch.Tensor, *, impl: str | None = None
-               ) -> torch.Tensor:
+def d_adv_loss(d_fake: torch.Tensor, d_real: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:
     """E,D adversarial loss ``mean(softplus(d_fake) + softplus(-d_real))``.
 
     Args:

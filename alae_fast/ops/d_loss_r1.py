@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import torch
 
+from ..reference.losses import discriminator_logistic_r1
 from . import _checks
-from ._spec import Example, OpSpec
+from ._spec import Example
+from ._spec import OpSpec
 from .d_adv_loss import d_adv_loss
 from .r1_penalty import r1_penalty
-from ..reference.losses import discriminator_logistic_r1
 
 __all__ = ["d_loss_r1", "d_loss_r1_ref"]
 
 
-def d_loss_r1_ref(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
-                  gamma: float = 10.0) -> torch.Tensor:
+def d_loss_r1_ref(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, gamma: float = 10.0) -> torch.Tensor:
     """Reference twin of :func:`d_loss_r1` (the reference model's loss)."""
     return discriminator_logistic_r1(d_fake, d_real, reals, gamma)
 
@@ -40,14 +40,25 @@ def _example_call(fn, t):
     return fn(t["d_fake"], d_real, t["reals"], 10.0)
 
 
-SPEC = OpSpec("d_loss_r1", d_loss_r1_ref, None, compose=_compose, examples=(
-    Example("d_loss_r1", lambda randn: dict(d_fake=randn((3,), 1), reals=randn((3, 5, 7, 7), 2),
-                                            w=randn((5, 7, 7), 3, 0.3)),
-            grad=("d_fake", "reals", "w"), call=_example_call),))
+SPEC = OpSpec(
+    "d_loss_r1",
+    d_loss_r1_ref,
+    None,
+    compose=_compose,
+    examples=(
+        Example(
+            "d_loss_r1",
+            lambda randn: dict(d_fake=randn((3,), 1), reals=randn((3, 5, 7, 7), 2), w=randn((5, 7, 7), 3, 0.3)),
+            grad=("d_fake", "reals", "w"),
+            call=_example_call,
+        ),
+    ),
+)
 
 
-def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
-              gamma: float = 10.0, *, impl: str | None = None) -> torch.Tensor:
+def d_loss_r1(
+    d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, gamma: float = 10.0, *, impl: str | None = None
+) -> torch.Tensor:
     """E,D loss ``mean(softplus(d_fake) + softplus(-d_real) + gamma/2 |grad_reals d_real|^2)``.
 
     Args:
@@ -55,7 +66,8 @@ def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
         d_real: D's logits of the real images, [N], computed from ``reals``.
         reals: the real images, [N, C, H, W] (any rank >= 2), with ``requires_grad=True``.
         gamma: R1 weight (0 disables the penalty and the gradient computation).
-        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``; an explicit choice applies to both ops inside, the
+        impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``; an explicit choice
+            applies to both ops inside, the
             automatic one is made by each op.
     Returns:
         Scalar (0-d). Its backward reaches E and D through the R1 term's double backward.
@@ -67,10 +79,14 @@ def d_loss_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
     _checks.same_shape("d_loss_r1", d_fake=d_fake, d_real=d_real)
     gamma = _checks.finite_float("d_loss_r1", "gamma", gamma)
     if reals.shape[0] != d_real.shape[0]:
-        raise ValueError(f"alae_fast.ops.d_loss_r1: reals has batch {reals.shape[0]} but d_real "
-                         f"has {d_real.shape[0]} logits; they must match")
+        raise ValueError(
+            f"alae_fast.ops.d_loss_r1: reals has batch {reals.shape[0]} but d_real "
+            f"has {d_real.shape[0]} logits; they must match"
+        )
     if gamma != 0.0 and not (reals.requires_grad and d_real.requires_grad):
-        raise ValueError("alae_fast.ops.d_loss_r1: R1 needs the gradient of d_real w.r.t. "
-                         "reals: reals must have requires_grad=True and d_real must be computed "
-                         "from it (or pass gamma=0)")
+        raise ValueError(
+            "alae_fast.ops.d_loss_r1: R1 needs the gradient of d_real w.r.t. "
+            "reals: reals must have requires_grad=True and d_real must be computed "
+            "from it (or pass gamma=0)"
+        )
     return SPEC(impl, d_fake, d_real, reals, gamma)

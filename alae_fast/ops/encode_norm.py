@@ -14,15 +14,21 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define
-from ..reference.layers import instance_norm, instance_stats
+from ..reference.layers import instance_norm
+from ..reference.layers import instance_stats
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
 
 __all__ = ["encode_norm", "encode_norm_ref"]
 
 
-def encode_norm_ref(x: torch.Tensor, bias: torch.Tensor, *, alpha: float = 0.2,
-                    eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_norm_ref(
+    x: torch.Tensor, bias: torch.Tensor, *, alpha: float = 0.2, eps: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference twin of :func:`encode_norm`: the reference ``EncodeBlock``'s computation."""
     a = F.leaky_relu(x + bias.view(1, -1, 1, 1), alpha)
     mean, std = instance_stats(a)
@@ -61,7 +67,8 @@ def _grad_backward(s, gg_x, gg_bias):
         raise RuntimeError(
             "alae_fast.ops.encode_norm supports first- and second-order gradients (what R1 "
             "needs); a third order was requested (create_graph=True through its second "
-            "derivative): use impl='ref' for that")
+            "derivative): use impl='ref' for that"
+        )
     # Second order (the R1 step): plain autograd on detached copies, cheaper than functorch.
     leaves = [t.detach().requires_grad_() for t in saved]
     with torch.enable_grad():
@@ -75,8 +82,7 @@ def _grad_forward(s, grad_y, grad_style, _grad_stats):
         grad_y = torch.zeros_like(s.x)
     if grad_style is None:
         grad_style = s.x.new_zeros(s.x.shape[0], 2 * s.x.shape[1])
-    grad_x, grad_bias = _backward(grad_y, grad_style, s.x, s.bias, s.stats, s.alpha, s.eps,
-                                  s.impl)
+    grad_x, grad_bias = _backward(grad_y, grad_style, s.x, s.bias, s.stats, s.alpha, s.eps, s.impl)
     return {"x": grad_x, "bias": grad_bias}
 
 
@@ -84,34 +90,48 @@ _backward = define(
     "encode_norm_backward(Tensor grad_y, Tensor grad_style, Tensor x, Tensor bias, "
     "Tensor stats, float alpha, float eps) -> (Tensor, Tensor)",
     kernel=lambda k, grad_y, grad_style, x, bias, stats, alpha, eps: k.encode_norm_bwd(
-        grad_y.contiguous(), grad_style.contiguous(), x.contiguous(), bias.contiguous(),
-        stats.contiguous(), alpha, eps),
+        grad_y.contiguous(), grad_style.contiguous(), x.contiguous(), bias.contiguous(), stats.contiguous(), alpha, eps
+    ),
     triton=lambda: _triton.encode_norm,
-    fake=lambda grad_y, grad_style, x, bias, stats, alpha, eps: (
-        _layout.empty_dense(x), bias.new_empty(bias.shape)),
-    save=("grad_y", "grad_style", "x", "bias"), backward=_grad_backward)
+    fake=lambda grad_y, grad_style, x, bias, stats, alpha, eps: (_layout.empty_dense(x), bias.new_empty(bias.shape)),
+    save=("grad_y", "grad_style", "x", "bias"),
+    backward=_grad_backward,
+)
 
 
 def _forward_fake(x, bias, alpha, eps):
     n, c = x.shape[:2]
-    return (_layout.empty_dense(x), x.new_empty(n, 2 * c),
-            x.new_empty(n, 3 * c, dtype=_layout.acc_dtype(x.dtype)))
+    return (_layout.empty_dense(x), x.new_empty(n, 2 * c), x.new_empty(n, 3 * c, dtype=_layout.acc_dtype(x.dtype)))
 
 
 _forward = define(
     "encode_norm(Tensor x, Tensor bias, float alpha, float eps) -> (Tensor, Tensor, Tensor)",
-    kernel=lambda k, x, bias, alpha, eps: k.encode_norm_fwd(x.contiguous(), bias.contiguous(),
-                                                            alpha, eps),
-    triton=lambda: _triton.encode_norm, fake=_forward_fake, save=("x", "bias"),
-    save_outputs={"stats": 2}, backward=_grad_forward)
+    kernel=lambda k, x, bias, alpha, eps: k.encode_norm_fwd(x.contiguous(), bias.contiguous(), alpha, eps),
+    triton=lambda: _triton.encode_norm,
+    fake=_forward_fake,
+    save=("x", "bias"),
+    save_outputs={"stats": 2},
+    backward=_grad_forward,
+)
 
-SPEC = OpSpec("encode_norm", encode_norm_ref, _forward, outputs=lambda out: out[:2], examples=(
-    Example("encode_norm", lambda randn: dict(x=randn((3, 5, 7, 7), 0), bias=randn((5,), 1, 0.5),
-                                              alpha=0.2, eps=1e-5), grad=("x", "bias")),))
+SPEC = OpSpec(
+    "encode_norm",
+    encode_norm_ref,
+    _forward,
+    outputs=lambda out: out[:2],
+    examples=(
+        Example(
+            "encode_norm",
+            lambda randn: dict(x=randn((3, 5, 7, 7), 0), bias=randn((5,), 1, 0.5), alpha=0.2, eps=1e-5),
+            grad=("x", "bias"),
+        ),
+    ),
+)
 
 
-def encode_norm(x: torch.Tensor, bias: torch.Tensor, *, alpha: float = 0.2, eps: float = 1e-5,
-                impl: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_norm(
+    x: torch.Tensor, bias: torch.Tensor, *, alpha: float = 0.2, eps: float = 1e-5, impl: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Bias, leaky ReLU, per-(n, c) style statistics and instance norm, fused.
 
     Args:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
 
 __all__ = ["g_adv_loss", "g_adv_loss_ref"]
 
@@ -24,23 +28,35 @@ def _grad_backward(s, gg_fake):
     # The backward is -(g/n) sigmoid(-f); its gradients in plain PyTorch (any order).
     n = s.d_fake.numel()
     sig = torch.sigmoid(-s.d_fake)
-    return {"grad": (-(gg_fake * sig).sum() / n).reshape(s.grad.shape),
-            "d_fake": gg_fake * (s.grad / n) * sig * (1 - sig)}
+    return {
+        "grad": (-(gg_fake * sig).sum() / n).reshape(s.grad.shape),
+        "d_fake": gg_fake * (s.grad / n) * sig * (1 - sig),
+    }
 
 
 _backward = define(
     "g_adv_loss_backward(Tensor grad, Tensor d_fake) -> Tensor",
     kernel=lambda k, grad, f: k.g_adv_loss_bwd(grad.to(f.dtype).contiguous(), f.contiguous()),
-    triton=lambda: _triton.adv_loss, fake=lambda grad, f: _layout.empty_dense(f),
-    save=("grad", "d_fake"), backward=_grad_backward)
+    triton=lambda: _triton.adv_loss,
+    fake=lambda grad, f: _layout.empty_dense(f),
+    save=("grad", "d_fake"),
+    backward=_grad_backward,
+)
 _forward = define(
     "g_adv_loss(Tensor d_fake) -> Tensor",
-    kernel=lambda k, f: k.g_adv_loss_fwd(f.contiguous()), triton=lambda: _triton.adv_loss,
-    fake=lambda f: f.new_empty(()), save=("d_fake",),
-    backward=lambda s, grad: {"d_fake": _backward(grad, s.d_fake, s.impl)})
+    kernel=lambda k, f: k.g_adv_loss_fwd(f.contiguous()),
+    triton=lambda: _triton.adv_loss,
+    fake=lambda f: f.new_empty(()),
+    save=("d_fake",),
+    backward=lambda s, grad: {"d_fake": _backward(grad, s.d_fake, s.impl)},
+)
 
-SPEC = OpSpec("g_adv_loss", g_adv_loss_ref, _forward, examples=(
-    Example("g_adv_loss", lambda randn: dict(d_fake=randn((3,), 1, 2.0)), grad=("d_fake",)),))
+SPEC = OpSpec(
+    "g_adv_loss",
+    g_adv_loss_ref,
+    _forward,
+    examples=(Example("g_adv_loss", lambda randn: dict(d_fake=randn((3,), 1, 2.0)), grad=("d_fake",)),),
+)
 
 
 def g_adv_loss(d_fake: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define
 from ..reference.losses import latent_l2 as _reference_latent_l2
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
 
 __all__ = ["latent_l2", "latent_l2_ref"]
 
@@ -21,8 +25,7 @@ def _grad_backward(s, gg_a, gg_b):
     n = s.a.numel()
     diff_gg = gg_a - gg_b
     g_a = (2.0 / n) * s.grad * diff_gg
-    return {"grad": ((2.0 / n) * (diff_gg * (s.a - s.b)).sum()).reshape(s.grad.shape),
-            "a": g_a, "b": -g_a}
+    return {"grad": ((2.0 / n) * (diff_gg * (s.a - s.b)).sum()).reshape(s.grad.shape), "a": g_a, "b": -g_a}
 
 
 def _grad_forward(s, grad):
@@ -32,20 +35,27 @@ def _grad_forward(s, grad):
 
 _backward = define(
     "latent_l2_backward(Tensor grad, Tensor a, Tensor b) -> (Tensor, Tensor)",
-    kernel=lambda k, grad, a, b: k.latent_l2_bwd(grad.to(a.dtype).contiguous(), a.contiguous(),
-                                                 b.contiguous()),
+    kernel=lambda k, grad, a, b: k.latent_l2_bwd(grad.to(a.dtype).contiguous(), a.contiguous(), b.contiguous()),
     triton=lambda: _triton.latent_l2,
     fake=lambda grad, a, b: (_layout.empty_dense(a), _layout.empty_dense(b)),
-    save=("grad", "a", "b"), backward=_grad_backward)
+    save=("grad", "a", "b"),
+    backward=_grad_backward,
+)
 _forward = define(
     "latent_l2(Tensor a, Tensor b) -> Tensor",
     kernel=lambda k, a, b: k.latent_l2_fwd(a.contiguous(), b.contiguous()),
-    triton=lambda: _triton.latent_l2, fake=lambda a, b: a.new_empty(()), save=("a", "b"),
-    backward=_grad_forward)
+    triton=lambda: _triton.latent_l2,
+    fake=lambda a, b: a.new_empty(()),
+    save=("a", "b"),
+    backward=_grad_forward,
+)
 
-SPEC = OpSpec("latent_l2", latent_l2_ref, _forward, examples=(
-    Example("latent_l2", lambda randn: dict(a=randn((3, 5), 1), b=randn((3, 5), 2)),
-            grad=("a", "b")),))
+SPEC = OpSpec(
+    "latent_l2",
+    latent_l2_ref,
+    _forward,
+    examples=(Example("latent_l2", lambda randn: dict(a=randn((3, 5), 1), b=randn((3, 5), 2)), grad=("a", "b")),),
+)
 
 
 def latent_l2(a: torch.Tensor, b: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:

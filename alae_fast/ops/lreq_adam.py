@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks, _triton
-from ._spec import Example, OpSpec, define
+from . import _checks
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
 
 __all__ = ["lreq_adam_step_", "lreq_adam_step_ref"]
 
 
-def lreq_adam_step_ref(params: list[torch.Tensor], grads: list[torch.Tensor],
-                       exp_avg_sqs: list[torch.Tensor], step_sizes: list[float], *, beta2: float,
-                       eps: float, weight_decay: float = 0.0) -> None:
+def lreq_adam_step_ref(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    step_sizes: list[float],
+    *,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+) -> None:
     """Reference twin of :func:`lreq_adam_step_`: the reference ``LREQAdam`` update, in place."""
     for p, grad, v, step_size in zip(params, grads, exp_avg_sqs, step_sizes):
         if weight_decay != 0:
@@ -31,16 +41,23 @@ def lreq_adam_step_ref(params: list[torch.Tensor], grads: list[torch.Tensor],
 _op = define(
     "lreq_adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg_sqs, "
     "float[] step_sizes, float beta2, float eps, float weight_decay) -> ()",
-    kernel=lambda k, *args: k.lreq_adam_step_(*args), triton=lambda: _triton.lreq_adam,
-    fake=lambda *args: None)
+    kernel=lambda k, *args: k.lreq_adam_step_(*args),
+    triton=lambda: _triton.lreq_adam,
+    fake=lambda *args: None,
+)
 
 
 def _example_inputs(randn):
     shapes = [(4, 5), (5,), (3, 5, 7, 7)]
-    return dict(params=[randn(s, 20 + i) for i, s in enumerate(shapes)],
-                grads=[randn(s, 30 + i) for i, s in enumerate(shapes)],
-                exp_avg_sqs=[randn(s, 40 + i).abs() for i, s in enumerate(shapes)],  # v >= 0
-                step_sizes=[1e-3, 2e-3, 5e-4], beta2=0.99, eps=1e-8, weight_decay=0.01)
+    return dict(
+        params=[randn(s, 20 + i) for i, s in enumerate(shapes)],
+        grads=[randn(s, 30 + i) for i, s in enumerate(shapes)],
+        exp_avg_sqs=[randn(s, 40 + i).abs() for i, s in enumerate(shapes)],  # v >= 0
+        step_sizes=[1e-3, 2e-3, 5e-4],
+        beta2=0.99,
+        eps=1e-8,
+        weight_decay=0.01,
+    )
 
 
 def _example_call(fn, t):
@@ -48,19 +65,39 @@ def _example_call(fn, t):
     against the parameter: comparing the changes keeps a relative tolerance meaningful)."""
     params = [p.detach().clone() for p in t["params"]]
     moments = [v.detach().clone() for v in t["exp_avg_sqs"]]
-    fn(params, [g.detach() for g in t["grads"]], moments, t["step_sizes"], beta2=t["beta2"],
-       eps=t["eps"], weight_decay=t["weight_decay"])
-    return tuple([p - p0 for p, p0 in zip(params, t["params"])]
-                 + [v - v0 for v, v0 in zip(moments, t["exp_avg_sqs"])])
+    fn(
+        params,
+        [g.detach() for g in t["grads"]],
+        moments,
+        t["step_sizes"],
+        beta2=t["beta2"],
+        eps=t["eps"],
+        weight_decay=t["weight_decay"],
+    )
+    return tuple([p - p0 for p, p0 in zip(params, t["params"])] + [v - v0 for v, v0 in zip(moments, t["exp_avg_sqs"])])
 
 
-SPEC = OpSpec("lreq_adam_step_", lreq_adam_step_ref, _op, grad_order=0, family="lreq_adam", examples=(
-    Example("lreq_adam_step_", _example_inputs, call=_example_call),))
+SPEC = OpSpec(
+    "lreq_adam_step_",
+    lreq_adam_step_ref,
+    _op,
+    grad_order=0,
+    family="lreq_adam",
+    examples=(Example("lreq_adam_step_", _example_inputs, call=_example_call),),
+)
 
 
-def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
-                    exp_avg_sqs: list[torch.Tensor], step_sizes: list[float], *, beta2: float,
-                    eps: float, weight_decay: float = 0.0, impl: str | None = None) -> None:
+def lreq_adam_step_(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    step_sizes: list[float],
+    *,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    impl: str | None = None,
+) -> None:
     """In-place LREQAdam update of every parameter in ``params``.
 
     Per element: ``g = grad (+ weight_decay * p)``, ``v = v * beta2 + (1 - beta2) * g * g``,
@@ -78,9 +115,11 @@ def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
     """
     op = "lreq_adam_step_"
     if not (len(params) == len(grads) == len(exp_avg_sqs) == len(step_sizes)):
-        raise ValueError(f"alae_fast.ops.{op}: params, grads, exp_avg_sqs and step_sizes must "
-                         f"have one length, got {len(params)}, {len(grads)}, {len(exp_avg_sqs)} "
-                         f"and {len(step_sizes)}")
+        raise ValueError(
+            f"alae_fast.ops.{op}: params, grads, exp_avg_sqs and step_sizes must "
+            f"have one length, got {len(params)}, {len(grads)}, {len(exp_avg_sqs)} "
+            f"and {len(step_sizes)}"
+        )
     if not params:
         return
     first = _checks.tensor(op, "params[0]", params[0])
@@ -89,14 +128,18 @@ def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
         for name, t in ((f"params[{i}]", p), (f"grads[{i}]", g), (f"exp_avg_sqs[{i}]", v)):
             # One cheap test per tensor (this runs for every parameter at every step); the
             # detailed checks below only run to word the error.
-            if not (isinstance(t, torch.Tensor) and t.device == device and t.dtype == dtype
-                    and t.shape == p.shape and t.is_contiguous()):
+            if not (
+                isinstance(t, torch.Tensor)
+                and t.device == device
+                and t.dtype == dtype
+                and t.shape == p.shape
+                and t.is_contiguous()
+            ):
                 _checks.tensor(op, name, t)
                 _checks.same_device_dtype(op, **{"params[0]": first, name: t})
                 _checks.same_shape(op, **{f"params[{i}]": p, name: t})
                 raise ValueError(f"alae_fast.ops.{op}: {name} must be contiguous")
-    step_sizes = [_checks.finite_float(op, f"step_sizes[{i}]", float(s))
-                  for i, s in enumerate(step_sizes)]
+    step_sizes = [_checks.finite_float(op, f"step_sizes[{i}]", float(s)) for i, s in enumerate(step_sizes)]
     beta2 = _checks.finite_float(op, "beta2", beta2)
     eps = _checks.finite_float(op, "eps", eps)
     weight_decay = _checks.finite_float(op, "weight_decay", weight_decay)

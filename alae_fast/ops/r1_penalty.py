@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks, _layout, _triton
-from ._spec import Example, OpSpec, define
 from ..reference.losses import r1_penalty as _reference_r1_penalty
+from . import _checks
+from . import _layout
+from . import _triton
+from ._spec import Example
+from ._spec import OpSpec
+from ._spec import define
 
 __all__ = ["r1_penalty", "r1_penalty_ref"]
 
@@ -40,27 +44,34 @@ def _from_rows(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def _grad_backward(s, gg):
     # The backward is gamma * grad[n] * grads[n, ...]: its gradient w.r.t. grads is the same op
     # applied to gg, and w.r.t. grad a per-sample dot product.
-    return {"grad": s.gamma * (gg * s.grads).flatten(1).sum(dim=1),
-            "grads": _backward(s.grad, gg, s.gamma, s.impl)}
+    return {"grad": s.gamma * (gg * s.grads).flatten(1).sum(dim=1), "grads": _backward(s.grad, gg, s.gamma, s.impl)}
 
 
 _backward = define(
     "r1_penalty_backward(Tensor grad, Tensor grads, float gamma) -> Tensor",
     kernel=lambda k, grad, grads, gamma: _from_rows(
-        k.r1_penalty_bwd(grad.to(grads.dtype).contiguous(), _as_rows(grads), gamma), grads),
+        k.r1_penalty_bwd(grad.to(grads.dtype).contiguous(), _as_rows(grads), gamma), grads
+    ),
     triton=lambda: _triton.r1_penalty,
-    fake=lambda grad, grads, gamma: torch.empty_like(
-        grads, memory_format=_layout.memory_format(grads)),
-    save=("grad", "grads"), backward=_grad_backward)
+    fake=lambda grad, grads, gamma: torch.empty_like(grads, memory_format=_layout.memory_format(grads)),
+    save=("grad", "grads"),
+    backward=_grad_backward,
+)
 _forward = define(
     "r1_penalty(Tensor grads, float gamma) -> Tensor",
     kernel=lambda k, grads, gamma: k.r1_penalty_fwd(_as_rows(grads), gamma),
-    triton=lambda: _triton.r1_penalty, fake=lambda grads, gamma: grads.new_empty(grads.shape[:1]),
-    save=("grads",), backward=lambda s, grad: {"grads": _backward(grad, s.grads, s.gamma, s.impl)})
+    triton=lambda: _triton.r1_penalty,
+    fake=lambda grads, gamma: grads.new_empty(grads.shape[:1]),
+    save=("grads",),
+    backward=lambda s, grad: {"grads": _backward(grad, s.grads, s.gamma, s.impl)},
+)
 
-SPEC = OpSpec("r1_penalty", r1_penalty_ref, _forward, examples=(
-    Example("r1_penalty", lambda randn: dict(grads=randn((3, 5, 7, 7), 0), gamma=10.0),
-            grad=("grads",)),))
+SPEC = OpSpec(
+    "r1_penalty",
+    r1_penalty_ref,
+    _forward,
+    examples=(Example("r1_penalty", lambda randn: dict(grads=randn((3, 5, 7, 7), 0), gamma=10.0), grad=("grads",)),),
+)
 
 
 def r1_penalty(grads: torch.Tensor, gamma: float, *, impl: str | None = None) -> torch.Tensor:

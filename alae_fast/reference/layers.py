@@ -85,8 +85,7 @@ class Linear(_EqualizedLayer):
     Shapes: ``[..., in_features] -> [..., out_features]``.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, gain: float = SQRT2,
-                 lrmul: float = 1.0):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, gain: float = SQRT2, lrmul: float = 1.0):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
@@ -104,8 +103,10 @@ class Linear(_EqualizedLayer):
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, gain={self.gain:.4g}, lrmul={self.lrmul}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, gain={self.gain:.4g}, lrmul={self.lrmul}"
+        )
 
 
 def _fused_kernel(w: torch.Tensor) -> torch.Tensor:
@@ -136,14 +137,27 @@ class Conv2d(_EqualizedLayer):
     Shapes: ``[N, in_channels, H, W] -> [N, out_channels, H', W']``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, dilation=1, groups: int = 1, bias: bool = True,
-                 gain: float = SQRT2, transpose: bool = False, transform_kernel: bool = False,
-                 lrmul: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        gain: float = SQRT2,
+        transpose: bool = False,
+        transform_kernel: bool = False,
+        lrmul: float = 1.0,
+    ):
         super().__init__()
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) "
-                             f"must be divisible by groups ({groups})")
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)
@@ -183,27 +197,62 @@ class Conv2d(_EqualizedLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.effective_weight()
         if self.transpose:
-            return F.conv_transpose2d(x, w, self.bias, stride=self.stride, padding=self.padding,
-                                      output_padding=self.output_padding, groups=self.groups,
-                                      dilation=self.dilation)
-        return F.conv2d(x, w, self.bias, stride=self.stride, padding=self.padding,
-                        dilation=self.dilation, groups=self.groups)
+            return F.conv_transpose2d(
+                x,
+                w,
+                self.bias,
+                stride=self.stride,
+                padding=self.padding,
+                output_padding=self.output_padding,
+                groups=self.groups,
+                dilation=self.dilation,
+            )
+        return F.conv2d(
+            x, w, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
+        )
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, transpose={self.transpose}, "
-                f"transform_kernel={self.transform_kernel}, bias={self.bias is not None}, "
-                f"gain={self.gain:.4g}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, transpose={self.transpose}, "
+            f"transform_kernel={self.transform_kernel}, bias={self.bias is not None}, "
+            f"gain={self.gain:.4g}"
+        )
 
 
 class ConvTranspose2d(Conv2d):
     """:class:`Conv2d` with ``transpose=True``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, dilation=1, groups: int = 1, bias: bool = True,
-                 gain: float = SQRT2, transform_kernel: bool = False, lrmul: float = 1.0):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding,
-                         dilation, groups, bias, gain, True, transform_kernel, lrmul)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        gain: float = SQRT2,
+        transform_kernel: bool = False,
+        lrmul: float = 1.0,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+            bias,
+            gain,
+            True,
+            transform_kernel,
+            lrmul,
+        )
 
 
 def blur_kernel(dtype=torch.float32, device=None) -> torch.Tensor:
@@ -263,8 +312,15 @@ def style_mod(x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(s[:, 1], x, s[:, 0] + 1.0)
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
-                     demodulate: bool = True, up: bool = False, eps: float = 1e-8) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    demodulate: bool = True,
+    up: bool = False,
+    eps: float = 1e-8,
+) -> torch.Tensor:
     """StyleGAN2 weight modulation (and demodulation) with a per-sample convolution.
 
     Each sample ``n`` gets its own kernel ``w'_n = weight * styles[n]`` (scaled along the input
@@ -290,14 +346,17 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         [N, Cout, H, W], or [N, Cout, 2H, 2W] when ``up``; the dtype of ``x``.
     """
     if x.dim() != 4 or weight.dim() != 4 or styles.dim() != 2:
-        raise ValueError(f"expected x [N, Cin, H, W], weight [Cout, Cin, kh, kw] and styles "
-                         f"[N, Cin], got {list(x.shape)}, {list(weight.shape)}, "
-                         f"{list(styles.shape)}")
+        raise ValueError(
+            f"expected x [N, Cin, H, W], weight [Cout, Cin, kh, kw] and styles "
+            f"[N, Cin], got {list(x.shape)}, {list(weight.shape)}, "
+            f"{list(styles.shape)}"
+        )
     n, cin, h, w_ = x.shape
     cout, _, kh, kw = weight.shape
     if weight.shape[1] != cin or styles.shape != (n, cin):
-        raise ValueError(f"channel/batch mismatch: x {list(x.shape)}, weight "
-                         f"{list(weight.shape)}, styles {list(styles.shape)}")
+        raise ValueError(
+            f"channel/batch mismatch: x {list(x.shape)}, weight {list(weight.shape)}, styles {list(styles.shape)}"
+        )
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"the kernel size must be odd, got {kh}x{kw}")
     if up and (kh, kw) != (3, 3):

@@ -20,8 +20,9 @@ def r1_penalty(grads: torch.Tensor, gamma: float) -> torch.Tensor:
     return grads.pow(2).flatten(1).sum(dim=1) * (gamma * 0.5)
 
 
-def discriminator_logistic_r1(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
-                              r1_gamma: float = 10.0) -> torch.Tensor:
+def discriminator_logistic_r1(
+    d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, r1_gamma: float = 10.0
+) -> torch.Tensor:
     """E,D loss: ``mean(softplus(d_fake) + softplus(-d_real) + R1)``, R1 on the reals.
 
     Args:

@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from . import losses
-from .networks import Encoder, EncoderFC, Generator, GeneratorFC, MappingD, MappingDFC, MappingF
+from .networks import Encoder
+from .networks import EncoderFC
+from .networks import Generator
+from .networks import GeneratorFC
+from .networks import MappingD
+from .networks import MappingDFC
+from .networks import MappingF
 
 __all__ = ["DLatent", "ALAEBase", "StyleALAE", "MLPALAE"]
 
@@ -39,10 +45,23 @@ class ALAEBase(nn.Module):
     ``network_args`` go to both G and E, ``decoder_args`` to G only.
     """
 
-    def __init__(self, mapping_d_cls, decoder_cls, encoder_cls, *, latent_size: int,
-                 layer_count: int, mapping_layers: int, channels: int, network_args: dict,
-                 dlatent_avg_beta, truncation_psi, truncation_cutoff, style_mixing_prob,
-                 decoder_args: dict | None = None):
+    def __init__(
+        self,
+        mapping_d_cls,
+        decoder_cls,
+        encoder_cls,
+        *,
+        latent_size: int,
+        layer_count: int,
+        mapping_layers: int,
+        channels: int,
+        network_args: dict,
+        dlatent_avg_beta,
+        truncation_psi,
+        truncation_cutoff,
+        style_mixing_prob,
+        decoder_args: dict | None = None,
+    ):
         super().__init__()
         self.latent_size = latent_size
         self.layer_count = layer_count
@@ -51,13 +70,17 @@ class ALAEBase(nn.Module):
         self.truncation_psi = truncation_psi
         self.truncation_cutoff = truncation_cutoff
         self.style_mixing_prob = style_mixing_prob
-        net = dict(layer_count=layer_count, latent_size=latent_size, channels=channels,
-                   **network_args)
-        self.mapping_d = mapping_d_cls(mapping_layers=3, latent_size=latent_size,
-                                       dlatent_size=latent_size, mapping_fmaps=latent_size)
-        self.mapping_f = MappingF(num_layers=2 * layer_count, mapping_layers=mapping_layers,
-                                  latent_size=latent_size, dlatent_size=latent_size,
-                                  mapping_fmaps=latent_size)
+        net = dict(layer_count=layer_count, latent_size=latent_size, channels=channels, **network_args)
+        self.mapping_d = mapping_d_cls(
+            mapping_layers=3, latent_size=latent_size, dlatent_size=latent_size, mapping_fmaps=latent_size
+        )
+        self.mapping_f = MappingF(
+            num_layers=2 * layer_count,
+            mapping_layers=mapping_layers,
+            latent_size=latent_size,
+            dlatent_size=latent_size,
+            mapping_fmaps=latent_size,
+        )
         self.decoder = decoder_cls(**net, **(decoder_args or {}))
         self.encoder = encoder_cls(**net)
         self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
@@ -90,14 +113,24 @@ class ALAEBase(nn.Module):
         if self.truncation_psi is None:
             return styles
         layer_idx = self._layer_idx()
-        coefs = torch.where(layer_idx < self.truncation_cutoff,
-                            torch.full_like(layer_idx, self.truncation_psi, dtype=styles.dtype),
-                            torch.ones_like(layer_idx, dtype=styles.dtype))
+        coefs = torch.where(
+            layer_idx < self.truncation_cutoff,
+            torch.full_like(layer_idx, self.truncation_psi, dtype=styles.dtype),
+            torch.ones_like(layer_idx, dtype=styles.dtype),
+        )
         return torch.lerp(self.dlatent_avg.buff, styles, coefs)
 
-    def generate(self, lod: int, blend: float, z: torch.Tensor | None = None, count: int = 32,
-                 mixing: bool = True, noise=True, return_styles: bool = False,
-                 no_truncation: bool = False):
+    def generate(
+        self,
+        lod: int,
+        blend: float,
+        z: torch.Tensor | None = None,
+        count: int = 32,
+        mixing: bool = True,
+        noise=True,
+        return_styles: bool = False,
+        no_truncation: bool = False,
+    ):
         """Sample images: F(z), broadcast to every style slot, update the running w average
         (when ``dlatent_avg_beta`` is set), style mixing (with ``style_mixing_prob``), truncation
         (when ``truncation_psi`` is set), then G.
@@ -135,8 +168,7 @@ class ALAEBase(nn.Module):
         """D(w) -> logits [N] from w [N, 1, latent]."""
         return self.mapping_d(w)
 
-    def reconstruct(self, x: torch.Tensor, lod: int | None = None, blend: float = 1.0,
-                    noise=True) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, lod: int | None = None, blend: float = 1.0, noise=True) -> torch.Tensor:
         """Inference path x -> E -> w -> G -> x_hat (same shape as ``x``)."""
         lod = self.layer_count - 1 if lod is None else lod
         w = self.encode_w(x, lod, blend)
@@ -144,8 +176,9 @@ class ALAEBase(nn.Module):
 
     # -- losses -----------------------------------------------------------------------------
     # The loss formulas, on the logits and latents; the fast models override these three.
-    def d_loss_fn(self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor,
-                  r1_gamma: float) -> torch.Tensor:
+    def d_loss_fn(
+        self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, r1_gamma: float
+    ) -> torch.Tensor:
         """The E,D loss of the logits (:func:`.losses.discriminator_logistic_r1`)."""
         return losses.discriminator_logistic_r1(d_fake, d_real, reals, r1_gamma)
 
@@ -157,8 +190,7 @@ class ALAEBase(nn.Module):
         """The E,G reciprocity loss (:func:`.losses.latent_l2`)."""
         return losses.latent_l2(w, target)
 
-    def d_loss(self, x: torch.Tensor, lod: int, blend: float,
-               r1_gamma: float = 10.0) -> torch.Tensor:
+    def d_loss(self, x: torch.Tensor, lod: int, blend: float, r1_gamma: float = 10.0) -> torch.Tensor:
         """E,D loss: softplus(D(E(G(F(z))))) + softplus(-D(E(x))) + gamma/2 ||grad_x D(E(x))||^2,
         averaged over the batch. ``x`` must require grad (for R1)."""
         with torch.no_grad():
@@ -201,8 +233,7 @@ class ALAEBase(nn.Module):
         return self.g_loss(x.shape[0], lod, blend)
 
     # -- EMA --------------------------------------------------------------------------------
-    def make_ema(self, truncation_psi: float | None = None,
-                 truncation_cutoff: int | None = None) -> ALAEBase:
+    def make_ema(self, truncation_psi: float | None = None, truncation_cutoff: int | None = None) -> ALAEBase:
         """A frozen copy to be updated with :meth:`lerp` (the EMA model of ALAE), set up for
         sampling as the official ``model_s``: no style mixing, no running-average update of
         its own (it copies the live model's), and the given truncation."""
@@ -244,17 +275,35 @@ class StyleALAE(ALAEBase):
             :class:`~alae_fast.reference.networks.DecodeBlock`). The encoder is the same.
     """
 
-    def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
-                 latent_size: int = 128, mapping_layers: int = 5, channels: int = 3,
-                 dlatent_avg_beta: float | None = None, truncation_psi: float | None = None,
-                 truncation_cutoff: int | None = None, style_mixing_prob: float | None = None,
-                 style_injection: str = "adain"):
-        super().__init__(MappingD, Generator, Encoder, latent_size=latent_size,
-                         layer_count=layer_count, mapping_layers=mapping_layers, channels=channels,
-                         network_args=dict(startf=startf, maxf=maxf),
-                         dlatent_avg_beta=dlatent_avg_beta, truncation_psi=truncation_psi,
-                         truncation_cutoff=truncation_cutoff, style_mixing_prob=style_mixing_prob,
-                         decoder_args=dict(style_injection=style_injection))
+    def __init__(
+        self,
+        startf: int = 32,
+        maxf: int = 256,
+        layer_count: int = 3,
+        latent_size: int = 128,
+        mapping_layers: int = 5,
+        channels: int = 3,
+        dlatent_avg_beta: float | None = None,
+        truncation_psi: float | None = None,
+        truncation_cutoff: int | None = None,
+        style_mixing_prob: float | None = None,
+        style_injection: str = "adain",
+    ):
+        super().__init__(
+            MappingD,
+            Generator,
+            Encoder,
+            latent_size=latent_size,
+            layer_count=layer_count,
+            mapping_layers=mapping_layers,
+            channels=channels,
+            network_args=dict(startf=startf, maxf=maxf),
+            dlatent_avg_beta=dlatent_avg_beta,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            style_mixing_prob=style_mixing_prob,
+            decoder_args=dict(style_injection=style_injection),
+        )
         self.style_injection = style_injection
 
 
@@ -266,15 +315,31 @@ class MLPALAE(ALAEBase):
     28x28 and G produces 28x28 resized up, as the official code does.
     """
 
-    def __init__(self, latent_size: int = 50, mapping_layers: int = 6, channels: int = 1,
-                 layer_count: int = 4, dlatent_avg_beta: float | None = 0.995,
-                 truncation_psi: float | None = None, truncation_cutoff: int | None = None,
-                 style_mixing_prob: float | None = None):
-        super().__init__(MappingDFC, GeneratorFC, EncoderFC, latent_size=latent_size,
-                         layer_count=layer_count, mapping_layers=mapping_layers, channels=channels,
-                         network_args={}, dlatent_avg_beta=dlatent_avg_beta,
-                         truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                         style_mixing_prob=style_mixing_prob)
+    def __init__(
+        self,
+        latent_size: int = 50,
+        mapping_layers: int = 6,
+        channels: int = 1,
+        layer_count: int = 4,
+        dlatent_avg_beta: float | None = 0.995,
+        truncation_psi: float | None = None,
+        truncation_cutoff: int | None = None,
+        style_mixing_prob: float | None = None,
+    ):
+        super().__init__(
+            MappingDFC,
+            GeneratorFC,
+            EncoderFC,
+            latent_size=latent_size,
+            layer_count=layer_count,
+            mapping_layers=mapping_layers,
+            channels=channels,
+            network_args={},
+            dlatent_avg_beta=dlatent_avg_beta,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            style_mixing_prob=style_mixing_prob,
+        )
 
     def discriminate(self, w: torch.Tensor) -> torch.Tensor:
         return self.mapping_d(w.reshape(w.shape[0], self.latent_size))

@@ -13,20 +13,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import (
-    Blur,
-    Conv2d,
-    ConvTranspose2d,
-    Linear,
-    add_noise,
-    downscale2d,
-    instance_norm,
-    instance_stats,
-    modulated_conv2d,
-    pixel_norm,
-    style_mod,
-    upscale2d,
-)
+from .layers import Blur
+from .layers import Conv2d
+from .layers import ConvTranspose2d
+from .layers import Linear
+from .layers import add_noise
+from .layers import downscale2d
+from .layers import instance_norm
+from .layers import instance_stats
+from .layers import modulated_conv2d
+from .layers import pixel_norm
+from .layers import style_mod
+from .layers import upscale2d
 
 __all__ = [
     "EncodeBlock",
@@ -64,8 +62,7 @@ def _check_lod(lod: int, blend: float, layer_count: int) -> None:
 
 def _check_style_injection(style_injection: str) -> None:
     if style_injection not in STYLE_INJECTIONS:
-        raise ValueError(f"style_injection must be one of {list(STYLE_INJECTIONS)}, "
-                         f"got {style_injection!r}")
+        raise ValueError(f"style_injection must be one of {list(STYLE_INJECTIONS)}, got {style_injection!r}")
 
 
 def _channels(startf: int, maxf: int, mul: int) -> int:
@@ -87,8 +84,7 @@ class EncodeBlock(nn.Module):
     ``forward(x [N, inputs, H, W]) -> (x [N, outputs, H/2, W/2], w1 [N, latent], w2 [N, latent])``.
     """
 
-    def __init__(self, inputs: int, outputs: int, latent_size: int, last: bool = False,
-                 fused_scale: bool = True):
+    def __init__(self, inputs: int, outputs: int, latent_size: int, last: bool = False, fused_scale: bool = True):
         super().__init__()
         self.last = last
         self.fused_scale = fused_scale
@@ -154,8 +150,16 @@ class DecodeBlock(nn.Module):
     ``-> [N, outputs, 2H, 2W]`` (same size for the first block).
     """
 
-    def __init__(self, inputs: int, outputs: int, latent_size: int, has_first_conv: bool = True,
-                 fused_scale: bool = True, layer: int = 0, style_injection: str = "adain"):
+    def __init__(
+        self,
+        inputs: int,
+        outputs: int,
+        latent_size: int,
+        has_first_conv: bool = True,
+        fused_scale: bool = True,
+        layer: int = 0,
+        style_injection: str = "adain",
+    ):
         super().__init__()
         _check_style_injection(style_injection)
         self.inputs = inputs
@@ -167,8 +171,7 @@ class DecodeBlock(nn.Module):
         if has_first_conv:
             self.conv_1: Conv2d  # a ConvTranspose2d when up-sampling with the fused kernel
             if fused_scale:
-                self.conv_1 = ConvTranspose2d(inputs, outputs, 3, 2, 1, bias=False,
-                                              transform_kernel=True)
+                self.conv_1 = ConvTranspose2d(inputs, outputs, 3, 2, 1, bias=False, transform_kernel=True)
             else:
                 self.conv_1 = Conv2d(inputs, outputs, 3, 1, 1, bias=False)
         self.blur = Blur(outputs)
@@ -195,8 +198,7 @@ class DecodeBlock(nn.Module):
         w = self.conv_1.weight
         return w.transpose(0, 1).flip(2, 3) if self.fused_scale else w
 
-    def _forward_modconv(self, x: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor,
-                         noise) -> torch.Tensor:
+    def _forward_modconv(self, x: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, noise) -> torch.Tensor:
         if self.has_first_conv:
             x = self.blur(modulated_conv2d(x, self._conv_1_weight(), self.style_1(s1), up=True))
         else:
@@ -263,8 +265,15 @@ class Generator(nn.Module):
     block) is unused: that block starts from the constant and has only one (modulated) conv.
     """
 
-    def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
-                 latent_size: int = 128, channels: int = 3, style_injection: str = "adain"):
+    def __init__(
+        self,
+        startf: int = 32,
+        maxf: int = 256,
+        layer_count: int = 3,
+        latent_size: int = 128,
+        channels: int = 3,
+        style_injection: str = "adain",
+    ):
         super().__init__()
         _check_style_injection(style_injection)
         self.style_injection = style_injection
@@ -277,26 +286,33 @@ class Generator(nn.Module):
         mul = 2 ** (layer_count - 1)
         inputs = _channels(startf, maxf, mul)
         self.const = nn.Parameter(torch.ones(1, inputs, 4, 4))
-        self.layer_to_resolution = [4 * 2 ** i for i in range(layer_count)]
+        self.layer_to_resolution = [4 * 2**i for i in range(layer_count)]
         self.decode_block = nn.ModuleList()
         self.to_rgb = nn.ModuleList()
         for i in range(layer_count):
             outputs = _channels(startf, maxf, mul)
             fused_scale = self.layer_to_resolution[i] >= 128
-            self.decode_block.append(DecodeBlock(inputs, outputs, latent_size,
-                                                 has_first_conv=i != 0,
-                                                 fused_scale=fused_scale, layer=i,
-                                                 style_injection=style_injection))
+            self.decode_block.append(
+                DecodeBlock(
+                    inputs,
+                    outputs,
+                    latent_size,
+                    has_first_conv=i != 0,
+                    fused_scale=fused_scale,
+                    layer=i,
+                    style_injection=style_injection,
+                )
+            )
             self.to_rgb.append(ToRGB(outputs, channels))
             inputs = outputs
             mul //= 2
 
     def _check(self, styles: torch.Tensor, lod: int, blend: float) -> None:
         _check_lod(lod, blend, self.layer_count)
-        if (styles.dim() != 3 or styles.shape[1] < 2 * (lod + 1)
-                or styles.shape[2] != self.latent_size):
-            raise ValueError(f"styles must have shape [N, {2 * self.layer_count}, "
-                             f"{self.latent_size}], got {list(styles.shape)}")
+        if styles.dim() != 3 or styles.shape[1] < 2 * (lod + 1) or styles.shape[2] != self.latent_size:
+            raise ValueError(
+                f"styles must have shape [N, {2 * self.layer_count}, {self.latent_size}], got {list(styles.shape)}"
+            )
 
     def _run_blocks(self, styles: torch.Tensor, count: int, noise) -> torch.Tensor:
         x = self.const
@@ -325,8 +341,9 @@ class Encoder(nn.Module):
     of the 2x average-pooled image, and its two styles are scaled by ``blend``.
     """
 
-    def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 3,
-                 latent_size: int = 128, channels: int = 3):
+    def __init__(
+        self, startf: int = 32, maxf: int = 256, layer_count: int = 3, latent_size: int = 128, channels: int = 3
+    ):
         super().__init__()
         self.startf = startf
         self.maxf = maxf
@@ -341,18 +358,18 @@ class Encoder(nn.Module):
         for _ in range(layer_count):
             outputs = _channels(startf, maxf, mul)
             self.from_rgb.append(FromRGB(channels, inputs))
-            self.encode_block.append(EncodeBlock(inputs, outputs, latent_size, last=False,
-                                                 fused_scale=resolution >= 128))
+            self.encode_block.append(
+                EncodeBlock(inputs, outputs, latent_size, last=False, fused_scale=resolution >= 128)
+            )
             resolution //= 2
             inputs = outputs
             mul *= 2
 
     def _check(self, x: torch.Tensor, lod: int, blend: float) -> None:
         _check_lod(lod, blend, self.layer_count)
-        r = 4 * 2 ** lod
+        r = 4 * 2**lod
         if x.dim() != 4 or x.shape[1] != self.channels or x.shape[2] != r or x.shape[3] != r:
-            raise ValueError(f"x must have shape [N, {self.channels}, {r}, {r}] at lod {lod}, "
-                             f"got {list(x.shape)}")
+            raise ValueError(f"x must have shape [N, {self.channels}, {r}, {r}] at lod {lod}, got {list(x.shape)}")
 
     def forward(self, x: torch.Tensor, lod: int, blend: float) -> torch.Tensor:
         self._check(x, lod, blend)
@@ -389,8 +406,14 @@ class MappingF(nn.Module):
     ``forward(z [N, latent]) -> [N, num_layers, dlatent]``.
     """
 
-    def __init__(self, num_layers: int, mapping_layers: int = 5, latent_size: int = 256,
-                 dlatent_size: int = 256, mapping_fmaps: int = 256):
+    def __init__(
+        self,
+        num_layers: int,
+        mapping_layers: int = 5,
+        latent_size: int = 256,
+        dlatent_size: int = 256,
+        mapping_fmaps: int = 256,
+    ):
         super().__init__()
         self.num_layers = num_layers
         self.mapping_layers = mapping_layers
@@ -421,8 +444,9 @@ class MappingD(nn.Module):
     ``forward(w [N, 1, latent]) -> logits [N]``.
     """
 
-    def __init__(self, mapping_layers: int = 5, latent_size: int = 256, dlatent_size: int = 256,
-                 mapping_fmaps: int = 256):
+    def __init__(
+        self, mapping_layers: int = 5, latent_size: int = 256, dlatent_size: int = 256, mapping_fmaps: int = 256
+    ):
         super().__init__()
         self.mapping_layers = mapping_layers
         self.map_blocks = nn.ModuleList()
@@ -451,8 +475,7 @@ class MappingDFC(MappingD):
     ``forward(w [N, latent]) -> logits [N]``.
     """
 
-    def __init__(self, mapping_layers: int = 3, latent_size: int = 50, dlatent_size: int = 50,
-                 mapping_fmaps: int = 50):
+    def __init__(self, mapping_layers: int = 3, latent_size: int = 50, dlatent_size: int = 50, mapping_fmaps: int = 50):
         super().__init__(mapping_layers, latent_size, dlatent_size, mapping_fmaps)
 
     @staticmethod
@@ -470,8 +493,9 @@ class EncoderFC(nn.Module):
     ``forward(x [N, channels, R, R], lod, blend) -> w [N, latent]`` (``lod``/``blend`` unused).
     """
 
-    def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 4,
-                 latent_size: int = 50, channels: int = 1):
+    def __init__(
+        self, startf: int = 32, maxf: int = 256, layer_count: int = 4, latent_size: int = 50, channels: int = 1
+    ):
         super().__init__()
         self.layer_count = layer_count
         self.latent_size = latent_size
@@ -496,8 +520,9 @@ class GeneratorFC(nn.Module):
     ``forward(styles [N, L, latent] or [N, latent], lod, blend, noise) -> [N, channels, R, R]``.
     """
 
-    def __init__(self, startf: int = 32, maxf: int = 256, layer_count: int = 4,
-                 latent_size: int = 50, channels: int = 1):
+    def __init__(
+        self, startf: int = 32, maxf: int = 256, layer_count: int = 4, latent_size: int = 50, channels: int = 1
+    ):
         super().__init__()
         self.layer_count = layer_count
         self.latent_size = latent_size
@@ -507,12 +532,13 @@ class GeneratorFC(nn.Module):
         self.fc_3 = Linear(1024, channels * 28 * 28)
         self.layer_to_resolution = [28] * 10
 
-    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0,
-                noise=True) -> torch.Tensor:
+    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0, noise=True) -> torch.Tensor:
         x = styles[:, 0] if styles.dim() == 3 else styles  # one w for the whole image
         if x.dim() != 2 or x.shape[1] != self.latent_size:
-            raise ValueError(f"styles must have shape [N, L, {self.latent_size}] or "
-                             f"[N, {self.latent_size}], got {list(styles.shape)}")
+            raise ValueError(
+                f"styles must have shape [N, L, {self.latent_size}] or "
+                f"[N, {self.latent_size}], got {list(styles.shape)}"
+            )
         x = _lrelu(self.fc_1(x))
         x = _lrelu(self.fc_2(x))
         x = self.fc_3(x).view(x.shape[0], self.channels, 28, 28)

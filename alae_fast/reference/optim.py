@@ -31,8 +31,7 @@ class LREQAdam(Optimizer):
         weight_decay: L2 weight decay applied to the gradient.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.0, 0.99), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.0, 0.99), eps: float = 1e-8, weight_decay: float = 0.0):
         if lr < 0.0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         if eps < 0.0:
@@ -41,8 +40,7 @@ class LREQAdam(Optimizer):
             raise ValueError(f"betas[0] must be 0 (no first moment), got {betas[0]}")
         if not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"betas[1] must be in [0, 1), got {betas[1]}")
-        super().__init__(params,
-                         dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def _updates(self, group):
         """(p, grad, exp_avg_sq, step_size) of every parameter of ``group`` with a gradient,

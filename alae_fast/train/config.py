@@ -21,7 +21,8 @@ import tempfile
 import types
 import typing
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +228,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got None (null is not allowed here)")
 
     def bad() -> ConfigError:
-        return ConfigError(
-            f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
-        )
+        return ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
 
     if typing.get_origin(inner) is list:
         if not isinstance(value, (list, tuple)):
@@ -251,9 +250,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _unknown_key_error(key: str, valid: Iterable[str], where: str) -> ConfigError:
-    return ConfigError(
-        f"unknown config key '{key}'; valid keys {where}: {', '.join(sorted(valid))}"
-    )
+    return ConfigError(f"unknown config key '{key}'; valid keys {where}: {', '.join(sorted(valid))}")
 
 
 def _section_from_dict(section: str, raw: Any) -> Any:
@@ -262,10 +259,7 @@ def _section_from_dict(section: str, raw: Any) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"section '{section}' must be a mapping of keys to values, "
-            f"got {type(raw).__name__} {raw!r}"
-        )
+        raise ConfigError(f"section '{section}' must be a mapping of keys to values, got {type(raw).__name__} {raw!r}")
     types_ = _field_types(cls)
     kwargs = {}
     for key, value in raw.items():
@@ -297,31 +291,44 @@ def _check_values(cfg: Config) -> None:
         value = getattr(m, key)
         _require(value > 0, f"model.{key}", "must be positive", value)
     if m.dlatent_avg_beta is not None:
-        _require(0.0 <= m.dlatent_avg_beta < 1.0, "model.dlatent_avg_beta",
-                 "must be in [0, 1) or null", m.dlatent_avg_beta)
+        _require(
+            0.0 <= m.dlatent_avg_beta < 1.0, "model.dlatent_avg_beta", "must be in [0, 1) or null", m.dlatent_avg_beta
+        )
     if m.truncation_psi is not None:
-        _require(m.truncation_psi >= 0.0, "model.truncation_psi",
-                 "must be >= 0 or null", m.truncation_psi)
+        _require(m.truncation_psi >= 0.0, "model.truncation_psi", "must be >= 0 or null", m.truncation_psi)
     if m.truncation_cutoff is not None:
-        _require(m.truncation_cutoff >= 0, "model.truncation_cutoff",
-                 "must be >= 0 or null", m.truncation_cutoff)
+        _require(m.truncation_cutoff >= 0, "model.truncation_cutoff", "must be >= 0 or null", m.truncation_cutoff)
     if m.style_mixing_prob is not None:
-        _require(0.0 <= m.style_mixing_prob <= 1.0, "model.style_mixing_prob",
-                 "must be in [0, 1] or null", m.style_mixing_prob)
-    _require(m.style_injection in STYLE_INJECTIONS, "model.style_injection",
-             f"must be one of {list(STYLE_INJECTIONS)}", m.style_injection)
+        _require(
+            0.0 <= m.style_mixing_prob <= 1.0,
+            "model.style_mixing_prob",
+            "must be in [0, 1] or null",
+            m.style_mixing_prob,
+        )
+    _require(
+        m.style_injection in STYLE_INJECTIONS,
+        "model.style_injection",
+        f"must be one of {list(STYLE_INJECTIONS)}",
+        m.style_injection,
+    )
     if m.kind == "mlp":
-        _require(m.style_injection == "adain", "model.style_injection",
-                 "must be 'adain' for model.kind 'mlp' (the MLP generator has no styles)",
-                 m.style_injection)
+        _require(
+            m.style_injection == "adain",
+            "model.style_injection",
+            "must be 'adain' for model.kind 'mlp' (the MLP generator has no styles)",
+            m.style_injection,
+        )
 
     _require(d.dataset in DATASETS, "data.dataset", f"must be one of {list(DATASETS)}", d.dataset)
     if d.dataset == "image_folder":
-        _require(bool(d.path), "data.path", "is required when data.dataset is 'image_folder'",
-                 d.path)
+        _require(bool(d.path), "data.path", "is required when data.dataset is 'image_folder'", d.path)
     # The generator doubles resolution per lod starting at 4x4.
-    _require(d.resolution >= 4 and d.resolution & (d.resolution - 1) == 0, "data.resolution",
-             "must be a power of two >= 4", d.resolution)
+    _require(
+        d.resolution >= 4 and d.resolution & (d.resolution - 1) == 0,
+        "data.resolution",
+        "must be a power of two >= 4",
+        d.resolution,
+    )
     if d.limit is not None:
         _require(d.limit > 0, "data.limit", "must be positive or null", d.limit)
     _require(d.num_workers >= 0, "data.num_workers", "must be >= 0", d.num_workers)
@@ -333,14 +340,12 @@ def _check_values(cfg: Config) -> None:
         _require(len(values) > 0, f"train.{key}", "must be a non-empty list", values)
         for i, v in enumerate(values):
             _require(v > 0 and math.isfinite(v), f"train.{key}[{i}]", "must be positive", v)
-    _require(len(t.adam_betas) == 2, "train.adam_betas", "must have exactly 2 entries",
-             t.adam_betas)
+    _require(len(t.adam_betas) == 2, "train.adam_betas", "must have exactly 2 entries", t.adam_betas)
     for i, b in enumerate(t.adam_betas):
         _require(0.0 <= b < 1.0, f"train.adam_betas[{i}]", "must be in [0, 1)", b)
     _require(t.adam_eps > 0, "train.adam_eps", "must be positive", t.adam_eps)
     _require(t.r1_gamma >= 0, "train.r1_gamma", "must be >= 0", t.r1_gamma)
-    _require(t.ema_half_life_images >= 0, "train.ema_half_life_images", "must be >= 0",
-             t.ema_half_life_images)
+    _require(t.ema_half_life_images >= 0, "train.ema_half_life_images", "must be >= 0", t.ema_half_life_images)
     if t.max_steps is not None:
         _require(t.max_steps > 0, "train.max_steps", "must be positive or null", t.max_steps)
     if t.max_minutes is not None:
@@ -420,8 +425,7 @@ def _apply_override(d: dict[str, Any], override: str) -> None:
     """Apply one ``section.key=value`` override to the raw config dict in place."""
     if "=" not in override:
         raise ConfigError(
-            f"bad override {override!r}: expected the form section.key=value "
-            f"(e.g. train.epochs=5) or name=value"
+            f"bad override {override!r}: expected the form section.key=value (e.g. train.epochs=5) or name=value"
         )
     dotted, raw_value = override.split("=", 1)
     dotted = dotted.strip()
@@ -435,8 +439,7 @@ def _apply_override(d: dict[str, Any], override: str) -> None:
             raise _unknown_key_error(dotted, types_, f"in section '{section}'")
         tp = types_[key]
     else:
-        raise _unknown_key_error(dotted, ["name", *(f"{s}.<key>" for s in _SECTIONS)],
-                                 "at top level")
+        raise _unknown_key_error(dotted, ["name", *(f"{s}.<key>" for s in _SECTIONS)], "at top level")
     try:
         value = _yaml_load(raw_value)
     except yaml.YAMLError as exc:
@@ -452,8 +455,7 @@ def _apply_override(d: dict[str, Any], override: str) -> None:
             target = d[section] = {}
         if not isinstance(target, dict):
             raise ConfigError(
-                f"section '{section}' must be a mapping of keys to values, "
-                f"got {type(target).__name__} {target!r}"
+                f"section '{section}' must be a mapping of keys to values, got {type(target).__name__} {target!r}"
             )
         target[key] = value
 

@@ -27,14 +27,13 @@ class EpochPlan:
 
 class LodSchedule:
     """Args:
-        layer_count: number of levels of the model.
-        epochs_per_lod: epochs spent at each level (0: final level only).
-        batch_sizes, learning_rates: per lod; the last entry is reused for higher lods.
-        dataset_size: images per epoch (for the blend factor).
+    layer_count: number of levels of the model.
+    epochs_per_lod: epochs spent at each level (0: final level only).
+    batch_sizes, learning_rates: per lod; the last entry is reused for higher lods.
+    dataset_size: images per epoch (for the blend factor).
     """
 
-    def __init__(self, layer_count: int, epochs_per_lod: int, batch_sizes, learning_rates,
-                 dataset_size: int):
+    def __init__(self, layer_count: int, epochs_per_lod: int, batch_sizes, learning_rates, dataset_size: int):
         self.layer_count = layer_count
         self.epochs_per_lod = epochs_per_lod
         self.batch_sizes = list(batch_sizes)
@@ -48,9 +47,12 @@ class LodSchedule:
 
     def plan(self, epoch: int) -> EpochPlan:
         lod = self.lod(epoch)
-        in_transition = (self.epochs_per_lod > 0 and lod > 0
-                         and epoch // self.epochs_per_lod == lod
-                         and epoch % self.epochs_per_lod < self.epochs_per_lod // 2)
+        in_transition = (
+            self.epochs_per_lod > 0
+            and lod > 0
+            and epoch // self.epochs_per_lod == lod
+            and epoch % self.epochs_per_lod < self.epochs_per_lod // 2
+        )
         pick = lambda values: values[min(lod, len(values) - 1)]  # noqa: E731
         return EpochPlan(lod, in_transition, pick(self.batch_sizes), pick(self.learning_rates))
 

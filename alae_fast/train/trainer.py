@@ -28,8 +28,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..checkpoints import CHECKPOINT_FORMAT, atomic_save, build_model, load_checkpoint
-from ..data import ImageFolderDataset, uint8_to_float
+from ..checkpoints import CHECKPOINT_FORMAT
+from ..checkpoints import atomic_save
+from ..checkpoints import build_model
+from ..checkpoints import load_checkpoint
+from ..data import ImageFolderDataset
+from ..data import uint8_to_float
 from ..data.mnist import load_mnist
 from ..data.transforms import pad_to
 from ..models import FAST_STYLE_INJECTIONS
@@ -37,8 +41,13 @@ from ..nn import optimize
 from ..optim import LREQAdam as FusedLREQAdam
 from ..reference.optim import LREQAdam
 from ..utils.images import save_grid
-from ..utils.losslog import LossLog, RunningMeans
-from .config import Config, ConfigError, config_from_dict, config_to_dict, save_config
+from ..utils.losslog import LossLog
+from ..utils.losslog import RunningMeans
+from .config import Config
+from .config import ConfigError
+from .config import config_from_dict
+from .config import config_to_dict
+from .config import save_config
 from .schedule import LodSchedule
 
 __all__ = ["Trainer", "select_device", "seed_everything"]
@@ -52,8 +61,7 @@ def select_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available; "
-                          f"use 'auto' or 'cpu'")
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available; use 'auto' or 'cpu'")
     return device
 
 
@@ -65,8 +73,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -87,9 +94,11 @@ class _Images:
         d, m = cfg.data, cfg.model
         final = 4 * 2 ** (m.layer_count - 1)
         if d.resolution != final:
-            raise ConfigError(f"data.resolution ({d.resolution}) must equal the model's final "
-                              f"resolution 4 * 2**(layer_count - 1) = {final} "
-                              f"(model.layer_count = {m.layer_count})")
+            raise ConfigError(
+                f"data.resolution ({d.resolution}) must equal the model's final "
+                f"resolution 4 * 2**(layer_count - 1) = {final} "
+                f"(model.layer_count = {m.layer_count})"
+            )
         path = data_override or d.path
         # The items: one uint8 tensor [N, C, R, R] (MNIST) or a dataset read from disk.
         self.images: torch.Tensor | ImageFolderDataset
@@ -98,8 +107,9 @@ class _Images:
             if m.channels != 1:
                 raise ConfigError(f"MNIST images have 1 channel but model.channels is {m.channels}")
             if d.resolution > 32:
-                raise ConfigError(f"MNIST images are 32x32 (28x28 padded by 2) at most; "
-                                  f"data.resolution is {d.resolution}")
+                raise ConfigError(
+                    f"MNIST images are 32x32 (28x28 padded by 2) at most; data.resolution is {d.resolution}"
+                )
             train, _ = load_mnist("train", path)
             self.images = pad_to(train, 32).unsqueeze(1)  # uint8 [N, 1, 32, 32]
             test, _ = load_mnist("test", path)
@@ -122,8 +132,7 @@ class _Images:
         """Yield uint8 batches [B, C, R, R] of ``order`` from batch ``start_batch`` on; the last
         incomplete batch is dropped (as in the official loop)."""
         count = len(order) // batch_size
-        index_lists = [order[b * batch_size:(b + 1) * batch_size].tolist()
-                       for b in range(start_batch, count)]
+        index_lists = [order[b * batch_size : (b + 1) * batch_size].tolist() for b in range(start_batch, count)]
         images = self.images
         if isinstance(images, torch.Tensor):
             for idx in index_lists:
@@ -132,15 +141,14 @@ class _Images:
             for idx in index_lists:
                 yield torch.stack([images[i] for i in idx])
         else:
-            loader = torch.utils.data.DataLoader(images, batch_sampler=index_lists,
-                                                 num_workers=self.num_workers)
+            loader = torch.utils.data.DataLoader(images, batch_sampler=index_lists, num_workers=self.num_workers)
             yield from loader
 
 
 def _at_lod(x: torch.Tensor, lod: int, blend: float, in_transition: bool) -> torch.Tensor:
     """Real images at the resolution of ``lod``; during a transition they are blended with
     their 2x-downsampled, nearest-upsampled version, as the official loop does."""
-    res = 4 * 2 ** lod
+    res = 4 * 2**lod
     while x.shape[2] > res:
         x = F.avg_pool2d(x, 2, 2)
     if in_transition:
@@ -163,9 +171,9 @@ def describe_ops(impl: str, device: torch.device, kind: str = "style") -> str:
         return ", ".join(f"{op}=ref" for op in names)
     from ..ops import ImplUnavailableError
     from ..ops._spec import REGISTRY
+
     try:
-        chosen = [REGISTRY[op].resolve(None if impl == "fast" else impl, device)
-                  for op in names]
+        chosen = [REGISTRY[op].resolve(None if impl == "fast" else impl, device) for op in names]
     except ImplUnavailableError as exc:
         raise ConfigError(f"train.impl={impl!r}: {exc}") from exc
     return ", ".join(f"{op}={c}" for op, c in zip(names, chosen))
@@ -182,8 +190,9 @@ class Trainer:
         log: callable for one-line messages (default: print to stderr).
     """
 
-    def __init__(self, cfg: Config, *, data: str | None = None, resume: str | None = None,
-                 progress: bool = True, log=None):
+    def __init__(
+        self, cfg: Config, *, data: str | None = None, resume: str | None = None, progress: bool = True, log=None
+    ):
         self.cfg = cfg
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.progress = progress
@@ -192,9 +201,11 @@ class Trainer:
         seed_everything(cfg.train.seed)
 
         if cfg.train.impl != "ref" and cfg.model.style_injection not in FAST_STYLE_INJECTIONS:
-            raise ConfigError(f"model.style_injection={cfg.model.style_injection!r} has no fast "
-                              f"implementation yet: train it with train.impl=ref "
-                              f"(got train.impl={cfg.train.impl!r})")
+            raise ConfigError(
+                f"model.style_injection={cfg.model.style_injection!r} has no fast "
+                f"implementation yet: train it with train.impl=ref "
+                f"(got train.impl={cfg.train.impl!r})"
+            )
         self.data = _Images(cfg, data)
         # The model of the config (architecture and style injection), then the fast modules.
         self.model = build_model(cfg.model, truncation=False).to(self.device).train()
@@ -205,15 +216,17 @@ class Trainer:
             optimize(self.model, ops_impl)
         self.ema = self.model.make_ema(cfg.model.truncation_psi, cfg.model.truncation_cutoff)
         t = cfg.train
-        opt_args: dict[str, Any] = dict(lr=t.learning_rates[0], betas=tuple(t.adam_betas),
-                                        eps=t.adam_eps)
+        opt_args: dict[str, Any] = dict(lr=t.learning_rates[0], betas=tuple(t.adam_betas), eps=t.adam_eps)
         opt_cls = LREQAdam if cfg.train.impl == "ref" else partial(FusedLREQAdam, impl=ops_impl)
-        self.opt_e = opt_cls([{"params": self.model.encoder.parameters()},
-                              {"params": self.model.mapping_d.parameters()}], **opt_args)
-        self.opt_g = opt_cls([{"params": self.model.decoder.parameters()},
-                              {"params": self.model.mapping_f.parameters()}], **opt_args)
-        self.schedule = LodSchedule(cfg.model.layer_count, t.epochs_per_lod, t.lod_batch_sizes,
-                                    t.learning_rates, self.data.size)
+        self.opt_e = opt_cls(
+            [{"params": self.model.encoder.parameters()}, {"params": self.model.mapping_d.parameters()}], **opt_args
+        )
+        self.opt_g = opt_cls(
+            [{"params": self.model.decoder.parameters()}, {"params": self.model.mapping_f.parameters()}], **opt_args
+        )
+        self.schedule = LodSchedule(
+            cfg.model.layer_count, t.epochs_per_lod, t.lod_batch_sizes, t.learning_rates, self.data.size
+        )
         # Fixed inputs for the grids, drawn from their own generator so they do not depend on
         # (or disturb) the training RNG stream.
         g = torch.Generator().manual_seed(t.seed + 3456)
@@ -239,8 +252,12 @@ class Trainer:
             "opt_e": self.opt_e.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "rng": _rng_state(),
-            "progress": {"step": self.step, "epoch": self.epoch,
-                         "batch_in_epoch": self.batch_in_epoch, "lod": self.current_lod},
+            "progress": {
+                "step": self.step,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "lod": self.current_lod,
+            },
             "versions": {"torch": torch.__version__},
         }
 
@@ -252,8 +269,9 @@ class Trainer:
         ckpt = load_checkpoint(path)  # on CPU: RNG states must stay CPU tensors
         saved = config_from_dict(ckpt["config"])
         if saved.model != self.cfg.model:
-            raise ConfigError(f"checkpoint {path} was trained with a different model config: "
-                              f"{saved.model} vs {self.cfg.model}")
+            raise ConfigError(
+                f"checkpoint {path} was trained with a different model config: {saved.model} vs {self.cfg.model}"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["ema"])
         self.opt_e.load_state_dict(ckpt["opt_e"])
@@ -294,8 +312,7 @@ class Trainer:
 
     # -- outputs ---------------------------------------------------------------------------
     @torch.no_grad()
-    def write_grids(self, lod: int, blend: float, in_transition: bool,
-                    tag: str) -> tuple[Path, Path]:
+    def write_grids(self, lod: int, blend: float, in_transition: bool, tag: str) -> tuple[Path, Path]:
         """Samples of the EMA model from the fixed z, and reconstructions of the fixed reals
         (rows of reals interleaved with their reconstructions)."""
         ema = self.ema
@@ -309,10 +326,9 @@ class Trainer:
         ncol = next(c for c in range(1, n + 1) if n % c == 0 and c * c >= n)  # whole rows
         pairs = []
         for r in range(0, len(reals), ncol):
-            pairs += [reals[r:r + ncol], recs[r:r + ncol]]
+            pairs += [reals[r : r + ncol], recs[r : r + ncol]]
         samples_png = save_grid(samples.float().cpu(), self.out / f"samples_{tag}.png")
-        recs_png = save_grid(torch.cat(pairs).float().cpu(),
-                             self.out / f"reconstructions_{tag}.png", nrow=ncol)
+        recs_png = save_grid(torch.cat(pairs).float().cpu(), self.out / f"reconstructions_{tag}.png", nrow=ncol)
         return samples_png, recs_png
 
     # -- the loop --------------------------------------------------------------------------
@@ -326,8 +342,10 @@ class Trainer:
         cfg = self.cfg.train
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.out / "config.yaml")
-        self.log(f"training {self.cfg.name} on {self.device} ({self.data.size} images), "
-                 f"ops: {self.ops_summary}; output in {self.out}")
+        self.log(
+            f"training {self.cfg.name} on {self.device} ({self.data.size} images), "
+            f"ops: {self.ops_summary}; output in {self.out}"
+        )
         last: dict[str, float] = {}
         plan = None
         start = self._start = time.time()
@@ -342,21 +360,29 @@ class Trainer:
                     # A new level starts with fresh Adam statistics (official LODDriver).
                     self.opt_e.state.clear()
                     self.opt_g.state.clear()
-                self.log(f"epoch {self.epoch}: lod {plan.lod} "
-                         f"({4 * 2 ** plan.lod}x{4 * 2 ** plan.lod}), batch {plan.batch_size}")
+                self.log(
+                    f"epoch {self.epoch}: lod {plan.lod} ({4 * 2**plan.lod}x{4 * 2**plan.lod}), batch {plan.batch_size}"
+                )
                 self.current_lod = plan.lod
             self._set_lr(plan.learning_rate)
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
             order = torch.randperm(self.data.size, generator=g)
             total = self.data.size // plan.batch_size
             if total == 0:
-                raise ConfigError(f"the training data has {self.data.size} images, fewer than one "
-                                  f"batch of {plan.batch_size} at lod {plan.lod} "
-                                  f"(train.lod_batch_sizes, data.limit)")
+                raise ConfigError(
+                    f"the training data has {self.data.size} images, fewer than one "
+                    f"batch of {plan.batch_size} at lod {plan.lod} "
+                    f"(train.lod_batch_sizes, data.limit)"
+                )
             bar = None
             if self.progress and tqdm is not None:
-                bar = tqdm(total=total, initial=self.batch_in_epoch, desc=f"epoch {self.epoch}",
-                           leave=False, dynamic_ncols=True)
+                bar = tqdm(
+                    total=total,
+                    initial=self.batch_in_epoch,
+                    desc=f"epoch {self.epoch}",
+                    leave=False,
+                    dynamic_ncols=True,
+                )
             for batch in self.data.batches(order, plan.batch_size, self.batch_in_epoch):
                 images = self.batch_in_epoch * plan.batch_size
                 blend = self.schedule.blend(self.epoch, images)
@@ -382,13 +408,18 @@ class Trainer:
             self.log(f"nothing to train: epoch {self.epoch} of {cfg.epochs}, step {self.step}")
         else:
             self._flush_log()
-            blend = self.schedule.blend(self.epoch, self.batch_in_epoch * plan.batch_size) \
-                if self.epoch < cfg.epochs else 1.0
+            blend = (
+                self.schedule.blend(self.epoch, self.batch_in_epoch * plan.batch_size)
+                if self.epoch < cfg.epochs
+                else 1.0
+            )
             s, r = self.write_grids(plan.lod, blend, plan.in_transition and blend < 1, "final")
             self.loss_log.plot(self.out / "losses.png")
             ck = self.save()
-            self.log(f"done: {self.step} steps in {time.time() - start:.0f} s; wrote {s}, {r}, "
-                     f"{self.out / 'losses.png'}, {ck}")
+            self.log(
+                f"done: {self.step} steps in {time.time() - start:.0f} s; wrote {s}, {r}, "
+                f"{self.out / 'losses.png'}, {ck}"
+            )
         return last
 
     def _done(self) -> bool:
@@ -400,8 +431,9 @@ class Trainer:
     def _flush_log(self) -> None:
         means = self.means.means()
         if means:
-            epoch = self.epoch + self.batch_in_epoch / max(1, self.data.size // max(
-                1, self.schedule.plan(self.epoch).batch_size))
+            epoch = self.epoch + self.batch_in_epoch / max(
+                1, self.data.size // max(1, self.schedule.plan(self.epoch).batch_size)
+            )
             self.loss_log.append(self.step, round(epoch, 4), means)
             self.means.reset()
 

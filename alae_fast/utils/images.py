@@ -52,8 +52,7 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
 
     cols = min(nrow, n)
     rows = math.ceil(n / cols)
-    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c),
-                    dtype=np.uint8)
+    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), dtype=np.uint8)
     for i in range(n):
         r, col = divmod(i, cols)
         top = padding + r * (h + padding)
@@ -62,9 +61,7 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
     return grid[:, :, 0] if c == 1 else grid
 
 
-def save_grid(
-    images: torch.Tensor, path: str | os.PathLike[str], nrow: int | None = None
-) -> Path:
+def save_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: int | None = None) -> Path:
     """Write :func:`make_grid` of ``images`` as a PNG at ``path``.
 
     ``nrow`` defaults to ``ceil(sqrt(N))`` (a near-square grid). Parent

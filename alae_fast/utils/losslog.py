@@ -49,10 +49,7 @@ class LossLog:
                 existing = header
             self._header = existing
         if header != self._header:
-            raise ValueError(
-                f"loss names {header[2:]} do not match the columns of {self.path}: "
-                f"{self._header[2:]}"
-            )
+            raise ValueError(f"loss names {header[2:]} do not match the columns of {self.path}: {self._header[2:]}")
         # repr(float) round-trips exactly, so rows() returns what was logged.
         row = [str(int(step)), repr(float(epoch))]
         row += [repr(float(values[k])) for k in header[2:]]
@@ -82,8 +79,7 @@ class LossLog:
         if header is None:
             return
         kept = [r for r in self.rows() if r["step"] <= step]
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                   suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
@@ -108,13 +104,11 @@ class LossLog:
         png_path = Path(png_path)
         png_path.parent.mkdir(parents=True, exist_ok=True)
 
-        fig, axes = plt.subplots(max(1, len(keys)), 1, sharex=True, squeeze=False,
-                                 figsize=(8, 2.2 * max(1, len(keys))))
+        fig, axes = plt.subplots(max(1, len(keys)), 1, sharex=True, squeeze=False, figsize=(8, 2.2 * max(1, len(keys))))
         try:
             axes = axes[:, 0]
             if not keys or not rows:
-                axes[0].text(0.5, 0.5, "no data yet", ha="center", va="center",
-                             transform=axes[0].transAxes)
+                axes[0].text(0.5, 0.5, "no data yet", ha="center", va="center", transform=axes[0].transAxes)
             steps = [r["step"] for r in rows]
             for ax, key in zip(axes, keys):
                 ax.plot(steps, [r[key] for r in rows], linewidth=1.0)
@@ -122,8 +116,7 @@ class LossLog:
                 ax.grid(True, alpha=0.3)
             axes[-1].set_xlabel("step")
             fig.tight_layout()
-            fd, tmp = tempfile.mkstemp(dir=png_path.parent, prefix=f".{png_path.name}.",
-                                       suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=png_path.parent, prefix=f".{png_path.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as f:
                     fig.savefig(f, format="png", dpi=100)

@@ -14,8 +14,13 @@ def software_versions() -> dict[str, str]:
 
     try:
         import triton
+
         triton_version = triton.__version__
     except ImportError:
         triton_version = "not installed"
-    return dict(torch=torch.__version__, triton=triton_version,
-                cuda=torch.version.cuda or "none", python=platform.python_version())
+    return dict(
+        torch=torch.__version__,
+        triton=triton_version,
+        cuda=torch.version.cuda or "none",
+        python=platform.python_version(),
+    )

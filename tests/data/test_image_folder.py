@@ -31,7 +31,7 @@ def _margins_image(width: int, height: int) -> np.ndarray:
     array = _solid(RED, width, height)
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    array[top:top + side, left:left + side] = BLUE
+    array[top : top + side, left : left + side] = BLUE
     return array
 
 

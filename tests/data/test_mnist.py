@@ -15,23 +15,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from alae_fast.data import (
-    MNIST_FILES,
-    MNISTDataError,
-    downsample_to,
-    find_mnist_dir,
-    load_mnist,
-    mnist_images,
-    pad_to,
-    uint8_to_float,
-)
+from alae_fast.data import MNIST_FILES
+from alae_fast.data import MNISTDataError
+from alae_fast.data import downsample_to
+from alae_fast.data import find_mnist_dir
+from alae_fast.data import load_mnist
 from alae_fast.data import mnist as mnist_module
+from alae_fast.data import mnist_images
+from alae_fast.data import pad_to
+from alae_fast.data import uint8_to_float
 
 MNIST_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
 # Published class counts of MNIST.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
@@ -185,8 +184,7 @@ def test_nothing_found_error_names_files_dirs_and_hints(tmp_path, monkeypatch):
 
 
 def test_explicit_dir_missing_files_is_not_bypassed(tmp_path, monkeypatch):
-    partial = _link_all(tmp_path / "partial",
-                        skip=("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"))
+    partial = _link_all(tmp_path / "partial", skip=("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"))
     # A complete env dir must not be used silently when an explicit path was given.
     monkeypatch.setenv("ALAE_FAST_DATA", str(MNIST_DIR))
     with pytest.raises(MNISTDataError) as info:
@@ -206,8 +204,9 @@ def test_download_from_mirror_verifies_and_writes_cache(tmp_path, monkeypatch):
     directory = find_mnist_dir(download=True)
     assert directory == tmp_path / "xdg" / "alae_fast" / "mnist"
     assert sorted(p.name for p in directory.iterdir()) == sorted(MNIST_FILES)  # no temp left
-    assert (directory / "t10k-labels-idx1-ubyte.gz").read_bytes() == \
-        (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    assert (directory / "t10k-labels-idx1-ubyte.gz").read_bytes() == (
+        MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
+    ).read_bytes()
 
 
 def test_download_failure_reports(tmp_path, monkeypatch):
@@ -281,7 +280,8 @@ def test_mixed_up_files_are_rejected(tmp_path):
     # Raw label data stored under the raw image name: no md5 known, header check catches it.
     directory = _link_all(tmp_path / "mixed", skip=("t10k-images-idx3-ubyte.gz",))
     (directory / "t10k-images-idx3-ubyte").write_bytes(
-        gzip.decompress((MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+        gzip.decompress((MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    )
     with pytest.raises(MNISTDataError, match="2051"):
         load_mnist("test", directory, download=False)
 
@@ -300,11 +300,9 @@ def test_uint8_to_float_values():
 def test_pad_to_centres():
     x = torch.arange(1, 7, dtype=torch.uint8).reshape(1, 2, 3)
     out = pad_to(x, 5)
-    expected = torch.tensor([[0, 0, 0, 0, 0],
-                             [0, 1, 2, 3, 0],
-                             [0, 4, 5, 6, 0],
-                             [0, 0, 0, 0, 0],
-                             [0, 0, 0, 0, 0]], dtype=torch.uint8)
+    expected = torch.tensor(
+        [[0, 0, 0, 0, 0], [0, 1, 2, 3, 0], [0, 4, 5, 6, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.uint8
+    )
     assert out.dtype == torch.uint8 and torch.equal(out[0], expected)
     assert pad_to(x.unsqueeze(1), 5).shape == (1, 1, 5, 5)
     with pytest.raises(ValueError, match="size"):
@@ -312,10 +310,9 @@ def test_pad_to_centres():
 
 
 def test_downsample_to_values():
-    x = torch.tensor([[1.0, 3.0, 5.0, 7.0],
-                      [1.0, 3.0, 5.0, 7.0],
-                      [0.0, 0.0, 4.0, 8.0],
-                      [0.0, 0.0, 0.0, 0.0]]).reshape(1, 1, 4, 4)
+    x = torch.tensor([[1.0, 3.0, 5.0, 7.0], [1.0, 3.0, 5.0, 7.0], [0.0, 0.0, 4.0, 8.0], [0.0, 0.0, 0.0, 0.0]]).reshape(
+        1, 1, 4, 4
+    )
     assert torch.equal(downsample_to(x, 2)[0, 0], torch.tensor([[2.0, 6.0], [0.0, 3.0]]))
     assert torch.equal(downsample_to(x, 1)[0, 0], torch.tensor([[2.75]]))
     assert downsample_to(x, 4) is x

@@ -17,8 +17,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KERNELS_DIR = REPO_ROOT / "kernels"
 CU_FILES = sorted(KERNELS_DIR.glob("*.cu"))
-KERNEL_SOURCES = sorted(p for p in KERNELS_DIR.iterdir()
-                        if p.suffix in {".cu", ".cuh", ".h", ".hpp", ".cpp", ".cc"})
+KERNEL_SOURCES = sorted(p for p in KERNELS_DIR.iterdir() if p.suffix in {".cu", ".cuh", ".h", ".hpp", ".cpp", ".cc"})
 ARCHS = ["80", "90"]
 COMPILE_TIMEOUT_S = 600
 
@@ -49,7 +48,8 @@ def test_kernels_include_no_torch_headers(source):
     offending = [m.group(0).strip() for m in _TORCH_INCLUDE.finditer(text)]
     assert not offending, (
         f"{source.relative_to(REPO_ROOT)} includes torch headers {offending}; kernels/ must stay "
-        "torch-free (put torch glue in csrc/)")
+        "torch-free (put torch glue in csrc/)"
+    )
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"sm_{a}")
@@ -60,11 +60,19 @@ def test_nvcc_compiles(source, arch, tmp_path):
         pytest.skip("nvcc not found on PATH or at $CUDA_HOME/bin/nvcc")
     obj = tmp_path / f"{source.stem}.sm_{arch}.o"
     cmd = [
-        nvcc, "-c", str(source), "-o", str(obj),
+        nvcc,
+        "-c",
+        str(source),
+        "-o",
+        str(obj),
         "-std=c++17",
         f"-gencode=arch=compute_{arch},code=sm_{arch}",
-        "-Werror", "all-warnings",
-        "-I", str(REPO_ROOT), "-I", str(KERNELS_DIR),
+        "-Werror",
+        "all-warnings",
+        "-I",
+        str(REPO_ROOT),
+        "-I",
+        str(KERNELS_DIR),
     ]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
@@ -73,5 +81,6 @@ def test_nvcc_compiles(source, arch, tmp_path):
     assert result.returncode == 0, (
         f"nvcc failed on {source.relative_to(REPO_ROOT)} for sm_{arch} "
         f"(exit {result.returncode})\n$ {' '.join(cmd)}\n"
-        f"--- stderr ---\n{result.stderr}\n--- stdout ---\n{result.stdout}")
+        f"--- stderr ---\n{result.stderr}\n--- stdout ---\n{result.stdout}"
+    )
     assert obj.is_file(), f"nvcc reported success but wrote no {obj.name}"

@@ -5,20 +5,21 @@ import copy
 
 import pytest
 import torch
+from support import impl_device
+from support import require
 
 import alae_fast
-from alae_fast import ops, reference
-from alae_fast.nn import blocks, conv_dispatch
-
-from support import impl_device, require
+from alae_fast import ops
+from alae_fast import reference
+from alae_fast.nn import blocks
+from alae_fast.nn import conv_dispatch
 
 RTOL = 1e-4  # whole-generator float32 parity, relative to each tensor's largest value
 
 
 def _assert_close(ours, ref, what):
     scale = ref.abs().max().item()
-    torch.testing.assert_close(ours, ref, rtol=RTOL, atol=RTOL * scale + 1e-7,
-                               msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(ours, ref, rtol=RTOL, atol=RTOL * scale + 1e-7, msg=lambda m: f"{what}: {m}")
 
 
 def _generators(impl, device, **config):
@@ -49,14 +50,12 @@ def path(request, monkeypatch):
 
 
 @impl_device
-@pytest.mark.parametrize("config,lod,blend,batch", CASES,
-                         ids=["lod3", "lod2-blend0.5", "lod1", "lod5-fused-scale"])
+@pytest.mark.parametrize("config,lod,blend,batch", CASES, ids=["lod3", "lod2-blend0.5", "lod1", "lod5-fused-scale"])
 def test_generator_output_and_every_gradient(impl, device, path, config, lod, blend, batch):
     require(impl, device)
     fast, ref = _generators(impl, device, **config)
     g = torch.Generator().manual_seed(3)
-    styles = torch.randn((batch, 2 * config["layer_count"], config["latent_size"]),
-                         generator=g).to(device)
+    styles = torch.randn((batch, 2 * config["layer_count"], config["latent_size"]), generator=g).to(device)
     outs, grads = [], []
     for m in (fast, ref):
         s = styles.clone().requires_grad_()
@@ -85,6 +84,7 @@ def _count_adain_calls(monkeypatch, impl):
         def counted(*args, _name=name, _original=original, **kwargs):
             calls[_name] += 1
             return _original(*args, **kwargs)
+
         monkeypatch.setattr(ops, name, counted)
     fast(torch.randn(2, 8, 32), 3, 1.0, noise=True)
     return calls
@@ -140,8 +140,10 @@ def test_generator_is_swapped_and_keeps_its_state():
 def test_cuda_rule_needs_both_fused_ops_verified_for_the_chosen_impl(monkeypatch, tmp_path):
     import json
     import warnings
+
     from alae_fast import verified
-    from alae_fast.ops import _dispatch, _extension
+    from alae_fast.ops import _dispatch
+    from alae_fast.ops import _extension
 
     cuda = torch.device("cuda")
     monkeypatch.setenv(conv_dispatch.ENV_VAR, "auto")
@@ -153,8 +155,19 @@ def test_cuda_rule_needs_both_fused_ops_verified_for_the_chosen_impl(monkeypatch
     monkeypatch.setattr(verified, "RECORD_PATH", path)
 
     def write(*pairs):
-        records = [dict(op=op, impl=impl, device="NVIDIA H100", capability="9.0", torch="2.11",
-                        triton="3.6", cuda="13.0", date="2026-12-01") for op, impl in pairs]
+        records = [
+            dict(
+                op=op,
+                impl=impl,
+                device="NVIDIA H100",
+                capability="9.0",
+                torch="2.11",
+                triton="3.6",
+                cuda="13.0",
+                date="2026-12-01",
+            )
+            for op, impl in pairs
+        ]
         path.write_text(json.dumps(dict(format=1, records=records)))
         verified.clear_cache()
 

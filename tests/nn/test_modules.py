@@ -6,14 +6,14 @@ import inspect
 
 import pytest
 import torch
+from support import impl_device
+from support import require
 
 import alae_fast
 from alae_fast import models
 from alae_fast import nn as fast_nn
 from alae_fast import reference
 from alae_fast.reference import networks as ref_nn
-
-from support import impl_device, require
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 
@@ -36,8 +36,9 @@ def _assert_grads_close(fast, ref):
             continue
         assert p.grad is not None, name
         scale = rp.grad.abs().max().item()
-        torch.testing.assert_close(p.grad, rp.grad, rtol=1e-4, atol=1e-4 * scale + 1e-7,
-                                   msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            p.grad, rp.grad, rtol=1e-4, atol=1e-4 * scale + 1e-7, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 CASES = {
@@ -72,8 +73,9 @@ def test_module_matches_reference(impl, device, case):
     for m in (fast, ref):
         xi = x.clone().requires_grad_()
         out = _outputs(m(xi))
-        ups = [torch.randn(o.shape, generator=torch.Generator().manual_seed(2 + i)).to(device)
-               for i, o in enumerate(out)]
+        ups = [
+            torch.randn(o.shape, generator=torch.Generator().manual_seed(2 + i)).to(device) for i, o in enumerate(out)
+        ]
         torch.autograd.backward(out, ups)
         outs.append((out, xi.grad))
     for o, ro in zip(outs[0][0], outs[1][0]):
@@ -88,8 +90,9 @@ def test_module_matches_reference(impl, device, case):
 def test_decode_block_matches_reference(impl, device, has_first_conv, fused_scale, noise):
     require(impl, device)
     inputs = 6 if has_first_conv else 5  # without the first conv the channels stay
-    ref = _perturbed(ref_nn.DecodeBlock(inputs, 5, 8, has_first_conv=has_first_conv,
-                                        fused_scale=fused_scale, layer=1)).to(device)
+    ref = _perturbed(
+        ref_nn.DecodeBlock(inputs, 5, 8, has_first_conv=has_first_conv, fused_scale=fused_scale, layer=1)
+    ).to(device)
     with torch.no_grad():  # non-zero noise strength: the noise path must match too
         ref.noise_weight_1.normal_(0, 0.5)
         ref.noise_weight_2.normal_(0, 0.5)
@@ -137,8 +140,7 @@ def test_models_have_reference_signature_and_state(model_cls):
 
 
 def test_optimize_swaps_in_place_and_retargets():
-    model = reference.StyleALAE(startf=8, maxf=16, layer_count=3, latent_size=16,
-                                mapping_layers=2)
+    model = reference.StyleALAE(startf=8, maxf=16, layer_count=3, latent_size=16, mapping_layers=2)
     keys = list(model.state_dict())
     params = list(model.parameters())
     assert alae_fast.optimize(model, "ref") is model
@@ -146,8 +148,15 @@ def test_optimize_swaps_in_place_and_retargets():
     assert all(p is q for p, q in zip(model.parameters(), params))
     kinds = {type(m) for m in model.modules()}
     assert not kinds & set(fast_nn.FAST_MODULES), "a reference block was left in place"
-    assert {fast_nn.EncodeBlock, fast_nn.DecodeBlock, fast_nn.FromRGB, fast_nn.ToRGB,
-            fast_nn.Blur, fast_nn.MappingF, fast_nn.MappingD} <= kinds
+    assert {
+        fast_nn.EncodeBlock,
+        fast_nn.DecodeBlock,
+        fast_nn.FromRGB,
+        fast_nn.ToRGB,
+        fast_nn.Blur,
+        fast_nn.MappingF,
+        fast_nn.MappingD,
+    } <= kinds
     assert model.loss_impl == "ref" and model.encoder.encode_block[0].impl == "ref"
     alae_fast.optimize(model, "cpu")
     assert model.loss_impl == "cpu" and model.decoder.decode_block[1].blur.impl == "cpu"

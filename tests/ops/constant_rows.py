@@ -7,7 +7,6 @@ AdaIN's exactly the style shift), where a rounding residue in the mean would be 
 from __future__ import annotations
 
 import torch
-
 from support import randn
 
 # (n, c, x value): values whose float32 sums over a row are not exact (0.1, -0.3, 1e3 + 0.1,

@@ -1,13 +1,18 @@
+import constant_rows
 import pytest
 import torch
+from support import CL
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import assert_compiled_matches_ref
+from support import assert_low_precision_op_close
+from support import impl_device
+from support import randn as _randn
+from support import require
+from support import shape_id as _ids
 
-from alae_fast.ops import adain, adain_ref
-
-import constant_rows
-
-from support import (
-    CL, FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close,
-    impl_device, randn as _randn, require, shape_id as _ids)
+from alae_fast.ops import adain
+from alae_fast.ops import adain_ref
 
 OP = torch.ops.alae_fast.adain.default
 BACKWARD_OP = torch.ops.alae_fast.adain_backward.default
@@ -25,8 +30,7 @@ def _inputs(shape, variant, device, dtype=torch.float32):
     style = (0.5 * _randn((n, 2 * c), device, dtype, seed=1)).requires_grad_()
     kwargs = {}
     if variant.startswith("noise"):
-        kwargs["noise"] = _randn((1 if variant.startswith("noise1") else n, 1, h, w), device,
-                                 dtype, seed=2)
+        kwargs["noise"] = _randn((1 if variant.startswith("noise1") else n, 1, h, w), device, dtype, seed=2)
         kwargs["noise_weight"] = (0.5 * _randn((c,), device, dtype, seed=3)).requires_grad_()
     if variant.endswith("bias"):
         kwargs["bias"] = (0.5 * _randn((c,), device, dtype, seed=4)).requires_grad_()
@@ -44,16 +48,15 @@ def _check_parity(x, style, kwargs, impl, alpha=0.2, eps=1e-8):
     torch.testing.assert_close(ours, ref, **FP32_OUT)
     upstream = _randn(x.shape, x.device, x.dtype, seed=7)
     inputs = _differentiable(x, style, kwargs)
-    for g, rg in zip(torch.autograd.grad(ours, inputs, upstream),
-                     torch.autograd.grad(ref, inputs, upstream)):
+    for g, rg in zip(torch.autograd.grad(ours, inputs, upstream), torch.autograd.grad(ref, inputs, upstream)):
         assert g.shape == rg.shape and g.dtype == rg.dtype
         torch.testing.assert_close(g, rg, **FP32_GRAD)
 
 
 # Every shape with noise and bias, every variant on two shapes.
-CASES = ([(shape, "noise+bias") for shape in SHAPES]
-         + [(shape, v) for shape in [(5, 3, 4, 9), (5, 1, 9, 4)] for v in VARIANTS
-            if v != "noise+bias"])
+CASES = [(shape, "noise+bias") for shape in SHAPES] + [
+    (shape, v) for shape in [(5, 3, 4, 9), (5, 1, 9, 4)] for v in VARIANTS if v != "noise+bias"
+]
 
 
 @impl_device
@@ -79,8 +82,15 @@ def test_known_values(impl, device):
     x = torch.tensor([1.0, 2.0, 3.0, 4.0], device=device).view(1, 1, 2, 2)
     noise = torch.tensor([-2.0, 0.0, 0.0, 2.0], device=device).view(1, 1, 2, 2)
     style = torch.tensor([[1.0, -1.0]], device=device)
-    y = adain(x, style, noise=noise, noise_weight=torch.tensor([0.5], device=device),
-              bias=torch.tensor([1.0], device=device), eps=1e-8, impl=impl)
+    y = adain(
+        x,
+        style,
+        noise=noise,
+        noise_weight=torch.tensor([0.5], device=device),
+        bias=torch.tensor([1.0], device=device),
+        eps=1e-8,
+        impl=impl,
+    )
     t = torch.tensor([1.0, 3.0, 4.0, 6.0], dtype=torch.float64)
     expected = (t - 3.5) / (3.25 + 1e-8) ** 0.5 * 2.0 - 1.0
     torch.testing.assert_close(y.flatten(), expected.float().to(device), **FP32_OUT)
@@ -100,9 +110,12 @@ def test_layouts(impl, device, layout):
     style = _randn((2 * c, n), device, seed=1).t()  # a transposed view
     nw = _randn((c, 2), device, seed=3)[:, 0]  # strided
     assert not x.is_contiguous() and not style.is_contiguous() and not nw.is_contiguous()
-    _check_parity(x.requires_grad_(), style.requires_grad_(),
-                  dict(noise=noise, noise_weight=nw.requires_grad_(),
-                       bias=_randn((c,), device, seed=4).requires_grad_()), impl)
+    _check_parity(
+        x.requires_grad_(),
+        style.requires_grad_(),
+        dict(noise=noise, noise_weight=nw.requires_grad_(), bias=_randn((c,), device, seed=4).requires_grad_()),
+        impl,
+    )
 
 
 @impl_device
@@ -116,12 +129,16 @@ def test_low_precision_within_twice_pytorch_error(impl, device, dtype, variant):
 
     def call(fn):
         # The constant noise follows the inputs' dtype (float64 for the truth).
-        return lambda x, style, *rest: fn(x, style, **dict(zip(names, rest)),
-                                          **{k: v.to(x.dtype) for k, v in noise.items()})
+        return lambda x, style, *rest: fn(
+            x, style, **dict(zip(names, rest)), **{k: v.to(x.dtype) for k, v in noise.items()}
+        )
 
-    assert_low_precision_op_close(call(lambda *a, **k: adain(*a, impl=impl, **k)),
-                                  call(adain_ref), _differentiable(x, style, kwargs),
-                                  _randn(x.shape, device, dtype, seed=7))
+    assert_low_precision_op_close(
+        call(lambda *a, **k: adain(*a, impl=impl, **k)),
+        call(adain_ref),
+        _differentiable(x, style, kwargs),
+        _randn(x.shape, device, dtype, seed=7),
+    )
 
 
 def _fn(impl, kwargs):
@@ -134,6 +151,7 @@ def _fn(impl, kwargs):
         if noise is not None:
             extra["noise"] = noise
         return adain(x, style, eps=1e-5, impl=impl, **extra)
+
     return fn
 
 
@@ -144,8 +162,7 @@ def test_gradcheck_float64(impl, device, variant):
     x, style, kwargs = _inputs((2, 3, 5, 4), variant, device, torch.float64)
     # 120 inputs: fast mode keeps the interpreted Triton kernels quick; the full Jacobians are
     # checked on the small case below.
-    assert torch.autograd.gradcheck(_fn(impl, kwargs), _differentiable(x, style, kwargs),
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(_fn(impl, kwargs), _differentiable(x, style, kwargs), fast_mode=True)
 
 
 @impl_device
@@ -186,8 +203,16 @@ def test_opcheck(impl, device, n, variant):
         noise = noise.expand(n, 1, 5, 4)  # what the public op hands to the registered one
     nw, bias = kwargs.get("noise_weight"), kwargs.get("bias")
     torch.library.opcheck(OP, (x, style, noise, nw, bias, 0.2, 1e-8, impl))
-    _, stats = OP(x.detach(), style.detach(), noise, None if nw is None else nw.detach(),
-                  None if bias is None else bias.detach(), 0.2, 1e-8, impl)
+    _, stats = OP(
+        x.detach(),
+        style.detach(),
+        noise,
+        None if nw is None else nw.detach(),
+        None if bias is None else bias.detach(),
+        0.2,
+        1e-8,
+        impl,
+    )
     # The backward op is not differentiable (first-order only): its inputs do not require grad.
     detached = [None if t is None else t.detach() for t in (x, style, noise, nw, bias)]
     grad_y = _randn(x.shape, device, seed=7)
@@ -200,9 +225,12 @@ def test_torch_compile_fullgraph(impl, device, variant):
     require(impl, device)
     x, style, kwargs = _inputs((5, 3, 4, 9), variant, device)
     upstream = _randn(x.shape, device, seed=7)
-    assert_compiled_matches_ref(lambda x, style: adain(x, style, impl=impl, **kwargs) * upstream,
-                                lambda x, style: adain_ref(x, style, **kwargs) * upstream,
-                                (x, style), _differentiable(x, style, kwargs))
+    assert_compiled_matches_ref(
+        lambda x, style: adain(x, style, impl=impl, **kwargs) * upstream,
+        lambda x, style: adain_ref(x, style, **kwargs) * upstream,
+        (x, style),
+        _differentiable(x, style, kwargs),
+    )
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -210,14 +238,23 @@ def test_bad_inputs_raise_clear_errors():
     n, c, h, w = 2, 3, 4, 4
     x, style = torch.zeros(n, c, h, w), torch.zeros(n, 2 * c)
     noise, nw, bias = torch.zeros(n, 1, h, w), torch.zeros(c), torch.zeros(c)
-    with pytest.raises(ValueError, match=r"adain: x must be 4-D \[N, C, H, W\], got shape "
-                                         r"\(3, 4, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"adain: x must be 4-D \[N, C, H, W\], got shape "
+        r"\(3, 4, 4\)",
+    ):
         adain(torch.zeros(c, h, w), style)
-    with pytest.raises(ValueError, match=r"adain: style must have shape \[N, 2C\] = \[2, 6\], "
-                                         r"got \(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"adain: style must have shape \[N, 2C\] = \[2, 6\], "
+        r"got \(2, 3\)",
+    ):
         adain(x, torch.zeros(n, c))
-    with pytest.raises(ValueError, match=r"adain: style must be 2-D \[N, 2C\] = \[2, 6\], got "
-                                         r"shape \(12,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"adain: style must be 2-D \[N, 2C\] = \[2, 6\], got "
+        r"shape \(12,\)",
+    ):
         adain(x, torch.zeros(2 * n * c))
     with pytest.raises(TypeError, match=r"adain: x is torch.float32 but style is torch.float64"):
         adain(x, style.double())
@@ -229,8 +266,11 @@ def test_bad_inputs_raise_clear_errors():
         adain(x, style, noise=noise)
     with pytest.raises(ValueError, match=r"adain: noise and noise_weight must be given together"):
         adain(x, style, noise_weight=nw)
-    with pytest.raises(ValueError, match=r"adain: noise must have shape \[N, 1, H, W\] = "
-                                         r"\[2, 1, 4, 4\] \(or batch 1\), got \(2, 3, 4, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"adain: noise must have shape \[N, 1, H, W\] = "
+        r"\[2, 1, 4, 4\] \(or batch 1\), got \(2, 3, 4, 4\)",
+    ):
         adain(x, style, noise=torch.zeros(n, c, h, w), noise_weight=nw)
     with pytest.raises(ValueError, match=r"adain: noise must have shape .* got \(3, 1, 4, 4\)"):
         adain(x, style, noise=torch.zeros(3, 1, h, w), noise_weight=nw)
@@ -238,15 +278,21 @@ def test_bad_inputs_raise_clear_errors():
         adain(x, style, noise=noise.half(), noise_weight=nw)
     with pytest.raises(ValueError, match=r"adain: noise is a constant input and gets no gradient"):
         adain(x, style, noise=noise.clone().requires_grad_(), noise_weight=nw)
-    with pytest.raises(ValueError, match=r"adain: noise_weight must have shape \[C\] = \[3\], "
-                                         r"got \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"adain: noise_weight must have shape \[C\] = \[3\], "
+        r"got \(4,\)",
+    ):
         adain(x, style, noise=noise, noise_weight=torch.zeros(4))
     with pytest.raises(ValueError, match=r"adain: x is on cpu but noise_weight is on meta"):
         adain(x, style, noise=noise, noise_weight=nw.to("meta"))
     with pytest.raises(ValueError, match=r"adain: bias must have shape \[C\] = \[3\], got \(2,\)"):
         adain(x, style, bias=torch.zeros(2))
-    with pytest.raises(ValueError, match=r"adain: bias must be 1-D \[C\] = \[3\], got shape "
-                                         r"\(1, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"adain: bias must be 1-D \[C\] = \[3\], got shape "
+        r"\(1, 3\)",
+    ):
         adain(x, style, bias=torch.zeros(1, 3))
     with pytest.raises(TypeError, match=r"adain: x is torch.float32 but bias is torch.float64"):
         adain(x, style, bias=bias.double())

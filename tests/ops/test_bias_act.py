@@ -2,21 +2,29 @@ import math
 
 import pytest
 import torch
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import LAYOUTS
+from support import assert_compiled_matches_ref
+from support import assert_in_layout
+from support import assert_low_precision_op_close
+from support import assert_r1_chain_close
+from support import image as _image
+from support import impl_device
+from support import r1_chain
+from support import randn as _randn
+from support import require
+from support import shape_id as _ids
 from torch.nn import functional as F
 
-from alae_fast.ops import bias_act, bias_act_ref
-
-from support import (
-    FP32_GRAD, FP32_OUT, LAYOUTS, assert_compiled_matches_ref, assert_in_layout,
-    assert_low_precision_op_close, assert_r1_chain_close, image as _image, impl_device, r1_chain,
-    randn as _randn, require, shape_id as _ids)
+from alae_fast.ops import bias_act
+from alae_fast.ops import bias_act_ref
 
 OP = torch.ops.alae_fast.bias_act.default
 BACKWARD_OP = torch.ops.alae_fast.bias_act_backward.default
 
 # Images of odd sizes, the mapping network's [N, C] and a 3-D and 5-D input (any rank >= 2).
-SHAPES = [(1, 1, 1, 1), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3), (5, 17), (5, 3, 9),
-          (1, 3, 2, 1, 4)]
+SHAPES = [(1, 1, 1, 1), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3), (5, 17), (5, 3, 9), (1, 3, 2, 1, 4)]
 # (alpha, gain): the layers' lrelu, with the He gain, plain bias (identity) and ReLU.
 ACTIVATIONS = [(0.2, 1.0), (0.2, math.sqrt(2.0)), (1.0, 1.0), (0.0, 2.0)]
 # opcheck runs each op many times (and traces it): three (N, layout) samples.
@@ -44,14 +52,13 @@ def _check_parity(x, b, alpha, gain, impl, seed=7):
 
 
 # Every shape with the layers' activation, every activation on an image and a 2-D input.
-CASES = ([(shape, ACTIVATIONS[1]) for shape in SHAPES]
-         + [(shape, act) for shape in [(5, 3, 4, 9), (5, 17)] for act in ACTIVATIONS
-            if act != ACTIVATIONS[1]])
+CASES = [(shape, ACTIVATIONS[1]) for shape in SHAPES] + [
+    (shape, act) for shape in [(5, 3, 4, 9), (5, 17)] for act in ACTIVATIONS if act != ACTIVATIONS[1]
+]
 
 
 @impl_device
-@pytest.mark.parametrize("shape,activation", CASES,
-                         ids=[f"{_ids(s)}-{a:g}-{g:.3g}" for s, (a, g) in CASES])
+@pytest.mark.parametrize("shape,activation", CASES, ids=[f"{_ids(s)}-{a:g}-{g:.3g}" for s, (a, g) in CASES])
 def test_matches_reference_values_and_gradients(impl, device, shape, activation):
     alpha, gain = activation
     require(impl, device)
@@ -121,9 +128,12 @@ def test_low_precision_within_twice_pytorch_error(impl, device, dtype, layout):
     x = _image((5, 17, 9, 4), layout, device, dtype).requires_grad_()
     b = _randn((17,), device, dtype, seed=1).requires_grad_()
     gain = math.sqrt(2.0)
-    assert_low_precision_op_close(lambda x, b: bias_act(x, b, alpha=0.2, gain=gain, impl=impl),
-                                  lambda x, b: bias_act_ref(x, b, alpha=0.2, gain=gain), (x, b),
-                                  _image((5, 17, 9, 4), layout, device, dtype, seed=2))
+    assert_low_precision_op_close(
+        lambda x, b: bias_act(x, b, alpha=0.2, gain=gain, impl=impl),
+        lambda x, b: bias_act_ref(x, b, alpha=0.2, gain=gain),
+        (x, b),
+        _image((5, 17, 9, 4), layout, device, dtype, seed=2),
+    )
 
 
 @impl_device
@@ -151,16 +161,17 @@ def test_gradcheck_and_gradgradcheck_float64_full_jacobian(impl, device):
 
 def _critic(act):
     """A tiny critic around ``act``: conv (4-D reals) or matmul, act, tanh, weighted sum."""
+
     def d(x, w, b, v):
         if x.dim() == 4:
             return (torch.tanh(act(F.conv2d(x, w, padding=1), b)) * v).sum(dim=(1, 2, 3))
         return torch.tanh(act(x @ w, b)) @ v
+
     return d
 
 
 @impl_device
-@pytest.mark.parametrize("critic,layout", [("conv", "contiguous"), ("conv", "channels_last"),
-                                           ("linear", "contiguous")])
+@pytest.mark.parametrize("critic,layout", [("conv", "contiguous"), ("conv", "channels_last"), ("linear", "contiguous")])
 def test_r1_chain_matches_reference(impl, device, critic, layout):
     require(impl, device)
     n, c, h, w = 3, 3, 5, 4
@@ -168,11 +179,16 @@ def test_r1_chain_matches_reference(impl, device, critic, layout):
         shape, shapes = (n, c, h, w), [(4, c, 3, 3), (4,), (4, h, w)]
     else:
         shape, shapes = (n, 9), [(9, 6), (6,), (6,)]
-    acts = (lambda t, b: bias_act(t, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl),
-            lambda t, b: bias_act_ref(t, b, alpha=0.2, gain=math.sqrt(2.0)))
-    results = r1_chain([_critic(act) for act in acts],
-                       lambda: (_image(shape, layout, device) if critic == "conv"
-                                else _randn(shape, device)), shapes, device)
+    acts = (
+        lambda t, b: bias_act(t, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl),
+        lambda t, b: bias_act_ref(t, b, alpha=0.2, gain=math.sqrt(2.0)),
+    )
+    results = r1_chain(
+        [_critic(act) for act in acts],
+        lambda: _image(shape, layout, device) if critic == "conv" else _randn(shape, device),
+        shapes,
+        device,
+    )
     assert_r1_chain_close(*results, layout=layout)
 
 
@@ -207,20 +223,31 @@ def test_torch_compile_fullgraph(impl, device, layout):
     upstream = _image((5, 3, 4, 9), layout, device, seed=2)
     assert_compiled_matches_ref(
         lambda x, b: bias_act(x, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl) * upstream,
-        lambda x, b: bias_act_ref(x, b, alpha=0.2, gain=math.sqrt(2.0)) * upstream, (x, b))
+        lambda x, b: bias_act_ref(x, b, alpha=0.2, gain=math.sqrt(2.0)) * upstream,
+        (x, b),
+    )
 
 
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     x, b = torch.zeros(2, 3, 4, 4), torch.zeros(3)
-    with pytest.raises(ValueError, match=r"bias_act: x must have at least 2 dims \[N, C, \.\.\.\], "
-                                         r"got shape \(5,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"bias_act: x must have at least 2 dims \[N, C, \.\.\.\], "
+        r"got shape \(5,\)",
+    ):
         bias_act(torch.zeros(5), None)
-    with pytest.raises(ValueError, match=r"bias_act: b must have shape \[C\] = \[3\] "
-                                         r"\(x's dim 1\), got \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"bias_act: b must have shape \[C\] = \[3\] "
+        r"\(x's dim 1\), got \(4,\)",
+    ):
         bias_act(x, torch.zeros(4))
-    with pytest.raises(ValueError, match=r"bias_act: b must be 1-D \[C\] = \[3\], got shape "
-                                         r"\(1, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"bias_act: b must be 1-D \[C\] = \[3\], got shape "
+        r"\(1, 3\)",
+    ):
         bias_act(x, torch.zeros(1, 3))
     with pytest.raises(TypeError, match=r"bias_act: x is torch.float32 but b is torch.float64"):
         bias_act(x, b.double())

@@ -1,13 +1,23 @@
 import pytest
 import torch
+from support import CL
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import LAYOUTS
+from support import assert_compiled_matches_ref
+from support import assert_in_layout
+from support import assert_low_precision_op_close
+from support import assert_r1_chain_close
+from support import image as _image
+from support import impl_device
+from support import r1_chain
+from support import randn as _randn
+from support import require
+from support import shape_id as _ids
 from torch.nn import functional as F
 
-from alae_fast.ops import blur, blur_ref
-
-from support import (
-    CL, FP32_GRAD, FP32_OUT, LAYOUTS, assert_compiled_matches_ref, assert_in_layout,
-    assert_low_precision_op_close, assert_r1_chain_close, image as _image, impl_device, r1_chain,
-    randn as _randn, require, shape_id as _ids)
+from alae_fast.ops import blur
+from alae_fast.ops import blur_ref
 
 OP = torch.ops.alae_fast.blur.default
 
@@ -96,8 +106,9 @@ def test_channels_last_odd_sizes(impl, device):
 def test_low_precision_within_twice_pytorch_error(impl, device, dtype, layout):
     require(impl, device)
     x = _image((2, 17, 9, 4), layout, device, dtype).requires_grad_()
-    assert_low_precision_op_close(lambda x: blur(x, impl=impl), blur_ref, (x,),
-                                  _image((2, 17, 9, 4), layout, device, dtype, seed=2))
+    assert_low_precision_op_close(
+        lambda x: blur(x, impl=impl), blur_ref, (x,), _image((2, 17, 9, 4), layout, device, dtype, seed=2)
+    )
 
 
 @impl_device
@@ -129,12 +140,14 @@ def test_r1_chain_matches_reference(impl, device, layout):
 
     def critic(blur_fn):
         # conv -> blur -> tanh: the penalty's gradient runs through blur's double backward.
-        return lambda x, conv, v: (torch.tanh(blur_fn(F.conv2d(blur_fn(x), conv, padding=1)))
-                                   * v).sum(dim=(1, 2, 3))
+        return lambda x, conv, v: (torch.tanh(blur_fn(F.conv2d(blur_fn(x), conv, padding=1))) * v).sum(dim=(1, 2, 3))
 
-    results = r1_chain((critic(lambda t: blur(t, impl=impl)), critic(blur_ref)),
-                       lambda: _image((n, c, h, w), layout, device), [(4, c, 3, 3), (4, h, w)],
-                       device)
+    results = r1_chain(
+        (critic(lambda t: blur(t, impl=impl)), critic(blur_ref)),
+        lambda: _image((n, c, h, w), layout, device),
+        [(4, c, 3, 3), (4, h, w)],
+        device,
+    )
     assert_r1_chain_close(*results, layout=layout)
 
 
@@ -151,14 +164,16 @@ def test_torch_compile_fullgraph(impl, device, layout):
     require(impl, device)
     x = _image((5, 3, 4, 9), layout, device).requires_grad_()
     upstream = _image((5, 3, 4, 9), layout, device, seed=2)
-    assert_compiled_matches_ref(lambda x: blur(x, impl=impl) * upstream,
-                                lambda x: blur_ref(x) * upstream, (x,))
+    assert_compiled_matches_ref(lambda x: blur(x, impl=impl) * upstream, lambda x: blur_ref(x) * upstream, (x,))
 
 
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
-    with pytest.raises(ValueError, match=r"blur: x must be 4-D \[N, C, H, W\], got shape "
-                                         r"\(3, 4, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"blur: x must be 4-D \[N, C, H, W\], got shape "
+        r"\(3, 4, 4\)",
+    ):
         blur(torch.zeros(3, 4, 4))
     with pytest.raises(ValueError, match=r"blur: x must be 4-D .* got shape \(1, 1, 1, 3, 3\)"):
         blur(torch.zeros(1, 1, 1, 3, 3))

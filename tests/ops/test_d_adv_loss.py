@@ -1,11 +1,15 @@
 import pytest
 import torch
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import assert_compiled_matches_ref
+from support import assert_low_precision_op_close
+from support import impl_device
+from support import logits
+from support import require
 
-from alae_fast.ops import d_adv_loss, d_adv_loss_ref
-
-from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close, impl_device,
-    logits, require)
+from alae_fast.ops import d_adv_loss
+from alae_fast.ops import d_adv_loss_ref
 
 OP = torch.ops.alae_fast.d_adv_loss.default
 BACKWARD_OP = torch.ops.alae_fast.d_adv_loss_backward.default
@@ -61,8 +65,7 @@ def test_low_precision_within_twice_pytorch_error(impl, device, dtype):
     require(impl, device)
     f = logits(1025, device, dtype).requires_grad_()
     r = logits(1025, device, dtype, seed=1).requires_grad_()
-    assert_low_precision_op_close(lambda f, r: d_adv_loss(f, r, impl=impl), d_adv_loss_ref,
-                                  (f, r))
+    assert_low_precision_op_close(lambda f, r: d_adv_loss(f, r, impl=impl), d_adv_loss_ref, (f, r))
 
 
 @impl_device
@@ -90,8 +93,9 @@ def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
     f = logits(33, device).requires_grad_()
     r = logits(33, device, seed=1).requires_grad_()
-    assert_compiled_matches_ref(lambda a, b: d_adv_loss(a, b, impl=impl) * 2.0,
-                                lambda a, b: d_adv_loss_ref(a, b) * 2.0, (f, r))
+    assert_compiled_matches_ref(
+        lambda a, b: d_adv_loss(a, b, impl=impl) * 2.0, lambda a, b: d_adv_loss_ref(a, b) * 2.0, (f, r)
+    )
 
 
 def test_bad_inputs_raise_clear_errors():

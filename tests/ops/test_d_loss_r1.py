@@ -1,10 +1,13 @@
 import pytest
 import torch
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import impl_device
+from support import require
 from torch.nn import functional as F
 
-from alae_fast.ops import d_loss_r1, d_loss_r1_ref
-
-from support import FP32_GRAD, FP32_OUT, impl_device, require
+from alae_fast.ops import d_loss_r1
+from alae_fast.ops import d_loss_r1_ref
 
 
 class _Critic(torch.nn.Module):
@@ -39,10 +42,8 @@ def _loss_and_grads(fn, critic, reals, fakes, gamma, **kw):
 
 
 @impl_device
-@pytest.mark.parametrize("n,gamma,channels_last", [(1, 10.0, False), (7, 10.0, False),
-                                                   (7, 0.5, True), (7, 0.0, False)])
-def test_matches_reference_loss_and_every_parameter_gradient(impl, device, n, gamma,
-                                                             channels_last):
+@pytest.mark.parametrize("n,gamma,channels_last", [(1, 10.0, False), (7, 10.0, False), (7, 0.5, True), (7, 0.0, False)])
+def test_matches_reference_loss_and_every_parameter_gradient(impl, device, n, gamma, channels_last):
     require(impl, device)
     critic, reals, fakes = _setup(device, n=n, channels_last=channels_last)
     ours, ours_grads = _loss_and_grads(d_loss_r1, critic, reals, fakes, gamma, impl=impl)
@@ -109,5 +110,4 @@ def test_compiles_with_a_graph_break_at_the_r1_gradient():
         return d_loss_r1(critic(fakes), critic(reals), reals, 10.0, impl="cpu")
 
     ours = torch.compile(step)(reals)
-    torch.testing.assert_close(ours, d_loss_r1_ref(critic(fakes), critic(reals), reals, 10.0),
-                               **FP32_OUT)
+    torch.testing.assert_close(ours, d_loss_r1_ref(critic(fakes), critic(reals), reals, 10.0), **FP32_OUT)

@@ -7,9 +7,12 @@ import warnings
 import pytest
 import torch
 
-from alae_fast import ops, verified
-from alae_fast.ops import _dispatch, _extension
-from alae_fast.ops._dispatch import ImplUnavailableError, resolve_impl
+from alae_fast import ops
+from alae_fast import verified
+from alae_fast.ops import _dispatch
+from alae_fast.ops import _extension
+from alae_fast.ops._dispatch import ImplUnavailableError
+from alae_fast.ops._dispatch import resolve_impl
 
 
 def test_the_extension_was_built_and_loads():
@@ -19,9 +22,11 @@ def test_the_extension_was_built_and_loads():
 
 
 def test_importing_the_package_loads_neither_extension_nor_kernels():
-    code = ("import sys, alae_fast, alae_fast.ops, alae_fast.train.trainer; "
-            "print([m for m in sys.modules if m == 'alae_fast._C' or "
-            "m.startswith('alae_fast.ops._triton.')])")
+    code = (
+        "import sys, alae_fast, alae_fast.ops, alae_fast.train.trainer; "
+        "print([m for m in sys.modules if m == 'alae_fast._C' or "
+        "m.startswith('alae_fast.ops._triton.')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -55,8 +60,11 @@ def test_environment_variable_selects_triton(monkeypatch):
 
 def test_explicit_unavailable_implementation_raises(monkeypatch):
     monkeypatch.delenv("ALAE_FAST_IMPL", raising=False)
-    with pytest.raises(ImplUnavailableError, match=r"impl='cuda' was requested but is "
-                                                   r"unavailable: .*these are on cpu"):
+    with pytest.raises(
+        ImplUnavailableError,
+        match=r"impl='cuda' was requested but is "
+        r"unavailable: .*these are on cpu",
+    ):
         ops.g_adv_loss(torch.randn(3), impl="cuda")
     monkeypatch.setenv("ALAE_FAST_IMPL", "cuda")
     with pytest.raises(ImplUnavailableError, match=r"ALAE_FAST_IMPL='cuda' was requested"):
@@ -86,8 +94,11 @@ def test_missing_build_falls_back_with_one_warning_and_explicit_request_raises(m
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1, messages
     assert "'cpu' kernels are unavailable" in messages[0] and "fall back to 'ref'" in messages[0]
-    with pytest.raises(ImplUnavailableError, match=r"impl='cpu' was requested but is "
-                                                   r"unavailable: the extension alae_fast._C"):
+    with pytest.raises(
+        ImplUnavailableError,
+        match=r"impl='cpu' was requested but is "
+        r"unavailable: the extension alae_fast._C",
+    ):
         ops.d_adv_loss(f, r, impl="cpu")
 
 
@@ -111,8 +122,16 @@ H100 = (9, 0)
 
 
 def _record(op, impl, capability="9.0", date="2026-12-01"):
-    return dict(op=op, impl=impl, device="NVIDIA H100 80GB HBM3", capability=capability,
-                torch="2.11.0+cu130", triton="3.6.0", cuda="13.0", date=date)
+    return dict(
+        op=op,
+        impl=impl,
+        device="NVIDIA H100 80GB HBM3",
+        capability=capability,
+        torch="2.11.0+cu130",
+        triton="3.6.0",
+        cuda="13.0",
+        date=date,
+    )
 
 
 @pytest.fixture
@@ -135,8 +154,7 @@ def gpu(monkeypatch, tmp_path):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 chosen = resolve_impl(op, impl, "cuda", supported)
-            self.warnings += [str(w.message) for w in caught
-                              if issubclass(w.category, RuntimeWarning)]
+            self.warnings += [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
             return chosen
 
     g = Gpu()
@@ -150,8 +168,10 @@ def test_the_committed_record_parses_and_is_in_the_package_data():
     records = verified.load_records()
     assert isinstance(records, list)
     assert verified.RECORD_PATH.name == "verified_kernels.json"
-    assert '"alae_fast" = ["verified_kernels.json"]' in open(
-        os.path.join(os.path.dirname(__file__), "..", "..", "pyproject.toml")).read()
+    assert (
+        '"alae_fast" = ["verified_kernels.json"]'
+        in open(os.path.join(os.path.dirname(__file__), "..", "..", "pyproject.toml")).read()
+    )
 
 
 def test_unverified_gpu_kernels_fall_back_to_the_reference_with_one_warning(gpu):
@@ -165,15 +185,22 @@ def test_unverified_gpu_kernels_fall_back_to_the_reference_with_one_warning(gpu)
         assert gpu.resolve(op, supported=supported) == "ref", op
     assert len(gpu.warnings) == 1, gpu.warnings
     message = gpu.warnings[0]
-    for hint in ("scripts/gpu_check.sh", "alae-fast doctor --device cuda", "impl='cuda'",
-                 "impl='triton'", "ALAE_FAST_IMPL=cuda|triton", "verified_kernels.json"):
+    for hint in (
+        "scripts/gpu_check.sh",
+        "alae-fast doctor --device cuda",
+        "impl='cuda'",
+        "impl='triton'",
+        "ALAE_FAST_IMPL=cuda|triton",
+        "verified_kernels.json",
+    ):
         assert hint in message, (hint, message)
 
 
 def test_a_verified_record_selects_the_kernel(gpu, monkeypatch):
     monkeypatch.setattr(_extension, "has_cuda_kernels", lambda: False)  # as on a CPU build
-    gpu.write([_record("blur", "triton"), _record("bias_act", "cuda"),
-               _record("adain", "cuda"), _record("adain", "triton")])
+    gpu.write(
+        [_record("blur", "triton"), _record("bias_act", "cuda"), _record("adain", "cuda"), _record("adain", "triton")]
+    )
     assert gpu.resolve("blur") == "triton"  # 'cuda' is unverified: skipped, Triton verified
     assert gpu.warnings == []  # a verified kernel runs: nothing to warn about
     # 'cuda' verified but the extension has no CUDA kernels here: Triton is unverified -> ref
@@ -204,24 +231,29 @@ def test_explicit_requests_are_not_gated(gpu, monkeypatch):
     monkeypatch.setenv("ALAE_FAST_IMPL", "triton")
     assert gpu.resolve("adain") == "triton"
     monkeypatch.delenv("ALAE_FAST_IMPL")
-    with pytest.raises(ImplUnavailableError, match=r"impl='cuda' was requested but is "
-                                                   r"unavailable: .*without its CUDA kernels"):
+    with pytest.raises(
+        ImplUnavailableError,
+        match=r"impl='cuda' was requested but is "
+        r"unavailable: .*without its CUDA kernels",
+    ):
         gpu.resolve("blur", "cuda")
     monkeypatch.setattr(_dispatch, "unavailable_reason", lambda impl, device_type: None)
     assert gpu.resolve("blur", "cuda") == "cuda"
     assert gpu.warnings == []
 
 
-@pytest.mark.parametrize("content,match", [
-    ("{not json", r"not valid JSON"),
-    ('{"format": 1}', r"expected an object with a 'records' list"),
-    ('{"format": 7, "records": []}', r"unknown format 7"),
-    ('{"format": 1, "records": [{"op": "blur"}]}', r"records\[0\] needs .* 'impl'"),
-    ('{"format": 1, "records": [%s]}' % json.dumps(_record("fuse", "cuda")), r"unknown op"),
-    ('{"format": 1, "records": [%s]}' % json.dumps(_record("blur", "cpu")), r"impl 'cpu'"),
-    ('{"format": 1, "records": [%s]}' % json.dumps(_record("blur", "cuda", "sm90")),
-     r"capability 'sm90'"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("{not json", r"not valid JSON"),
+        ('{"format": 1}', r"expected an object with a 'records' list"),
+        ('{"format": 7, "records": []}', r"unknown format 7"),
+        ('{"format": 1, "records": [{"op": "blur"}]}', r"records\[0\] needs .* 'impl'"),
+        (json.dumps({"format": 1, "records": [_record("fuse", "cuda")]}), r"unknown op"),
+        (json.dumps({"format": 1, "records": [_record("blur", "cpu")]}), r"impl 'cpu'"),
+        (json.dumps({"format": 1, "records": [_record("blur", "cuda", "sm90")]}), r"capability 'sm90'"),
+    ],
+)
 def test_record_file_errors_name_the_file(gpu, content, match):
     gpu.path.write_text(content)
     verified.clear_cache()

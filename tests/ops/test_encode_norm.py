@@ -1,17 +1,24 @@
 import math
 
+import constant_rows
 import pytest
 import torch
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import LAYOUTS
+from support import assert_compiled_matches_ref
+from support import assert_low_precision_op_close
+from support import assert_r1_chain_close
+from support import image as _image
+from support import impl_device
+from support import r1_chain
+from support import randn as _randn
+from support import require
+from support import shape_id as _ids
 from torch.nn import functional as F
 
-from alae_fast.ops import encode_norm, encode_norm_ref
-
-import constant_rows
-
-from support import (
-    FP32_GRAD, FP32_OUT, LAYOUTS, assert_compiled_matches_ref, assert_low_precision_op_close,
-    assert_r1_chain_close, image as _image, impl_device, r1_chain, randn as _randn, require,
-    shape_id as _ids)
+from alae_fast.ops import encode_norm
+from alae_fast.ops import encode_norm_ref
 
 OP = torch.ops.alae_fast.encode_norm.default
 BACKWARD_OP = torch.ops.alae_fast.encode_norm_backward.default
@@ -75,8 +82,9 @@ def test_known_values(impl, device):
     expected_style = torch.tensor([[7.0, -0.25 * 5.0, std, 0.25 * std]], device=device)
     torch.testing.assert_close(style, expected_style, **FP32_OUT)
     centred = ramp - 3.5
-    expected_y = torch.stack((centred / math.sqrt(std ** 2 + 1e-5),
-                              -0.25 * centred / math.sqrt((0.25 * std) ** 2 + 1e-5)))
+    expected_y = torch.stack(
+        (centred / math.sqrt(std**2 + 1e-5), -0.25 * centred / math.sqrt((0.25 * std) ** 2 + 1e-5))
+    )
     torch.testing.assert_close(y, expected_y.view(1, 2, 2, 4), **FP32_OUT)
 
 
@@ -112,8 +120,11 @@ def test_stats_output_of_the_registered_op(impl, device, dtype):
     a = F.leaky_relu(x.double() + bias.double().view(1, -1, 1, 1), 0.2)
     var, mean = torch.var_mean(a, dim=(2, 3), correction=0)
     # float16 inputs: the accumulation is float32, but allow for stats of the rounded t.
-    tol = {torch.float16: dict(rtol=1e-3, atol=1e-3), torch.float32: FP32_OUT,
-           torch.float64: dict(rtol=1e-12, atol=1e-12)}[dtype]
+    tol = {
+        torch.float16: dict(rtol=1e-3, atol=1e-3),
+        torch.float32: FP32_OUT,
+        torch.float64: dict(rtol=1e-12, atol=1e-12),
+    }[dtype]
     expected = torch.cat((mean, var.sqrt(), (var + 1e-5).rsqrt()), 1).to(acc)
     torch.testing.assert_close(stats, expected, **tol)
 
@@ -123,15 +134,18 @@ def test_stats_output_of_the_registered_op(impl, device, dtype):
 def test_low_precision_within_twice_pytorch_error(impl, device, dtype):
     require(impl, device)
     assert_low_precision_op_close(
-        lambda x, bias: encode_norm(x, bias, impl=impl), encode_norm_ref,
+        lambda x, bias: encode_norm(x, bias, impl=impl),
+        encode_norm_ref,
         _inputs((5, 17, 9, 4), device, dtype),
-        (_randn((5, 17, 9, 4), device, dtype, seed=5), _randn((5, 34), device, dtype, seed=6)))
+        (_randn((5, 17, 9, 4), device, dtype, seed=5), _randn((5, 34), device, dtype, seed=6)),
+    )
 
 
 def _fn(impl, outputs=(0, 1)):
     def fn(x, bias):
         result = encode_norm(x, bias, alpha=0.2, eps=1e-5, impl=impl)
         return tuple(result[i] for i in outputs)
+
     return fn
 
 
@@ -165,12 +179,17 @@ def test_r1_chain_matches_reference(impl, device, layout):
         def d(x, conv, bias, v, u):
             y, style = norm(F.conv2d(x, conv, padding=1), bias)
             return (torch.tanh(y) * v).sum(dim=(1, 2, 3)) + torch.tanh(style) @ u
+
         return d
 
-    assert_r1_chain_close(*r1_chain(
-        (critic(lambda t, b: encode_norm(t, b, impl=impl)), critic(encode_norm_ref)),
-        lambda: _image((n, c, h, w), layout, device), [(4, c, 3, 3), (4,), (4, h, w), (8,)],
-        device))
+    assert_r1_chain_close(
+        *r1_chain(
+            (critic(lambda t, b: encode_norm(t, b, impl=impl)), critic(encode_norm_ref)),
+            lambda: _image((n, c, h, w), layout, device),
+            [(4, c, 3, 3), (4,), (4, h, w), (8,)],
+            device,
+        )
+    )
 
 
 @impl_device
@@ -209,10 +228,12 @@ def test_torch_compile_fullgraph(impl, device, layout):
         def fn(x, bias):
             y, style = op(x, bias)
             return (y * gy).sum() + (style * gs).sum()
+
         return fn
 
-    assert_compiled_matches_ref(weighted(lambda x, bias: encode_norm(x, bias, impl=impl)),
-                                weighted(encode_norm_ref), (x, bias))
+    assert_compiled_matches_ref(
+        weighted(lambda x, bias: encode_norm(x, bias, impl=impl)), weighted(encode_norm_ref), (x, bias)
+    )
 
 
 @impl_device
@@ -234,25 +255,43 @@ def test_constant_row_with_gradient_on_y_alone(impl, device):
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     x, bias = torch.zeros(2, 3, 4, 4), torch.zeros(3)
-    with pytest.raises(ValueError, match=r"encode_norm: x must be 4-D \[N, C, H, W\], got shape "
-                                         r"\(3, 4, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"encode_norm: x must be 4-D \[N, C, H, W\], got shape "
+        r"\(3, 4, 4\)",
+    ):
         encode_norm(torch.zeros(3, 4, 4), bias)
-    with pytest.raises(ValueError, match=r"encode_norm: bias must have shape \[C\] = \[3\], "
-                                         r"got \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"encode_norm: bias must have shape \[C\] = \[3\], "
+        r"got \(4,\)",
+    ):
         encode_norm(x, torch.zeros(4))
-    with pytest.raises(ValueError, match=r"encode_norm: bias must be 1-D \[C\] = \[3\], got shape "
-                                         r"\(1, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"encode_norm: bias must be 1-D \[C\] = \[3\], got shape "
+        r"\(1, 3\)",
+    ):
         encode_norm(x, torch.zeros(1, 3))
-    with pytest.raises(TypeError, match=r"encode_norm: x is torch.float32 but bias is "
-                                        r"torch.float16"):
+    with pytest.raises(
+        TypeError,
+        match=r"encode_norm: x is torch.float32 but bias is "
+        r"torch.float16",
+    ):
         encode_norm(x, bias.half())
-    with pytest.raises(TypeError, match=r"encode_norm: x must be a floating-point tensor.*"
-                                        r"torch.int64"):
+    with pytest.raises(
+        TypeError,
+        match=r"encode_norm: x must be a floating-point tensor.*"
+        r"torch.int64",
+    ):
         encode_norm(x.long(), bias)
     with pytest.raises(ValueError, match=r"encode_norm: x is on cpu but bias is on meta"):
         encode_norm(x, bias.to("meta"))
-    with pytest.raises(ValueError, match=r"encode_norm: alpha and eps must be >= 0, got "
-                                         r"alpha=-0.2"):
+    with pytest.raises(
+        ValueError,
+        match=r"encode_norm: alpha and eps must be >= 0, got "
+        r"alpha=-0.2",
+    ):
         encode_norm(x, bias, alpha=-0.2)
     with pytest.raises(ValueError, match=r"encode_norm: alpha and eps must be >= 0, .*eps=-1e-05"):
         encode_norm(x, bias, eps=-1e-5)
@@ -272,7 +311,7 @@ def test_third_order_raises_instead_of_wrong_numbers(impl, device):
     x = _randn((2, 3, 4, 5), device, torch.float64).requires_grad_()
     bias = _randn((3,), device, torch.float64, seed=1).requires_grad_()
     y, style = encode_norm(x, bias, impl=impl)
-    loss = (y.pow(3).sum() + style.pow(2).sum())
+    loss = y.pow(3).sum() + style.pow(2).sum()
     (g,) = torch.autograd.grad(loss, x, create_graph=True)
     # The second derivative itself works (R1); asking for it with a graph (to go on to a third
     # order) is refused.

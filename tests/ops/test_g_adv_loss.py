@@ -2,12 +2,16 @@ import math
 
 import pytest
 import torch
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import assert_compiled_matches_ref
+from support import assert_low_precision_op_close
+from support import impl_device
+from support import logits
+from support import require
 
-from alae_fast.ops import g_adv_loss, g_adv_loss_ref
-
-from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close, impl_device,
-    logits, require)
+from alae_fast.ops import g_adv_loss
+from alae_fast.ops import g_adv_loss_ref
 
 OP = torch.ops.alae_fast.g_adv_loss.default
 BACKWARD_OP = torch.ops.alae_fast.g_adv_loss_backward.default
@@ -44,8 +48,7 @@ def test_non_contiguouslogits(impl, device):
     assert not f.is_contiguous()
     ours, ref = g_adv_loss(f, impl=impl), g_adv_loss_ref(f)
     torch.testing.assert_close(ours, ref, **FP32_OUT)
-    torch.testing.assert_close(torch.autograd.grad(ours, f)[0], torch.autograd.grad(ref, f)[0],
-                               **FP32_GRAD)
+    torch.testing.assert_close(torch.autograd.grad(ours, f)[0], torch.autograd.grad(ref, f)[0], **FP32_GRAD)
 
 
 @impl_device
@@ -96,15 +99,13 @@ def test_opcheck(impl, device, n):
 def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
     f = logits(33, device).requires_grad_()
-    assert_compiled_matches_ref(lambda a: g_adv_loss(a, impl=impl) * 2.0,
-                                lambda a: g_adv_loss_ref(a) * 2.0, (f,))
+    assert_compiled_matches_ref(lambda a: g_adv_loss(a, impl=impl) * 2.0, lambda a: g_adv_loss_ref(a) * 2.0, (f,))
 
 
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     ok = torch.zeros(4)
-    with pytest.raises(ValueError,
-                       match=r"g_adv_loss: d_fake must be 1-D \[N\], got shape \(4, 1\)"):
+    with pytest.raises(ValueError, match=r"g_adv_loss: d_fake must be 1-D \[N\], got shape \(4, 1\)"):
         g_adv_loss(ok[:, None])
     with pytest.raises(ValueError, match=r"d_fake must be 1-D \[N\], got shape \(\)"):
         g_adv_loss(torch.tensor(1.0))

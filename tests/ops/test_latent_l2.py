@@ -1,20 +1,22 @@
 import pytest
 import torch
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import assert_compiled_matches_ref
+from support import assert_low_precision_op_close
+from support import impl_device
+from support import randn as _randn
+from support import require
 
-from alae_fast.ops import latent_l2, latent_l2_ref
-
-from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close, impl_device,
-    randn as _randn, require)
+from alae_fast.ops import latent_l2
+from alae_fast.ops import latent_l2_ref
 
 OP = torch.ops.alae_fast.latent_l2.default
 BACKWARD_OP = torch.ops.alae_fast.latent_l2_backward.default
 
 # ALAE's latents: [N, L] and [N, 1, L] (w broadcast over one layer), plus long flat inputs that
 # span several blocks of the kernels.
-SHAPES = ([(n, l) for n in (1, 7) for l in (1, 7)]
-          + [(n, 1, l) for n in (1, 7) for l in (1, 7)]
-          + [(1025,), (65537,)])
+SHAPES = [(n, k) for n in (1, 7) for k in (1, 7)] + [(n, 1, k) for n in (1, 7) for k in (1, 7)] + [(1025,), (65537,)]
 
 
 def _check_parity(a, b, impl):
@@ -49,13 +51,12 @@ def test_known_value_and_upstream_gradient(impl, device):
 
 
 @impl_device
-@pytest.mark.parametrize("layout", ["transposed", "sliced", "transposed-and-sliced",
-                                    "broadcast-target"])
+@pytest.mark.parametrize("layout", ["transposed", "sliced", "transposed-and-sliced", "broadcast-target"])
 def test_non_contiguous_inputs(impl, device, layout):
     require(impl, device)
-    n, l = 7, 33
-    transposed = lambda seed: _randn((l, n), device, seed=seed).t()  # noqa: E731
-    sliced = lambda seed: _randn((n, 2 * l), device, seed=seed)[:, 1::2]  # noqa: E731
+    n, k = 7, 33
+    transposed = lambda seed: _randn((k, n), device, seed=seed).t()  # noqa: E731
+    sliced = lambda seed: _randn((n, 2 * k), device, seed=seed)[:, 1::2]  # noqa: E731
     if layout == "transposed":
         a, b = transposed(0), transposed(1)
     elif layout == "sliced":
@@ -63,8 +64,8 @@ def test_non_contiguous_inputs(impl, device, layout):
     elif layout == "transposed-and-sliced":
         a, b = transposed(0), sliced(1)
     else:  # [N, 1, L] against one w expanded over the batch (stride 0)
-        a = _randn((n, 1, l), device)
-        b = _randn((1, 1, l), device, seed=1).expand(n, 1, l)
+        a = _randn((n, 1, k), device)
+        b = _randn((1, 1, k), device, seed=1).expand(n, 1, k)
     a.requires_grad_()
     b.requires_grad_()
     assert not a.is_contiguous() or not b.is_contiguous()
@@ -112,15 +113,19 @@ def test_torch_compile_fullgraph(impl, device):
     require(impl, device)
     a = _randn((7, 1, 7), device).requires_grad_()
     b = _randn((7, 1, 7), device, seed=1).requires_grad_()
-    assert_compiled_matches_ref(lambda x, y: latent_l2(x, y, impl=impl) * 2.0,
-                                lambda x, y: latent_l2_ref(x, y) * 2.0, (a, b))
+    assert_compiled_matches_ref(
+        lambda x, y: latent_l2(x, y, impl=impl) * 2.0, lambda x, y: latent_l2_ref(x, y) * 2.0, (a, b)
+    )
 
 
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     ok = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match=r"latent_l2: a and b must have the same shape, "
-                                         r"got \(2, 3\) and \(3, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"latent_l2: a and b must have the same shape, "
+        r"got \(2, 3\) and \(3, 2\)",
+    ):
         latent_l2(ok, torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"same shape, got \(2, 3\) and \(2, 1, 3\)"):
         latent_l2(ok, torch.zeros(2, 1, 3))
@@ -128,8 +133,7 @@ def test_bad_inputs_raise_clear_errors():
         latent_l2(ok, torch.zeros(2, 3, dtype=torch.float64))
     with pytest.raises(TypeError, match=r"a is torch.bfloat16 but b is torch.float16"):
         latent_l2(ok.bfloat16(), ok.half())
-    with pytest.raises(TypeError,
-                       match=r"latent_l2: a must be a floating-point tensor.*torch.int32"):
+    with pytest.raises(TypeError, match=r"latent_l2: a must be a floating-point tensor.*torch.int32"):
         latent_l2(torch.zeros(2, 3, dtype=torch.int32), ok)
     with pytest.raises(TypeError, match=r"b must be a floating-point tensor.*torch.int64"):
         latent_l2(ok, torch.zeros(2, 3, dtype=torch.long))

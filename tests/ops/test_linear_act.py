@@ -1,21 +1,26 @@
 import math
 
 import pytest
-import torch
-
 import support
-from alae_fast.ops import ImplUnavailableError, linear_act, linear_act_ref
+import torch
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import assert_compiled_matches_ref
+from support import assert_low_precision_op_close
+from support import assert_r1_chain_close
+from support import r1_chain
+from support import randn as _randn
+from support import require
 
-from support import (
-    FP32_GRAD, FP32_OUT, assert_compiled_matches_ref, assert_low_precision_op_close,
-    assert_r1_chain_close, r1_chain, randn as _randn, require)
+from alae_fast.ops import ImplUnavailableError
+from alae_fast.ops import linear_act
+from alae_fast.ops import linear_act_ref
 
 OP = torch.ops.alae_fast.linear_act.default
 
 # linear_act has C++ CPU and Triton kernels only (on CUDA the GPU path is Triton).
 IMPL_DEVICES = [(i, d) for i, d in support.IMPL_DEVICES if i != "cuda"]
-impl_device = pytest.mark.parametrize("impl,device", IMPL_DEVICES,
-                                      ids=[f"{i}-{d}" for i, d in IMPL_DEVICES])
+impl_device = pytest.mark.parametrize("impl,device", IMPL_DEVICES, ids=[f"{i}-{d}" for i, d in IMPL_DEVICES])
 
 # (x shape, OUT): [B, IN] and the latents' [N, 1, L], odd sizes.
 SHAPES = [((1, 1), 1), ((5, 17), 3), ((1, 33), 17), ((5, 3), 1), ((5, 1, 9), 4), ((1, 1, 17), 3)]
@@ -30,7 +35,7 @@ def _ids(case):
 
 def _inputs(shape, out, device, dtype=torch.float32, bias=True):
     x = _randn(shape, device, dtype).requires_grad_()
-    weight = (_randn((out, shape[-1]), device, dtype, seed=1) / math.sqrt(shape[-1]))
+    weight = _randn((out, shape[-1]), device, dtype, seed=1) / math.sqrt(shape[-1])
     b = _randn((out,), device, dtype, seed=2).requires_grad_() if bias else None
     return x, weight.requires_grad_(), b
 
@@ -42,21 +47,19 @@ def _check_parity(x, weight, b, impl, alpha=0.2, gain=1.0):
     torch.testing.assert_close(ours, ref, **FP32_OUT)
     upstream = _randn(ours.shape, x.device, x.dtype, seed=7)
     inputs = [t for t in (x, weight, b) if t is not None]
-    for g, rg in zip(torch.autograd.grad(ours, inputs, upstream),
-                     torch.autograd.grad(ref, inputs, upstream)):
+    for g, rg in zip(torch.autograd.grad(ours, inputs, upstream), torch.autograd.grad(ref, inputs, upstream)):
         assert g.shape == rg.shape
         torch.testing.assert_close(g, rg, **FP32_GRAD)
 
 
 # Every shape with the layers' activation, every activation on a 2-D and a 3-D input.
-CASES = ([(case, ACTIVATIONS[1]) for case in SHAPES]
-         + [(case, act) for case in [SHAPES[1], SHAPES[4]] for act in ACTIVATIONS
-            if act != ACTIVATIONS[1]])
+CASES = [(case, ACTIVATIONS[1]) for case in SHAPES] + [
+    (case, act) for case in [SHAPES[1], SHAPES[4]] for act in ACTIVATIONS if act != ACTIVATIONS[1]
+]
 
 
 @impl_device
-@pytest.mark.parametrize("case,activation", CASES,
-                         ids=[f"{_ids(c)}-{a:g}-{g:.3g}" for c, (a, g) in CASES])
+@pytest.mark.parametrize("case,activation", CASES, ids=[f"{_ids(c)}-{a:g}-{g:.3g}" for c, (a, g) in CASES])
 def test_matches_reference_values_and_gradients(impl, device, case, activation):
     alpha, gain = activation
     require(impl, device)
@@ -93,8 +96,7 @@ def test_expanded_upstream_gradient(impl, device, case):
 def test_known_values(impl, device):
     require(impl, device)
     x = torch.tensor([[1.0, 2.0]], device=device, requires_grad=True)
-    weight = torch.tensor([[1.0, -1.0], [0.5, 0.25], [-2.0, 0.0]], device=device,
-                          requires_grad=True)
+    weight = torch.tensor([[1.0, -1.0], [0.5, 0.25], [-2.0, 0.0]], device=device, requires_grad=True)
     b = torch.tensor([0.5, 0.0, 1.0], device=device, requires_grad=True)
     y = linear_act(x, weight, b, alpha=0.25, gain=2.0, impl=impl)
     # x @ W.T + b = [-0.5, 1, -1]; negatives times alpha * gain = 0.5, positives times 2.
@@ -126,7 +128,9 @@ def test_low_precision_within_twice_pytorch_error(impl, device, dtype):
     assert_low_precision_op_close(
         lambda *xwb: linear_act(*xwb, alpha=0.2, gain=gain, impl=impl),
         lambda *xwb: linear_act_ref(*xwb, alpha=0.2, gain=gain),
-        _inputs((9, 33), 17, device, dtype), _randn((9, 17), device, dtype, seed=7))
+        _inputs((9, 33), 17, device, dtype),
+        _randn((9, 17), device, dtype, seed=7),
+    )
 
 
 @impl_device
@@ -143,7 +147,7 @@ def test_gradcheck_and_gradgradcheck_float64_3d(impl, device):
     require(impl, device)
     inputs = _inputs((5, 1, 9), 7, device, torch.float64)
     for alpha in (0.2, 1.0):  # 1.0: the identity activation's own backward path
-        fn = lambda x, w, b: linear_act(x, w, b, alpha=alpha, gain=1.5, impl=impl)  # noqa: E731
+        fn = lambda x, w, b, alpha=alpha: linear_act(x, w, b, alpha=alpha, gain=1.5, impl=impl)  # noqa: E731
         assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
         assert torch.autograd.gradgradcheck(fn, inputs, fast_mode=True)
 
@@ -159,11 +163,17 @@ def test_r1_chain_matches_reference(impl, device):
             h = fn(x, w1, b1, alpha=0.2, gain=math.sqrt(2.0))
             h = fn(torch.tanh(h), w2, b2, alpha=0.2, gain=math.sqrt(2.0))
             return fn(torch.tanh(h), w3, None, alpha=1.0, gain=1.0)
+
         return d
 
-    assert_r1_chain_close(*r1_chain(
-        (critic(lambda *a, **k: linear_act(*a, impl=impl, **k)), critic(linear_act_ref)),
-        lambda: _randn((5, 9), device), [(6, 9), (6,), (6, 6), (6,), (1, 6)], device))
+    assert_r1_chain_close(
+        *r1_chain(
+            (critic(lambda *a, **k: linear_act(*a, impl=impl, **k)), critic(linear_act_ref)),
+            lambda: _randn((5, 9), device),
+            [(6, 9), (6,), (6, 6), (6,), (1, 6)],
+            device,
+        )
+    )
 
 
 @impl_device
@@ -182,35 +192,61 @@ def test_torch_compile_fullgraph(impl, device):
     upstream = _randn((5, 1, 3), device, seed=7)
     assert_compiled_matches_ref(
         lambda x, w, b: linear_act(x, w, b, gain=math.sqrt(2.0), impl=impl) * upstream,
-        lambda x, w, b: linear_act_ref(x, w, b, gain=math.sqrt(2.0)) * upstream, (x, weight, b))
+        lambda x, w, b: linear_act_ref(x, w, b, gain=math.sqrt(2.0)) * upstream,
+        (x, weight, b),
+    )
 
 
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     x, w, b = torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(3)
-    with pytest.raises(ValueError, match=r"linear_act: x must have at least 1 dims \[\.\.\., IN\], "
-                                         r"got shape \(\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"linear_act: x must have at least 1 dims \[\.\.\., IN\], "
+        r"got shape \(\)",
+    ):
         linear_act(torch.tensor(1.0), w, b)
-    with pytest.raises(ValueError, match=r"linear_act: weight must be 2-D \[OUT, IN=4\], got shape "
-                                         r"\(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"linear_act: weight must be 2-D \[OUT, IN=4\], got shape "
+        r"\(4,\)",
+    ):
         linear_act(x, torch.zeros(4), b)
-    with pytest.raises(ValueError, match=r"linear_act: weight must have shape \[OUT, IN\] with "
-                                         r"IN = 4 \(x's last dim\), got \(3, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"linear_act: weight must have shape \[OUT, IN\] with "
+        r"IN = 4 \(x's last dim\), got \(3, 5\)",
+    ):
         linear_act(x, torch.zeros(3, 5), b)
-    with pytest.raises(ValueError, match=r"linear_act: bias must have shape \[OUT\] = \[3\], got "
-                                         r"\(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"linear_act: bias must have shape \[OUT\] = \[3\], got "
+        r"\(4,\)",
+    ):
         linear_act(x, w, torch.zeros(4))
-    with pytest.raises(ValueError, match=r"linear_act: bias must be 1-D \[OUT\] = \[3\], got shape "
-                                         r"\(1, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"linear_act: bias must be 1-D \[OUT\] = \[3\], got shape "
+        r"\(1, 3\)",
+    ):
         linear_act(x, w, torch.zeros(1, 3))
-    with pytest.raises(TypeError, match=r"linear_act: x is torch.float32 but weight is "
-                                        r"torch.float64"):
+    with pytest.raises(
+        TypeError,
+        match=r"linear_act: x is torch.float32 but weight is "
+        r"torch.float64",
+    ):
         linear_act(x, w.double(), b)
-    with pytest.raises(TypeError, match=r"linear_act: x is torch.float32 but bias is "
-                                        r"torch.bfloat16"):
+    with pytest.raises(
+        TypeError,
+        match=r"linear_act: x is torch.float32 but bias is "
+        r"torch.bfloat16",
+    ):
         linear_act(x, w, b.bfloat16())
-    with pytest.raises(TypeError, match=r"linear_act: x must be a floating-point tensor.*"
-                                        r"torch.int64"):
+    with pytest.raises(
+        TypeError,
+        match=r"linear_act: x must be a floating-point tensor.*"
+        r"torch.int64",
+    ):
         linear_act(x.long(), w, b)
     with pytest.raises(ValueError, match=r"linear_act: x is on cpu but weight is on meta"):
         linear_act(x, w.to("meta"), b)
@@ -227,8 +263,11 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_there_is_no_cuda_kernel():
-    with pytest.raises(ImplUnavailableError, match=r"linear_act: impl='cuda' was requested, but "
-                                                   r"this op has only \('ref', 'triton', 'cpu'\)"):
+    with pytest.raises(
+        ImplUnavailableError,
+        match=r"linear_act: impl='cuda' was requested, but "
+        r"this op has only \('ref', 'triton', 'cpu'\)",
+    ):
         linear_act(torch.zeros(2, 4), torch.zeros(3, 4), impl="cuda")
 
 
@@ -254,18 +293,26 @@ def _set_high_matmul_precision():
 
 
 # (how TF32 is set, the float32 tl.dot precision torch's cuBLAS setting implies)
-TF32_SETTINGS = [(_set_tf32_new_matmul, "tf32"), (_set_tf32_new_global, "tf32"),
-                 (_set_tf32_legacy, "tf32"), (_set_high_matmul_precision, "tf32"),
-                 (_set_ieee_matmul_over_tf32_global, "ieee"), (lambda: None, "ieee")]
+TF32_SETTINGS = [
+    (_set_tf32_new_matmul, "tf32"),
+    (_set_tf32_new_global, "tf32"),
+    (_set_tf32_legacy, "tf32"),
+    (_set_high_matmul_precision, "tf32"),
+    (_set_ieee_matmul_over_tf32_global, "ieee"),
+    (lambda: None, "ieee"),
+]
 
 
-@pytest.mark.parametrize("setting,expected", TF32_SETTINGS,
-                         ids=["new-matmul", "new-global", "legacy", "matmul-precision-high",
-                              "new-matmul-ieee-over-global-tf32", "default"])
+@pytest.mark.parametrize(
+    "setting,expected",
+    TF32_SETTINGS,
+    ids=["new-matmul", "new-global", "legacy", "matmul-precision-high", "new-matmul-ieee-over-global-tf32", "default"],
+)
 def test_input_precision_follows_either_tf32_api(setting, expected):
     # Reading torch.backends.cuda.matmul.allow_tf32 raises once the new API set TF32: the
     # helper must read a setting made through either API (CPU: only the flag is read).
     from alae_fast.ops._triton.linear_act import input_precision
+
     matmul = torch.backends.cuda.matmul
     saved = (torch.backends.fp32_precision, matmul.fp32_precision)
     try:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import IMPL_DEVICES
+from support import assert_low_precision_close
+from support import require
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import alae_fast.ops
-from alae_fast.ops._spec import REGISTRY, STAGES
-
-from support import FP32_GRAD, FP32_OUT, IMPL_DEVICES, assert_low_precision_close, require
+from alae_fast.ops._spec import REGISTRY
+from alae_fast.ops._spec import STAGES
 
 EXAMPLES = [(spec, ex) for spec in REGISTRY.values() for ex in spec.examples]
-CASES = [(spec, ex, impl, device) for spec, ex in EXAMPLES for impl, device in IMPL_DEVICES
-         if impl in spec.impls]
+CASES = [(spec, ex, impl, device) for spec, ex in EXAMPLES for impl, device in IMPL_DEVICES if impl in spec.impls]
 CASE_IDS = [f"{ex.name}-{impl}-{device}" for _, ex, impl, device in CASES]
 case = pytest.mark.parametrize("spec,ex,impl,device", CASES, ids=CASE_IDS)
 
@@ -30,6 +33,7 @@ def _public(spec, impl):
 def _leaves(t, grad, dtype=None):
     """Fresh copies of the example's inputs (``dtype``: floating tensors cast), the ``grad``
     ones requiring grad."""
+
     def copy(k, v):
         if isinstance(v, list):
             return [copy(k, e) for e in v]
@@ -37,6 +41,7 @@ def _leaves(t, grad, dtype=None):
             return v
         v = v.detach().clone() if dtype is None else v.detach().to(dtype)
         return v.requires_grad_(k in grad)
+
     return {k: copy(k, v) for k, v in t.items()}
 
 
@@ -52,8 +57,7 @@ def _grads(spec, ex, t, out, rounded_to=torch.float64, seed=5):
         return []
     outs = [o for o in _outputs(out) if o.requires_grad]
     g = torch.Generator().manual_seed(seed)
-    ups = [torch.randn(o.shape, generator=g, dtype=torch.float64).to(rounded_to).to(o)
-           for o in outs]
+    ups = [torch.randn(o.shape, generator=g, dtype=torch.float64).to(rounded_to).to(o) for o in outs]
     return list(torch.autograd.grad(outs, [t[k] for k in ex.grad], ups, allow_unused=True))
 
 
@@ -75,6 +79,7 @@ class _Recorder(TorchDispatchMode):
                 if not torch.is_tensor(v):
                     return v
                 return v.detach().clone().requires_grad_(grad and v.requires_grad)
+
             self.calls[func] = [copy(a) for a in args]
         return func(*args, **(kwargs or {}))
 
@@ -101,8 +106,7 @@ def test_torch_compile_matches_the_reference(spec, ex, impl, device):
     t, rt = _leaves(base, ex.grad), _leaves(base, ex.grad)
     public = _public(spec, impl)
     # A composition takes autograd.grad inside, which Dynamo does not trace: graph breaks.
-    compiled = torch.compile(lambda inputs: ex.run(public, inputs),
-                             fullgraph=spec.compose is None)
+    compiled = torch.compile(lambda inputs: ex.run(public, inputs), fullgraph=spec.compose is None)
     ours, ref = compiled(t), ex.run(spec.ref, rt)
     for o, r in zip(_outputs(ours), _outputs(ref), strict=True):
         torch.testing.assert_close(o, r, **FP32_OUT)
@@ -115,8 +119,7 @@ def test_torch_compile_matches_the_reference(spec, ex, impl, device):
 GRAD_CASES = [c for c in CASES if c[0].grad_order > 0]
 
 
-@pytest.mark.parametrize("spec,ex,impl,device", GRAD_CASES,
-                         ids=[f"{c[1].name}-{c[2]}-{c[3]}" for c in GRAD_CASES])
+@pytest.mark.parametrize("spec,ex,impl,device", GRAD_CASES, ids=[f"{c[1].name}-{c[2]}-{c[3]}" for c in GRAD_CASES])
 def test_gradcheck_float64_to_the_declared_order(spec, ex, impl, device):
     require(impl, device)
     t = _leaves(ex.make(device, torch.float64), ex.grad)
@@ -134,11 +137,9 @@ def test_gradcheck_float64_to_the_declared_order(spec, ex, impl, device):
         assert torch.autograd.gradgradcheck(fn, xs, fast_mode=True)
     elif backward is not None and not backward.differentiable:  # refuses, never wrong numbers
         out = fn(*xs)
-        grads = torch.autograd.grad(out, xs, [torch.ones_like(o) for o in out],
-                                    create_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(out, xs, [torch.ones_like(o) for o in out], create_graph=True, allow_unused=True)
         with pytest.raises(RuntimeError, match="first-order gradients only"):
-            torch.autograd.grad(sum(g.sum() for g in grads if g is not None), xs,
-                                allow_unused=True)
+            torch.autograd.grad(sum(g.sum() for g in grads if g is not None), xs, allow_unused=True)
 
 
 @case
@@ -152,8 +153,12 @@ def test_low_precision_within_twice_pytorch_error(spec, ex, impl, device, dtype)
     truth = ex.run(spec.ref, truth_t)
     for o, r, tr in zip(_outputs(ours), _outputs(ref), _outputs(truth), strict=True):
         assert_low_precision_close(o, r, tr)
-    for g, rg, tg in zip(_grads(spec, ex, t, ours, dtype), _grads(spec, ex, rt, ref, dtype),
-                         _grads(spec, ex, truth_t, truth, dtype), strict=True):
+    for g, rg, tg in zip(
+        _grads(spec, ex, t, ours, dtype),
+        _grads(spec, ex, rt, ref, dtype),
+        _grads(spec, ex, truth_t, truth, dtype),
+        strict=True,
+    ):
         assert_low_precision_close(g, rg, tg)
 
 
@@ -171,11 +176,15 @@ def test_argument_errors_name_the_argument(spec, ex):
     # Once per op: the checks run before an implementation is chosen.
     public = getattr(alae_fast.ops, spec.name)
     bad_values = {
-        "Tensor": [(TypeError, "must be a torch.Tensor, got list", lambda v: [1.0]),
-                   (TypeError, "must be a floating-point tensor", lambda v: v.long()),
-                   (ValueError, "must not be empty", lambda v: v[:0])],
-        "float": [(ValueError, "must be finite, got nan", lambda v: float("nan")),
-                  (TypeError, "must be a Python float, got str", lambda v: "0.5")],
+        "Tensor": [
+            (TypeError, "must be a torch.Tensor, got list", lambda v: [1.0]),
+            (TypeError, "must be a floating-point tensor", lambda v: v.long()),
+            (ValueError, "must not be empty", lambda v: v[:0]),
+        ],
+        "float": [
+            (ValueError, "must be finite, got nan", lambda v: float("nan")),
+            (TypeError, "must be a Python float, got str", lambda v: "0.5"),
+        ],
     }
     checked = 0
     for name, ty in _schema_arguments(spec, ex):

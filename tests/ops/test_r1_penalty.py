@@ -1,12 +1,19 @@
 import pytest
 import torch
+from support import CL
+from support import FP32_GRAD
+from support import FP32_OUT
+from support import LAYOUTS
+from support import assert_compiled_matches_ref
+from support import assert_low_precision_op_close
+from support import impl_device
+from support import randn as _randn
+from support import require
+from support import shape_id as _ids
 from torch.nn import functional as F
 
-from alae_fast.ops import r1_penalty, r1_penalty_ref
-
-from support import (
-    CL, FP32_GRAD, FP32_OUT, LAYOUTS, assert_compiled_matches_ref, assert_low_precision_op_close,
-    impl_device, randn as _randn, require, shape_id as _ids)
+from alae_fast.ops import r1_penalty
+from alae_fast.ops import r1_penalty_ref
 
 OP = torch.ops.alae_fast.r1_penalty.default
 BACKWARD_OP = torch.ops.alae_fast.r1_penalty_backward.default
@@ -60,8 +67,9 @@ def test_known_values(impl, device):
     # d/dgrads = gamma * grad[n] * grads: 10 for sample 0, -5 for sample 1.
     assert (g[0] == 10.0).all() and (g[1] == -5.0).all()
     scaled = torch.arange(1.0, 7.0, device=device).view(2, 3)
-    torch.testing.assert_close(r1_penalty(scaled, 0.5, impl=impl),
-                               torch.tensor([14 / 4, 77 / 4], device=device), **FP32_OUT)
+    torch.testing.assert_close(
+        r1_penalty(scaled, 0.5, impl=impl), torch.tensor([14 / 4, 77 / 4], device=device), **FP32_OUT
+    )
 
 
 @impl_device
@@ -96,9 +104,10 @@ def _critic_loss(x, params, critic, gamma, penalty):
 
 
 @impl_device
-@pytest.mark.parametrize("critic,layout", [("linear", "contiguous"), ("conv", "contiguous"),
-                                           ("conv", "channels_last"),
-                                           ("linear", "channels_last")])
+@pytest.mark.parametrize(
+    "critic,layout",
+    [("linear", "contiguous"), ("conv", "contiguous"), ("conv", "channels_last"), ("linear", "channels_last")],
+)
 def test_double_backward_chain_matches_reference(impl, device, critic, layout):
     require(impl, device)
     n, c, h, w_ = 7, 3, 17, 19
@@ -109,8 +118,7 @@ def test_double_backward_chain_matches_reference(impl, device, critic, layout):
     results = []
     for penalty in (lambda g, gm: r1_penalty(g, gm, impl=impl), r1_penalty_ref):
         x = _grads(n, layout, device).requires_grad_()
-        params = [(_randn(s, device, seed=2 + i) * 0.3).requires_grad_()
-                  for i, s in enumerate(shapes)]
+        params = [(_randn(s, device, seed=2 + i) * 0.3).requires_grad_() for i, s in enumerate(shapes)]
         loss, grads = _critic_loss(x, params, critic, 10.0, penalty)
         if critic == "conv" and layout == "channels_last":
             assert grads.is_contiguous(memory_format=CL) and not grads.is_contiguous()
@@ -130,9 +138,9 @@ def test_double_backward_chain_matches_reference(impl, device, critic, layout):
 def test_low_precision_within_twice_pytorch_error(impl, device, dtype, layout):
     require(impl, device)
     grads = _grads(7, layout, device, dtype).requires_grad_()
-    assert_low_precision_op_close(lambda g: r1_penalty(g, 10.0, impl=impl),
-                                  lambda g: r1_penalty_ref(g, 10.0), (grads,),
-                                  _randn((7,), device))
+    assert_low_precision_op_close(
+        lambda g: r1_penalty(g, 10.0, impl=impl), lambda g: r1_penalty_ref(g, 10.0), (grads,), _randn((7,), device)
+    )
 
 
 @impl_device
@@ -181,20 +189,23 @@ def test_torch_compile_fullgraph(impl, device, layout):
     require(impl, device)
     grads = _grads(5, layout, device, shape=(3, 7, 6)).requires_grad_()
     upstream = _randn((5,), device, seed=1)
-    assert_compiled_matches_ref(lambda g: r1_penalty(g, 10.0, impl=impl) * upstream,
-                                lambda g: r1_penalty_ref(g, 10.0) * upstream, (grads,))
+    assert_compiled_matches_ref(
+        lambda g: r1_penalty(g, 10.0, impl=impl) * upstream, lambda g: r1_penalty_ref(g, 10.0) * upstream, (grads,)
+    )
 
 
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     ok = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match=r"r1_penalty: grads must have at least 2 dims "
-                                         r"\[N, \.\.\.\], got shape \(5,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"r1_penalty: grads must have at least 2 dims "
+        r"\[N, \.\.\.\], got shape \(5,\)",
+    ):
         r1_penalty(torch.zeros(5), 10.0)
     with pytest.raises(TypeError, match=r"grads must be a floating-point tensor.*torch.int64"):
         r1_penalty(torch.zeros(2, 3, dtype=torch.long), 10.0)
-    with pytest.raises(ValueError,
-                       match=r"r1_penalty: grads must not be empty, got shape \(0, 3\)"):
+    with pytest.raises(ValueError, match=r"r1_penalty: grads must not be empty, got shape \(0, 3\)"):
         r1_penalty(torch.zeros(0, 3), 10.0)
     with pytest.raises(ValueError, match=r"r1_penalty: gamma must be finite, got nan"):
         r1_penalty(ok, float("nan"))

@@ -12,7 +12,9 @@ import torch
 from torch._library import simple_registry
 
 import alae_fast.ops
-from alae_fast.ops._spec import LIB, REGISTRY, STAGES
+from alae_fast.ops._spec import LIB
+from alae_fast.ops._spec import REGISTRY
+from alae_fast.ops._spec import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = list(REGISTRY.values())

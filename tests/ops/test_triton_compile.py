@@ -64,9 +64,24 @@ def test_real_compile_for_sm90_without_a_gpu(tmp_path):
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["TRITON_CACHE_DIR"] = str(tmp_path)
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--arch", "90", "--quick", "--kernels", "latent_l2.bwd",
-         "--dtypes", "float32", "--jobs", "1"],
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--arch",
+            "90",
+            "--quick",
+            "--kernels",
+            "latent_l2.bwd",
+            "--dtypes",
+            "float32",
+            "--jobs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = [line for line in proc.stdout.splitlines() if line.startswith("| latent_l2.bwd")]
     assert len(row) == 1 and row[0].endswith("| ok |")

@@ -39,11 +39,11 @@ print(json.dumps(sorted(fast)))
 def fast_modules_after(code: str) -> list[str]:
     """Run ``code`` in a fresh interpreter; return the fast-layer modules it left imported."""
     root = str(Path(alae_fast.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     script = code + REPORT.format(names=repr(FAST_LAYER))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -91,6 +91,5 @@ def test_fast_imports_finds_lazy_and_relative_imports():
     lazy = "def f():\n    from .. import ops\n    return ops\n"
     assert fast_imports(lazy) == ["alae_fast.ops"]
     assert fast_imports("import triton.language as tl\n") == ["triton.language"]
-    assert fast_imports("from alae_fast.nn import optimize\n") == ["alae_fast.nn",
-                                                                    "alae_fast.nn.optimize"]
+    assert fast_imports("from alae_fast.nn import optimize\n") == ["alae_fast.nn", "alae_fast.nn.optimize"]
     assert fast_imports("from . import losses\nfrom ..utils import x\n") == []

@@ -118,11 +118,11 @@ def test_noise_modes():
     x = torch.zeros(3, 2, 4, 4)
     w = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
     y = L.add_noise(x, w, True, 0)
-    assert not torch.equal(y[0, 0], y[1, 0])          # per-sample noise
-    assert torch.all(y[:, 1] == 0)                    # zero weight -> no noise
+    assert not torch.equal(y[0, 0], y[1, 0])  # per-sample noise
+    assert torch.all(y[:, 1] == 0)  # zero weight -> no noise
     y = L.add_noise(x, w, "batch_constant", 0)
-    assert torch.equal(y[0, 0], y[2, 0])              # shared across the batch
-    y = L.add_noise(x, w, False, 3)                   # deterministic stand-in, s = 2
+    assert torch.equal(y[0, 0], y[2, 0])  # shared across the batch
+    y = L.add_noise(x, w, False, 3)  # deterministic stand-in, s = 2
     expected = 2 * math.exp(0) / math.sqrt(2 * math.pi) * 0.8
     assert torch.allclose(y, torch.full_like(y, expected))
 
@@ -130,6 +130,5 @@ def test_noise_modes():
 def test_resampling():
     x = torch.arange(4.0).view(1, 1, 2, 2)
     up = L.upscale2d(x)
-    torch.testing.assert_close(up[0, 0], torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1],
-                                                       [2, 2, 3, 3], [2, 2, 3, 3.0]]))
+    torch.testing.assert_close(up[0, 0], torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3.0]]))
     torch.testing.assert_close(L.downscale2d(up), x)

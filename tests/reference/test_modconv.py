@@ -11,17 +11,23 @@ import math
 
 import pytest
 import torch
+from support import assert_low_precision_close
+from support import loss_values
+from support import style_cfg
 from torch.nn import functional as F
 
 from alae_fast import models
 from alae_fast.checkpoints import build_model
-from alae_fast.reference import DecodeBlock, Generator, StyleALAE, networks
+from alae_fast.reference import DecodeBlock
+from alae_fast.reference import Generator
+from alae_fast.reference import StyleALAE
+from alae_fast.reference import networks
 from alae_fast.reference.layers import modulated_conv2d
 from alae_fast.reference.optim import LREQAdam
 from alae_fast.train import config as config_mod
-from alae_fast.train.config import ConfigError, load_config, save_config
-
-from support import assert_low_precision_close, loss_values, style_cfg
+from alae_fast.train.config import ConfigError
+from alae_fast.train.config import load_config
+from alae_fast.train.config import save_config
 
 EPS = 1e-8
 
@@ -29,6 +35,7 @@ EPS = 1e-8
 # --------------------------------------------------------------------------------------------
 # Independent computations
 # --------------------------------------------------------------------------------------------
+
 
 def loop_modconv(x, weight, styles, demodulate, up, eps=EPS):
     """Per sample: modulate, demodulate with the formula, (nearest 2x), ``F.conv2d``."""
@@ -38,7 +45,7 @@ def loop_modconv(x, weight, styles, demodulate, up, eps=EPS):
         w = weight * styles[n].view(1, -1, 1, 1)
         if demodulate:
             w = w / torch.sqrt((w * w).sum(dim=(1, 2, 3), keepdim=True) + eps)
-        xn = x[n:n + 1]
+        xn = x[n : n + 1]
         if up:
             xn = F.interpolate(xn, scale_factor=2, mode="nearest")
         outs.append(F.conv2d(xn, w, padding=(kh // 2, kw // 2)))
@@ -61,6 +68,7 @@ def probe_kernel(x_shape, weight, styles, **kw):
 
 def loop_decode_block(block, x, s1, s2, layer):
     """A modconv DecodeBlock written out per sample, with the deterministic noise stand-in."""
+
     def noise(t):  # the official no-noise stand-in, with s = sqrt(layer + 1)
         s = math.sqrt(layer + 1)
         return t + s * torch.exp(-t * t / (2 * s * s)) / math.sqrt(2 * math.pi) * 0.8
@@ -77,7 +85,7 @@ def loop_decode_block(block, x, s1, s2, layer):
             if block.fused_scale:  # transposed layout [in, out, 3, 3] of the fused conv
                 w1 = w1.transpose(0, 1).flip(2, 3)
             a1 = s1[n] @ block.style_1.weight.T + block.style_1.bias
-            h = blur(loop_modconv(x[n:n + 1], w1, a1[None], True, True))
+            h = blur(loop_modconv(x[n : n + 1], w1, a1[None], True, True))
         else:
             h = x[:1]
         h = F.leaky_relu(noise(h) + block.bias_1, 0.2)
@@ -97,8 +105,9 @@ def randomize(module, seed=1, scale=0.2):
 
 def small_model(seed=0, **kw):
     torch.manual_seed(seed)
-    opts = dict(startf=8, maxf=16, layer_count=3, latent_size=16, mapping_layers=2, channels=1,
-                style_injection="modconv")
+    opts = dict(
+        startf=8, maxf=16, layer_count=3, latent_size=16, mapping_layers=2, channels=1, style_injection="modconv"
+    )
     opts.update(kw)
     return StyleALAE(**opts)
 
@@ -106,6 +115,7 @@ def small_model(seed=0, **kw):
 # --------------------------------------------------------------------------------------------
 # modulated_conv2d
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("demodulate", [True, False])
@@ -126,24 +136,25 @@ def test_modulated_conv2d_matches_per_sample_loop(demodulate, up):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("n, hw, k, up", [(1, (5, 8), 3, False), (4, (7, 3), 1, False),
-                                          (2, (6, 5), 5, False), (1, (3, 7), 3, True),
-                                          (5, (1, 1), 3, True)])
+@pytest.mark.parametrize(
+    "n, hw, k, up",
+    [(1, (5, 8), 3, False), (4, (7, 3), 1, False), (2, (6, 5), 5, False), (1, (3, 7), 3, True), (5, (1, 1), 3, True)],
+)
 def test_modulated_conv2d_any_batch_odd_sizes_and_kernels(n, hw, k, up):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(n, 4, *hw, generator=g, dtype=torch.float64)
     weight = torch.randn(6, 4, k, k, generator=g, dtype=torch.float64)
     styles = torch.randn(n, 4, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(modulated_conv2d(x, weight, styles, up=up),
-                               loop_modconv(x, weight, styles, True, up), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        modulated_conv2d(x, weight, styles, up=up), loop_modconv(x, weight, styles, True, up), rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("up", [False, True])
 def test_modulated_conv2d_low_precision(dtype, up):
     g = torch.Generator().manual_seed(2)
-    x, weight, styles = (torch.randn(s, generator=g, dtype=torch.float64)
-                         for s in ((3, 5, 9, 9), (7, 5, 3, 3), (3, 5)))
+    x, weight, styles = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((3, 5, 9, 9), (7, 5, 3, 3), (3, 5)))
     truth = loop_modconv(x, weight, styles, True, up)
     ours = modulated_conv2d(x.to(dtype), weight.to(dtype), styles.to(dtype), up=up)
     assert ours.dtype == dtype and ours.shape == truth.shape
@@ -175,12 +186,12 @@ def test_demodulated_output_ignores_per_sample_style_scale(up):
     c = torch.tensor([0.2, 3.0, 250.0], dtype=torch.float64).view(3, 1)
     base = modulated_conv2d(x, weight, styles, up=up)
     # Exact up to eps: the relative change is about eps / (2 c^2 sum(w'^2)) < 1e-8 here.
-    torch.testing.assert_close(modulated_conv2d(x, weight, styles * c, up=up), base,
-                               rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(modulated_conv2d(x, weight, styles * c, up=up), base, rtol=1e-7, atol=1e-10)
     # Without demodulation the same scaling scales the output.
     plain = modulated_conv2d(x, weight, styles, demodulate=False, up=up)
-    torch.testing.assert_close(modulated_conv2d(x, weight, styles * c, demodulate=False, up=up),
-                               plain * c.view(3, 1, 1, 1))
+    torch.testing.assert_close(
+        modulated_conv2d(x, weight, styles * c, demodulate=False, up=up), plain * c.view(3, 1, 1, 1)
+    )
 
 
 def test_modulated_conv2d_rejects_bad_shapes():
@@ -199,39 +210,41 @@ def test_modulated_conv2d_rejects_bad_shapes():
 # DecodeBlock and Generator
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("has_first_conv, fused_scale", [(False, False), (True, False),
-                                                         (True, True)])
+
+@pytest.mark.parametrize("has_first_conv, fused_scale", [(False, False), (True, False), (True, True)])
 def test_decode_block_matches_per_sample_computation(has_first_conv, fused_scale):
     torch.manual_seed(0)
-    block = DecodeBlock(6, 4 if has_first_conv else 6, 8, has_first_conv=has_first_conv,
-                        fused_scale=fused_scale, layer=2, style_injection="modconv").double()
+    block = DecodeBlock(
+        6,
+        4 if has_first_conv else 6,
+        8,
+        has_first_conv=has_first_conv,
+        fused_scale=fused_scale,
+        layer=2,
+        style_injection="modconv",
+    ).double()
     randomize(block)
     g = torch.Generator().manual_seed(5)
     x = torch.randn(1 if not has_first_conv else 3, 6, 5, 5, generator=g, dtype=torch.float64)
     s1, s2 = (torch.randn(3, 8, generator=g, dtype=torch.float64) for _ in range(2))
     out = block(x, s1, s2, False)
     assert out.shape == (3, block.bias_2.shape[1], *((10, 10) if has_first_conv else (5, 5)))
-    torch.testing.assert_close(out, loop_decode_block(block, x, s1, s2, layer=2),
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, loop_decode_block(block, x, s1, s2, layer=2), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("style_injection", ["adain", "modconv"])
-def test_fused_up_conv_equals_nearest_upsampling_conv_with_flipped_transposed_weight(
-        style_injection):
+def test_fused_up_conv_equals_nearest_upsampling_conv_with_flipped_transposed_weight(style_injection):
     # The identity modconv relies on, checked on whole blocks of both modes.
     torch.manual_seed(0)
-    fused = randomize(DecodeBlock(6, 4, 8, fused_scale=True, layer=1,
-                                  style_injection=style_injection).double())
-    plain = DecodeBlock(6, 4, 8, fused_scale=False, layer=1,
-                        style_injection=style_injection).double()
+    fused = randomize(DecodeBlock(6, 4, 8, fused_scale=True, layer=1, style_injection=style_injection).double())
+    plain = DecodeBlock(6, 4, 8, fused_scale=False, layer=1, style_injection=style_injection).double()
     state = dict(fused.state_dict())
     state["conv_1.weight"] = state["conv_1.weight"].transpose(0, 1).flip(2, 3)
     plain.load_state_dict(state)
     g = torch.Generator().manual_seed(6)
     x = torch.randn(2, 6, 5, 7, generator=g, dtype=torch.float64)
     s1, s2 = (torch.randn(2, 8, generator=g, dtype=torch.float64) for _ in range(2))
-    torch.testing.assert_close(fused(x, s1, s2, False), plain(x, s1, s2, False),
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fused(x, s1, s2, False), plain(x, s1, s2, False), rtol=1e-10, atol=1e-12)
 
 
 def test_modconv_block_parameters_and_initial_modulation():
@@ -247,34 +260,41 @@ def test_modconv_block_parameters_and_initial_modulation():
     # The default is the official AdaIN block, untouched.
     adain = DecodeBlock(16, 8, 32)
     assert adain.style_injection == "adain"
-    assert adain.style_1.weight.shape == (16, 32) and torch.equal(adain.style_1.bias,
-                                                                  torch.zeros(16))
+    assert adain.style_1.weight.shape == (16, 32) and torch.equal(adain.style_1.bias, torch.zeros(16))
     assert list(adain.state_dict()) == [
-        "noise_weight_1", "bias_1", "noise_weight_2", "bias_2", "conv_1.weight", "blur.weight",
-        "style_1.weight", "style_1.bias", "conv_2.weight", "style_2.weight", "style_2.bias"]
+        "noise_weight_1",
+        "bias_1",
+        "noise_weight_2",
+        "bias_2",
+        "conv_1.weight",
+        "blur.weight",
+        "style_1.weight",
+        "style_1.bias",
+        "conv_2.weight",
+        "style_2.weight",
+        "style_2.bias",
+    ]
 
 
 def test_generator_shapes_at_every_lod_and_blend():
     torch.manual_seed(0)
-    gen = Generator(startf=4, maxf=16, layer_count=4, latent_size=8, channels=3,
-                    style_injection="modconv")
+    gen = Generator(startf=4, maxf=16, layer_count=4, latent_size=8, channels=3, style_injection="modconv")
     assert gen.style_injection == "modconv"
     assert all(b.style_injection == "modconv" for b in gen.decode_block)
     styles = torch.randn(2, 8, 8)
     with torch.no_grad():
         for lod in range(4):
-            for blend in ([1.0] if lod == 0 else [1.0, 0.5]):
+            for blend in [1.0] if lod == 0 else [1.0, 0.5]:
                 for noise in (True, False):
                     out = gen(styles, lod, blend, noise)
-                    assert out.shape == (2, 3, 4 * 2 ** lod, 4 * 2 ** lod)
+                    assert out.shape == (2, 3, 4 * 2**lod, 4 * 2**lod)
                     assert torch.isfinite(out).all()
 
 
 def test_generator_with_fused_up_sampling_levels():
     # Levels at resolution >= 128 use the fused (transposed) conv_1.
     torch.manual_seed(0)
-    gen = Generator(startf=2, maxf=4, layer_count=6, latent_size=4, channels=1,
-                    style_injection="modconv")
+    gen = Generator(startf=2, maxf=4, layer_count=6, latent_size=4, channels=1, style_injection="modconv")
     assert gen.decode_block[5].fused_scale and gen.decode_block[5].conv_1.transpose
     with torch.no_grad():
         out = gen(torch.randn(2, 12, 4), 5, 0.5, True)
@@ -283,8 +303,7 @@ def test_generator_with_fused_up_sampling_levels():
 
 def test_gradients_reach_every_used_decoder_parameter():
     torch.manual_seed(0)
-    gen = randomize(Generator(startf=4, maxf=16, layer_count=4, latent_size=8, channels=1,
-                              style_injection="modconv"))
+    gen = randomize(Generator(startf=4, maxf=16, layer_count=4, latent_size=8, channels=1, style_injection="modconv"))
     styles = torch.randn(3, 8, 8, requires_grad=True)
     lod = 3
     out = gen(styles, lod, 0.5, True)
@@ -302,12 +321,14 @@ def test_gradients_reach_every_used_decoder_parameter():
     assert (styles.grad[:, 1:].abs().sum(dim=(0, 2)) > 0).all()
 
 
-@pytest.mark.parametrize("make", [
-    lambda v: DecodeBlock(4, 4, 8, style_injection=v),
-    lambda v: Generator(startf=4, maxf=8, layer_count=2, latent_size=8, style_injection=v),
-    lambda v: StyleALAE(startf=4, maxf=8, layer_count=2, latent_size=8, mapping_layers=2,
-                        style_injection=v),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: DecodeBlock(4, 4, 8, style_injection=v),
+        lambda v: Generator(startf=4, maxf=8, layer_count=2, latent_size=8, style_injection=v),
+        lambda v: StyleALAE(startf=4, maxf=8, layer_count=2, latent_size=8, mapping_layers=2, style_injection=v),
+    ],
+)
 def test_bad_style_injection_is_a_value_error(make):
     with pytest.raises(ValueError, match=r"style_injection.*'adain', 'modconv'.*'AdaIN'"):
         make("AdaIN")
@@ -317,13 +338,16 @@ def test_bad_style_injection_is_a_value_error(make):
 # Whole model
 # --------------------------------------------------------------------------------------------
 
+
 def test_style_alae_modconv_trains_with_the_reference_optimizer():
     m = small_model()
     assert m.style_injection == "modconv" and m.decoder.style_injection == "modconv"
-    opt_e = LREQAdam([{"params": m.encoder.parameters()}, {"params": m.mapping_d.parameters()}],
-                     lr=0.002, betas=(0.0, 0.99))
-    opt_g = LREQAdam([{"params": m.decoder.parameters()}, {"params": m.mapping_f.parameters()}],
-                     lr=0.002, betas=(0.0, 0.99))
+    opt_e = LREQAdam(
+        [{"params": m.encoder.parameters()}, {"params": m.mapping_d.parameters()}], lr=0.002, betas=(0.0, 0.99)
+    )
+    opt_g = LREQAdam(
+        [{"params": m.decoder.parameters()}, {"params": m.mapping_f.parameters()}], lr=0.002, betas=(0.0, 0.99)
+    )
     before = {k: v.clone() for k, v in m.decoder.state_dict().items()}
     g = torch.Generator().manual_seed(7)
     losses = []
@@ -358,14 +382,13 @@ def test_style_alae_modconv_state_dict_round_trip():
     other.load_state_dict(torch.load(buf), strict=True)
     z = torch.randn(3, 16)
     with torch.no_grad():
-        torch.testing.assert_close(other.generate(2, 1.0, z=z, mixing=False, noise=False),
-                                   m.generate(2, 1.0, z=z, mixing=False, noise=False))
+        torch.testing.assert_close(
+            other.generate(2, 1.0, z=z, mixing=False, noise=False), m.generate(2, 1.0, z=z, mixing=False, noise=False)
+        )
         x = torch.randn(3, 1, 16, 16)
-        torch.testing.assert_close(other.reconstruct(x, noise=False),
-                                   m.reconstruct(x, noise=False))
+        torch.testing.assert_close(other.reconstruct(x, noise=False), m.reconstruct(x, noise=False))
     # The encoder is the same in both modes; the generators' states are not interchangeable.
-    adain = StyleALAE(startf=8, maxf=16, layer_count=3, latent_size=16, mapping_layers=2,
-                      channels=1)
+    adain = StyleALAE(startf=8, maxf=16, layer_count=3, latent_size=16, mapping_layers=2, channels=1)
     assert adain.style_injection == "adain"
     adain.encoder.load_state_dict(m.encoder.state_dict(), strict=True)
     with pytest.raises(RuntimeError):
@@ -376,13 +399,20 @@ def test_style_alae_modconv_state_dict_round_trip():
 
 
 def test_official_checkpoints_load_only_as_adain(tmp_path):
-    from alae_fast.checkpoints import CheckpointError, load_official
+    from alae_fast.checkpoints import CheckpointError
+    from alae_fast.checkpoints import load_official
 
     m = StyleALAE(startf=4, maxf=8, layer_count=2, latent_size=8, mapping_layers=2, channels=1)
-    models_ = {official: getattr(m, attr).state_dict() for official, attr in
-               (("generator", "decoder"), ("discriminator", "encoder"),
-                ("mapping_fl", "mapping_f"), ("mapping_tl", "mapping_d"),
-                ("dlatent_avg", "dlatent_avg"))}
+    models_ = {
+        official: getattr(m, attr).state_dict()
+        for official, attr in (
+            ("generator", "decoder"),
+            ("discriminator", "encoder"),
+            ("mapping_fl", "mapping_f"),
+            ("mapping_tl", "mapping_d"),
+            ("dlatent_avg", "dlatent_avg"),
+        )
+    }
     torch.save({"models": models_}, tmp_path / "official.pth")
     assert load_official(tmp_path / "official.pth").decoder.style_injection == "adain"
     with pytest.raises(CheckpointError, match="style_injection='modconv'"):
@@ -394,11 +424,10 @@ def test_fast_model_keeps_the_reference_signature_and_runs_modconv():
     import inspect
 
     import alae_fast
-    assert (inspect.signature(models.StyleALAE.__init__)
-            == inspect.signature(StyleALAE.__init__))
+
+    assert inspect.signature(models.StyleALAE.__init__) == inspect.signature(StyleALAE.__init__)
     assert inspect.signature(StyleALAE.__init__).parameters["style_injection"].default == "adain"
-    fast = models.StyleALAE(startf=4, maxf=8, layer_count=3, latent_size=8, mapping_layers=2,
-                            style_injection="modconv")
+    fast = models.StyleALAE(startf=4, maxf=8, layer_count=3, latent_size=8, mapping_layers=2, style_injection="modconv")
     assert fast.decoder.style_injection == "modconv"
     # The fast generator (fast blur, the same grouped convolution) against the reference.
     torch.manual_seed(0)
@@ -420,11 +449,13 @@ def test_fast_model_keeps_the_reference_signature_and_runs_modconv():
 # Config and trainer
 # --------------------------------------------------------------------------------------------
 
+
 def test_config_override_builds_a_modconv_model(tmp_path):
     assert load_config("mnist-style").model.style_injection == "adain"
     assert load_config("mnist-mlp").model.style_injection == "adain"
-    cfg = load_config("mnist-style", ["model.style_injection=modconv", "model.startf=4",
-                                      "model.maxf=8", "model.layer_count=2"])
+    cfg = load_config(
+        "mnist-style", ["model.style_injection=modconv", "model.startf=4", "model.maxf=8", "model.layer_count=2"]
+    )
     assert cfg.model.style_injection == "modconv"
     assert load_config(str(save_config(cfg, tmp_path / "c.yaml"))) == cfg
     model = build_model(cfg.model)
@@ -433,13 +464,22 @@ def test_config_override_builds_a_modconv_model(tmp_path):
     assert config_mod.STYLE_INJECTIONS == networks.STYLE_INJECTIONS
 
 
-@pytest.mark.parametrize("overrides, match", [
-    (["model.style_injection=modulated"], r"model.style_injection: must be one of "
-                                          r"\['adain', 'modconv'\], got 'modulated'"),
-    (["model.style_injection=5"], r"model.style_injection: must be one of .*got '5'"),
-    (["model.kind=mlp", "model.style_injection=modconv"], r"model.style_injection: must be "
-                                                          r"'adain' for model.kind 'mlp'"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (
+            ["model.style_injection=modulated"],
+            r"model.style_injection: must be one of "
+            r"\['adain', 'modconv'\], got 'modulated'",
+        ),
+        (["model.style_injection=5"], r"model.style_injection: must be one of .*got '5'"),
+        (
+            ["model.kind=mlp", "model.style_injection=modconv"],
+            r"model.style_injection: must be "
+            r"'adain' for model.kind 'mlp'",
+        ),
+    ],
+)
 def test_bad_style_injection_is_a_config_error(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config("mnist-style", overrides)
@@ -460,8 +500,7 @@ def test_trainer_smoke_run_with_modconv(tmp_path, mnist_dir):
     from alae_fast.checkpoints import load_checkpoint
     from alae_fast.train.trainer import Trainer
 
-    t = Trainer(_style_cfg(tmp_path, "train.impl=ref", "train.max_steps=3"), progress=False,
-                log=lambda m: None)
+    t = Trainer(_style_cfg(tmp_path, "train.impl=ref", "train.max_steps=3"), progress=False, log=lambda m: None)
     assert t.model.decoder.style_injection == "modconv"
     assert t.ema.decoder.style_injection == "modconv"
     t.run()
@@ -483,8 +522,7 @@ def test_trainer_runs_modconv_on_the_fast_modules(tmp_path, mnist_dir):
     losses, states = {}, {}
     for impl in ("ref", "fast"):
         out = tmp_path / impl
-        t = Trainer(_style_cfg(out, f"train.impl={impl}", "train.max_steps=2"), progress=False,
-                    log=lambda m: None)
+        t = Trainer(_style_cfg(out, f"train.impl={impl}", "train.max_steps=2"), progress=False, log=lambda m: None)
         assert isinstance(t.model.decoder.decode_block[1], FastDecodeBlock) == (impl == "fast")
         t.run()
         losses[impl] = torch.tensor(loss_values(out / "losses.csv"))

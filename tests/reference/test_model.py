@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from alae_fast.reference import MLPALAE, StyleALAE
+from alae_fast.reference import MLPALAE
+from alae_fast.reference import StyleALAE
 
 
 def small(**kw):
@@ -31,15 +32,14 @@ def test_generator_blend_endpoints(lod):
         full = m.decoder(styles, lod, 1.0, False)
         prev = F.interpolate(m.decoder(styles, lod - 1, 1.0, False), scale_factor=2, mode="nearest")
         torch.testing.assert_close(m.decoder(styles, lod, 0.0, False), prev)
-        torch.testing.assert_close(m.decoder(styles, lod, 0.5, False), 0.5 * prev + 0.5 * full,
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(m.decoder(styles, lod, 0.5, False), 0.5 * prev + 0.5 * full, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(full, prev)
 
 
 @pytest.mark.parametrize("lod", [1, 2])
 def test_encoder_blend_endpoints(lod):
     m = randomize(small())
-    r = 4 * 2 ** lod
+    r = 4 * 2**lod
     x = torch.randn(2, 3, r, r)
     with torch.no_grad():
         coarse = m.encoder(F.avg_pool2d(x, 2), lod - 1, 1.0)
@@ -75,12 +75,12 @@ def test_style_mixing_prefix_from_first_latent():
     with torch.no_grad():
         s, _ = m.generate(2, 1.0, count=4, noise=False, return_styles=True)
     styles = seen["styles"]
-    first = (styles == s).all(dim=2).all(dim=0)             # slots taken from F(z)
+    first = (styles == s).all(dim=2).all(dim=0)  # slots taken from F(z)
     k = int(first.sum())
-    assert 1 <= k <= 6 and first[:k].all()                  # a prefix of the slots
+    assert 1 <= k <= 6 and first[:k].all()  # a prefix of the slots
     if k < 6:
         assert not torch.allclose(styles[:, k], s[:, 0])
-        torch.testing.assert_close(styles[:, k:], styles[:, k:k + 1].expand_as(styles[:, k:]))
+        torch.testing.assert_close(styles[:, k:], styles[:, k : k + 1].expand_as(styles[:, k:]))
 
 
 def test_ema_lerp_and_buffers():

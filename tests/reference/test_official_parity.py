@@ -19,9 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import ReductionBudget, assert_reorder_close
+from support import ReductionBudget
+from support import assert_reorder_close
 
-from alae_fast.reference import EncoderFC, GeneratorFC, MappingDFC, MappingF, StyleALAE
+from alae_fast.reference import EncoderFC
+from alae_fast.reference import GeneratorFC
+from alae_fast.reference import MappingDFC
+from alae_fast.reference import MappingF
+from alae_fast.reference import StyleALAE
 
 GOLDEN = torch.load(Path(__file__).parent / "data" / "official_golden.pt", weights_only=True)
 STYLE_CONFIGS = ["small", "fused"]
@@ -35,8 +40,9 @@ def seed_all(s):
 
 def build(name):
     rec = GOLDEN[name]
-    m = StyleALAE(dlatent_avg_beta=0.995, truncation_psi=0.7, truncation_cutoff=4,
-                  style_mixing_prob=0.9, **rec["config"])
+    m = StyleALAE(
+        dlatent_avg_beta=0.995, truncation_psi=0.7, truncation_cutoff=4, style_mixing_prob=0.9, **rec["config"]
+    )
     m.load_state_dict(rec["state_dict"], strict=True)
     return m, rec
 
@@ -66,8 +72,11 @@ def test_decoder_and_encoder_match_official_at_every_lod(name):
     with torch.no_grad():
         for case in rec["cases"]:
             lod, blend = case["lod"], case["blend"]
-            for noise, key in ((False, "decoder_det"), (True, "decoder_noise"),
-                               ("batch_constant", "decoder_batch_constant")):
+            for noise, key in (
+                (False, "decoder_det"),
+                (True, "decoder_noise"),
+                ("batch_constant", "decoder_batch_constant"),
+            ):
                 seed_all(5)
                 with ReductionBudget(m.decoder) as budget:
                     y = m.decoder(rec["styles"], lod, blend, noise)
@@ -116,8 +125,7 @@ def test_training_losses_and_gradients_match_official(name):
                 net = n.split(".")[0]
                 scale[net] = max(scale.get(net, 0.0), g.abs().max().item())
             for n in expected:
-                assert_reorder_close(grads[n], expected[n], budget, f"{kind} grad of {n}",
-                                     scale=scale[n.split(".")[0]])
+                assert_reorder_close(grads[n], expected[n], budget, f"{kind} grad of {n}", scale=scale[n.split(".")[0]])
         assert_reorder_close(m.dlatent_avg.buff, case["buff_after"], w_budget, "w average")
 
 
@@ -133,8 +141,7 @@ def test_mlp_networks_match_official():
     rec = GOLDEN["mlp"]
     L = 50
     mods = {
-        "mapping_f": MappingF(num_layers=8, mapping_layers=6, latent_size=L, dlatent_size=L,
-                              mapping_fmaps=L),
+        "mapping_f": MappingF(num_layers=8, mapping_layers=6, latent_size=L, dlatent_size=L, mapping_fmaps=L),
         "mapping_d": MappingDFC(mapping_layers=3, latent_size=L, dlatent_size=L, mapping_fmaps=L),
         "decoder": GeneratorFC(layer_count=4, latent_size=L, channels=1),
         "encoder": EncoderFC(layer_count=4, latent_size=L, channels=1),

@@ -10,13 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from alae_fast.reference.layers import Conv2d, ConvTranspose2d, Linear, lr_equalization_coef
+from alae_fast.reference.layers import Conv2d
+from alae_fast.reference.layers import ConvTranspose2d
+from alae_fast.reference.layers import Linear
+from alae_fast.reference.layers import lr_equalization_coef
 from alae_fast.reference.optim import LREQAdam
 
 SQRT2 = math.sqrt(2.0)
 
 
 # -- helpers --------------------------------------------------------------------------------
+
 
 def make_grads(shapes, steps, seed=0):
     """A list (per step) of lists (per parameter) of gradients of varying magnitude/sign."""
@@ -37,7 +41,7 @@ def reference_run(p0, grads, coef, lr, beta2, eps, weight_decay=0.0, start_step=
         if weight_decay:
             g = g + weight_decay * p
         v = beta2 * v + (1.0 - beta2) * g * g
-        step = lr * coef * math.sqrt(1.0 - beta2 ** t)
+        step = lr * coef * math.sqrt(1.0 - beta2**t)
         p = p - step * g / (torch.sqrt(v) + eps)
     return p, v
 
@@ -48,6 +52,7 @@ def set_grads(params, grads):
 
 
 # -- coefficients and init of the equalized layers ------------------------------------------
+
 
 def test_lr_equalization_coef_default_is_one():
     assert lr_equalization_coef(nn.Parameter(torch.zeros(3))) == 1.0
@@ -83,11 +88,9 @@ def test_linear_init_std(lrmul):
     "kwargs, wshape, fan_in",
     [
         (dict(in_channels=64, out_channels=32, kernel_size=3), (32, 64, 3, 3), 9 * 64),
-        (dict(in_channels=64, out_channels=32, kernel_size=3, transpose=True), (64, 32, 3, 3),
-         9 * 64),
+        (dict(in_channels=64, out_channels=32, kernel_size=3, transpose=True), (64, 32, 3, 3), 9 * 64),
         (dict(in_channels=64, out_channels=32, kernel_size=3, groups=4), (32, 16, 3, 3), 9 * 16),
-        (dict(in_channels=64, out_channels=32, kernel_size=3, groups=4, transpose=True),
-         (64, 8, 3, 3), 9 * 16),
+        (dict(in_channels=64, out_channels=32, kernel_size=3, groups=4, transpose=True), (64, 8, 3, 3), 9 * 16),
         (dict(in_channels=48, out_channels=40, kernel_size=(1, 5)), (40, 48, 1, 5), 5 * 48),
     ],
 )
@@ -111,6 +114,7 @@ def test_conv_transpose_class_fan_in_uses_in_channels():
 
 
 # -- the update -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("eps", [1e-8, 0.1])
 def test_lreq_adam_matches_hand_loop(eps):
@@ -149,8 +153,7 @@ def test_first_step_size_hand_computed():
 def test_weight_decay_added_to_gradient():
     p = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
     p0 = p.detach().clone()
-    grads = [torch.tensor([0.3, -0.1, 0.0], dtype=torch.float64),
-             torch.tensor([-0.2, 0.4, 1.0], dtype=torch.float64)]
+    grads = [torch.tensor([0.3, -0.1, 0.0], dtype=torch.float64), torch.tensor([-0.2, 0.4, 1.0], dtype=torch.float64)]
     opt = LREQAdam([p], lr=0.1, betas=(0.0, 0.95), eps=1e-3, weight_decay=0.5)
     for g in grads:
         p.grad = g.clone()
@@ -178,7 +181,7 @@ def test_closure_loss_returned():
 
     def closure():
         opt.zero_grad()
-        loss = (p ** 2).sum()
+        loss = (p**2).sum()
         loss.backward()
         return loss
 
@@ -227,8 +230,7 @@ def test_zero_grad_advances_step_and_decays_v():
     g3 = torch.tensor([-1.0, 1.0], dtype=torch.float64)
     p.grad = g3.clone()
     opt.step()
-    exp_p, exp_v = reference_run(torch.tensor([1.0, -1.0]), [g1, torch.zeros(2), g3], 1.0, 0.1,
-                                 0.9, 1e-3)
+    exp_p, exp_v = reference_run(torch.tensor([1.0, -1.0]), [g1, torch.zeros(2), g3], 1.0, 0.1, 0.9, 1e-3)
     torch.testing.assert_close(p.detach(), exp_p, rtol=0, atol=1e-12)
     torch.testing.assert_close(opt.state[p]["exp_avg_sq"], exp_v, rtol=1e-12, atol=0)
 
@@ -257,8 +259,7 @@ def test_beta2_zero_and_lr_zero_allowed():
     p.grad = torch.tensor([4.0, -0.25], dtype=torch.float64)
     opt.step()
     # beta2 = 0: v = g^2, bias correction sqrt(1 - 0) = 1 -> p -= lr * sign(g)
-    torch.testing.assert_close(p.detach(), torch.tensor([0.9, -2.9], dtype=torch.float64),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(p.detach(), torch.tensor([0.9, -2.9], dtype=torch.float64), rtol=0, atol=1e-12)
     q = nn.Parameter(torch.tensor([1.0]))
     opt = LREQAdam([q], lr=0.0)
     q.grad = torch.tensor([1.0])
@@ -281,8 +282,7 @@ def test_state_dict_round_trip_continues_identically():
 
     # save through bytes, as a checkpoint would
     buf = io.BytesIO()
-    torch.save({"model": lin1.state_dict(), "extra": extra1.detach().clone(),
-                "opt": opt1.state_dict()}, buf)
+    torch.save({"model": lin1.state_dict(), "extra": extra1.detach().clone(), "opt": opt1.state_dict()}, buf)
     buf.seek(0)
     ck = torch.load(buf)
     lin2 = Linear(6, 4, lrmul=0.1)

@@ -67,8 +67,7 @@ def test_cpu_only_extension_is_reported_missing_cuda():
     # This environment's extension is a CPU build (torch is a CPU build), so every op but the
     # allowed exceptions must be reported without a CUDA kernel, and the exit status is 1.
     so = check.find_library(REPO_ROOT)
-    result = subprocess.run([sys.executable, str(SCRIPT), "--so", str(so)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--so", str(so)], capture_output=True, text=True, timeout=120)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     expected = _schema_names()
@@ -79,7 +78,8 @@ def test_cpu_only_extension_is_reported_missing_cuda():
 
 
 def test_missing_library_exits_2(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--so", str(tmp_path / "none.so")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--so", str(tmp_path / "none.so")], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "cannot load the extension" in result.stdout

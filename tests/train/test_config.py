@@ -5,19 +5,17 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from alae_fast.train.config import (
-    Config,
-    ConfigError,
-    DataConfig,
-    ModelConfig,
-    TrainConfig,
-    builtin_configs,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    save_config,
-    validate_config,
-)
+from alae_fast.train.config import Config
+from alae_fast.train.config import ConfigError
+from alae_fast.train.config import DataConfig
+from alae_fast.train.config import ModelConfig
+from alae_fast.train.config import TrainConfig
+from alae_fast.train.config import builtin_configs
+from alae_fast.train.config import config_from_dict
+from alae_fast.train.config import config_to_dict
+from alae_fast.train.config import load_config
+from alae_fast.train.config import save_config
+from alae_fast.train.config import validate_config
 
 
 def write_yaml(path, data):
@@ -33,9 +31,17 @@ def test_mnist_mlp_values():
     cfg = load_config("mnist-mlp")
     assert cfg.name == "mnist-mlp"
     assert cfg.model == ModelConfig(
-        kind="mlp", latent_size=50, mapping_layers=6, channels=1, layer_count=4,
-        startf=64, maxf=256, dlatent_avg_beta=0.995, truncation_psi=0.7,
-        truncation_cutoff=8, style_mixing_prob=None,
+        kind="mlp",
+        latent_size=50,
+        mapping_layers=6,
+        channels=1,
+        layer_count=4,
+        startf=64,
+        maxf=256,
+        dlatent_avg_beta=0.995,
+        truncation_psi=0.7,
+        truncation_cutoff=8,
+        style_mixing_prob=None,
     )
     assert cfg.data == DataConfig(dataset="mnist", path=None, resolution=32)
     t = cfg.train
@@ -52,9 +58,17 @@ def test_mnist_style_values():
     cfg = load_config("mnist-style")
     assert cfg.name == "mnist-style"
     assert cfg.model == ModelConfig(
-        kind="style", latent_size=32, mapping_layers=4, channels=1, layer_count=4,
-        startf=64, maxf=256, dlatent_avg_beta=0.995, truncation_psi=0.7,
-        truncation_cutoff=8, style_mixing_prob=0.9,
+        kind="style",
+        latent_size=32,
+        mapping_layers=4,
+        channels=1,
+        layer_count=4,
+        startf=64,
+        maxf=256,
+        dlatent_avg_beta=0.995,
+        truncation_psi=0.7,
+        truncation_cutoff=8,
+        style_mixing_prob=0.9,
     )
     assert (cfg.data.dataset, cfg.data.resolution) == ("mnist", 32)
     t = cfg.train

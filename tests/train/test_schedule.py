@@ -7,13 +7,18 @@ import math
 
 import pytest
 
-from alae_fast.train.schedule import EpochPlan, LodSchedule
+from alae_fast.train.schedule import EpochPlan
+from alae_fast.train.schedule import LodSchedule
 
 
-def sched(epochs_per_lod=4, layer_count=3, batch_sizes=(128, 64, 32), lrs=(0.0015, 0.002, 0.003),
-          dataset_size=100):
-    return LodSchedule(layer_count=layer_count, epochs_per_lod=epochs_per_lod,
-                       batch_sizes=batch_sizes, learning_rates=lrs, dataset_size=dataset_size)
+def sched(epochs_per_lod=4, layer_count=3, batch_sizes=(128, 64, 32), lrs=(0.0015, 0.002, 0.003), dataset_size=100):
+    return LodSchedule(
+        layer_count=layer_count,
+        epochs_per_lod=epochs_per_lod,
+        batch_sizes=batch_sizes,
+        learning_rates=lrs,
+        dataset_size=dataset_size,
+    )
 
 
 def test_lod_per_epoch():
@@ -53,10 +58,10 @@ def test_blend_known_values():
     s = sched()
     # transition of lod 1 spans epochs 4, 5 = 200 images
     assert s.blend(4, 0) == pytest.approx(0.0, abs=1e-12)
-    assert s.blend(5, 0) == pytest.approx(0.5, abs=1e-12)       # t = 100 / 200
+    assert s.blend(5, 0) == pytest.approx(0.5, abs=1e-12)  # t = 100 / 200
     assert s.blend(4, 50) == pytest.approx((1 - math.cos(math.pi / 4)) / 2, abs=1e-12)  # t = 1/4
     assert s.blend(5, 50) == pytest.approx((1 + math.cos(math.pi / 4)) / 2, abs=1e-12)  # t = 3/4
-    assert s.blend(5, 100) == pytest.approx(1.0, abs=1e-12)     # end of the half
+    assert s.blend(5, 100) == pytest.approx(1.0, abs=1e-12)  # end of the half
     # same for lod 2
     assert s.blend(8, 0) == pytest.approx(0.0, abs=1e-12)
     assert s.blend(9, 0) == pytest.approx(0.5, abs=1e-12)
@@ -67,12 +72,14 @@ def test_blend_known_values():
     # Known values where cos(pi t) is exact: 60 images an epoch make the transition 120 images,
     # t = seen / 120, and sin(pi t - pi/2) / 2 + 1/2 = (1 - cos(pi t)) / 2.
     s60 = sched(dataset_size=60)
-    for epoch, seen, value in [(4, 20, (2 - math.sqrt(3)) / 4),  # t = 1/6: cos 30 deg = sqrt(3)/2
-                               (4, 40, 0.25),                     # t = 1/3: cos 60 deg = 1/2
-                               (5, 0, 0.5),                       # t = 1/2: cos 90 deg = 0
-                               (5, 20, 0.75),                     # t = 2/3: cos 120 deg = -1/2
-                               (5, 40, (2 + math.sqrt(3)) / 4),   # t = 5/6: cos 150 deg
-                               (8, 40, 0.25)]:                    # lod 2's transition, t = 1/3
+    for epoch, seen, value in [
+        (4, 20, (2 - math.sqrt(3)) / 4),  # t = 1/6: cos 30 deg = sqrt(3)/2
+        (4, 40, 0.25),  # t = 1/3: cos 60 deg = 1/2
+        (5, 0, 0.5),  # t = 1/2: cos 90 deg = 0
+        (5, 20, 0.75),  # t = 2/3: cos 120 deg = -1/2
+        (5, 40, (2 + math.sqrt(3)) / 4),  # t = 5/6: cos 150 deg
+        (8, 40, 0.25),
+    ]:  # lod 2's transition, t = 1/3
         assert s60.blend(epoch, seen) == pytest.approx(value, abs=1e-12)
 
 
@@ -126,8 +133,9 @@ def test_batch_sizes_and_learning_rates_per_lod():
 
 
 def test_single_entry_lists_and_generators():
-    s = LodSchedule(layer_count=3, epochs_per_lod=2, batch_sizes=iter([16]),
-                    learning_rates=(x for x in [0.5]), dataset_size=10)
+    s = LodSchedule(
+        layer_count=3, epochs_per_lod=2, batch_sizes=iter([16]), learning_rates=(x for x in [0.5]), dataset_size=10
+    )
     assert [(s.plan(e).batch_size, s.plan(e).learning_rate) for e in range(6)] == [(16, 0.5)] * 6
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from alae_fast.utils.images import make_grid, save_grid
+from alae_fast.utils.images import make_grid
+from alae_fast.utils.images import save_grid
 
 
 def constant_batch(values, c=1, h=2, w=2):
@@ -71,11 +72,7 @@ def test_rgb_grid():
 
 @pytest.mark.parametrize(
     "images, match",
-    [
-        (torch.zeros(2, 2, 2), "images"),
-        (torch.zeros(2, 2, 4, 4), "channels"),
-        (torch.zeros(0, 1, 4, 4), "empty"),
-    ],
+    [(torch.zeros(2, 2, 2), "images"), (torch.zeros(2, 2, 4, 4), "channels"), (torch.zeros(0, 1, 4, 4), "empty")],
 )
 def test_errors(images, match):
     with pytest.raises(ValueError, match=match):

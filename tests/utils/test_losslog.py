@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from alae_fast.utils.losslog import LossLog, RunningMeans
+from alae_fast.utils.losslog import LossLog
+from alae_fast.utils.losslog import RunningMeans
 
 
 def test_append_rows_round_trip(tmp_path):

@@ -12,13 +12,30 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (acc_dtype, acc_scalar, acc_torch_dtype, cast_to, device_of, div_rn, lrelu,
-                     merge_chunk_moments, row_mean, row_tile, sqrt_rn)
+from .common import acc_dtype
+from .common import acc_scalar
+from .common import acc_torch_dtype
+from .common import cast_to
+from .common import device_of
+from .common import div_rn
+from .common import lrelu
+from .common import merge_chunk_moments
+from .common import row_mean
+from .common import row_tile
+from .common import sqrt_rn
 
 
 @triton.jit
-def _row_params(noise_weight_ptr, bias_ptr, c, row_mask, HAS_NOISE: tl.constexpr,
-                HAS_BIAS: tl.constexpr, ACC: tl.constexpr, ROWS: tl.constexpr):
+def _row_params(
+    noise_weight_ptr,
+    bias_ptr,
+    c,
+    row_mask,
+    HAS_NOISE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    ROWS: tl.constexpr,
+):
     """Per-row noise weight and bias in ACC (0 where absent)."""
     weight = tl.zeros([ROWS], dtype=ACC)
     bias = tl.zeros([ROWS], dtype=ACC)
@@ -30,8 +47,7 @@ def _row_params(noise_weight_ptr, bias_ptr, c, row_mask, HAS_NOISE: tl.constexpr
 
 
 @triton.jit
-def _pre_activation(x_ptr, noise_ptr, offs, noise_offs, mask, weight, bias,
-                    HAS_NOISE: tl.constexpr, ACC: tl.constexpr):
+def _pre_activation(x_ptr, noise_ptr, offs, noise_offs, mask, weight, bias, HAS_NOISE: tl.constexpr, ACC: tl.constexpr):
     """t = x + noise_weight * noise + bias on a [ROWS, BM] chunk, and the noise (0 if none)."""
     t = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     noise = tl.zeros_like(t)
@@ -42,17 +58,31 @@ def _pre_activation(x_ptr, noise_ptr, offs, noise_offs, mask, weight, bias,
 
 
 @triton.jit
-def _adain_fwd_kernel(x_ptr, style_ptr, noise_ptr, noise_weight_ptr, bias_ptr, y_ptr,
-                      stats_ptr, rows, C, M, alpha: tl.float64, eps: tl.float64,
-                      HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr,
-                      ROWS: tl.constexpr, BM: tl.constexpr):
+def _adain_fwd_kernel(
+    x_ptr,
+    style_ptr,
+    noise_ptr,
+    noise_weight_ptr,
+    bias_ptr,
+    y_ptr,
+    stats_ptr,
+    rows,
+    C,
+    M,
+    alpha: tl.float64,
+    eps: tl.float64,
+    HAS_NOISE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    ROWS: tl.constexpr,
+    BM: tl.constexpr,
+):
     r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     row_mask = r < rows
     c = r % C
     n = r // C
     alpha_acc = acc_scalar(alpha, ACC)
-    weight, bias = _row_params(noise_weight_ptr, bias_ptr, c, row_mask, HAS_NOISE, HAS_BIAS,
-                               ACC, ROWS)
+    weight, bias = _row_params(noise_weight_ptr, bias_ptr, c, row_mask, HAS_NOISE, HAS_BIAS, ACC, ROWS)
     rows_base = r * M
     noise_base = n * M
     # Pass 1: the row's mean and sum of squared deviations, accumulated shifted by the row's
@@ -67,11 +97,18 @@ def _adain_fwd_kernel(x_ptr, style_ptr, noise_ptr, noise_weight_ptr, bias_ptr, y
     while start < M:
         cols = start + tl.arange(0, BM)
         mask = row_mask[:, None] & (cols < M)[None, :]
-        t, _ = _pre_activation(x_ptr, noise_ptr, rows_base[:, None] + cols[None, :],
-                               noise_base[:, None] + cols[None, :], mask, weight, bias,
-                               HAS_NOISE, ACC)
-        mean, m2 = merge_chunk_moments(mean, m2, lrelu(t, alpha_acc), shift0, mask, start, M,
-                                       BM)
+        t, _ = _pre_activation(
+            x_ptr,
+            noise_ptr,
+            rows_base[:, None] + cols[None, :],
+            noise_base[:, None] + cols[None, :],
+            mask,
+            weight,
+            bias,
+            HAS_NOISE,
+            ACC,
+        )
+        mean, m2 = merge_chunk_moments(mean, m2, lrelu(t, alpha_acc), shift0, mask, start, M, BM)
         start += BM
     mean = row_mean(shift0, mean)
     rstd = div_rn(tl.full([ROWS], 1.0, ACC), sqrt_rn(m2 / M + acc_scalar(eps, ACC)))
@@ -83,8 +120,9 @@ def _adain_fwd_kernel(x_ptr, style_ptr, noise_ptr, noise_weight_ptr, bias_ptr, y
         cols = start + tl.arange(0, BM)
         mask = row_mask[:, None] & (cols < M)[None, :]
         offs = rows_base[:, None] + cols[None, :]
-        t, _ = _pre_activation(x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :],
-                               mask, weight, bias, HAS_NOISE, ACC)
+        t, _ = _pre_activation(
+            x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :], mask, weight, bias, HAS_NOISE, ACC
+        )
         xn = (lrelu(t, alpha_acc) - mean[:, None]) * rstd[:, None]
         y = xn * scale[:, None] + shift[:, None]
         tl.store(y_ptr + offs, cast_to(y, y_ptr.dtype.element_ty), mask=mask)
@@ -94,18 +132,34 @@ def _adain_fwd_kernel(x_ptr, style_ptr, noise_ptr, noise_weight_ptr, bias_ptr, y
 
 
 @triton.jit
-def _adain_bwd_kernel(grad_y_ptr, x_ptr, style_ptr, noise_ptr, noise_weight_ptr, bias_ptr,
-                      stats_ptr, grad_x_ptr, grad_style_ptr, partial_noise_ptr,
-                      partial_bias_ptr, rows, C, M, alpha: tl.float64, HAS_NOISE: tl.constexpr,
-                      HAS_BIAS: tl.constexpr, ACC: tl.constexpr, ROWS: tl.constexpr,
-                      BM: tl.constexpr):
+def _adain_bwd_kernel(
+    grad_y_ptr,
+    x_ptr,
+    style_ptr,
+    noise_ptr,
+    noise_weight_ptr,
+    bias_ptr,
+    stats_ptr,
+    grad_x_ptr,
+    grad_style_ptr,
+    partial_noise_ptr,
+    partial_bias_ptr,
+    rows,
+    C,
+    M,
+    alpha: tl.float64,
+    HAS_NOISE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    ROWS: tl.constexpr,
+    BM: tl.constexpr,
+):
     r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     row_mask = r < rows
     c = r % C
     n = r // C
     alpha_acc = acc_scalar(alpha, ACC)
-    weight, bias = _row_params(noise_weight_ptr, bias_ptr, c, row_mask, HAS_NOISE, HAS_BIAS,
-                               ACC, ROWS)
+    weight, bias = _row_params(noise_weight_ptr, bias_ptr, c, row_mask, HAS_NOISE, HAS_BIAS, ACC, ROWS)
     mean = tl.load(stats_ptr + r + n * C, mask=row_mask, other=0.0)
     rstd = tl.load(stats_ptr + r + n * C + C, mask=row_mask, other=0.0)
     scale = 1.0 + tl.load(style_ptr + r + n * C, mask=row_mask, other=0.0).to(ACC)
@@ -120,8 +174,9 @@ def _adain_bwd_kernel(grad_y_ptr, x_ptr, style_ptr, noise_ptr, noise_weight_ptr,
         mask = row_mask[:, None] & (cols < M)[None, :]
         offs = rows_base[:, None] + cols[None, :]
         gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
-        t, _ = _pre_activation(x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :],
-                               mask, weight, bias, HAS_NOISE, ACC)
+        t, _ = _pre_activation(
+            x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :], mask, weight, bias, HAS_NOISE, ACC
+        )
         sum_g += gy
         sum_gx += gy * ((lrelu(t, alpha_acc) - mean[:, None]) * rstd[:, None])  # gy = 0 masked
         start += BM
@@ -142,8 +197,9 @@ def _adain_bwd_kernel(grad_y_ptr, x_ptr, style_ptr, noise_ptr, noise_weight_ptr,
         mask = row_mask[:, None] & (cols < M)[None, :]
         offs = rows_base[:, None] + cols[None, :]
         gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
-        t, noise = _pre_activation(x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :],
-                                   mask, weight, bias, HAS_NOISE, ACC)
+        t, noise = _pre_activation(
+            x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :], mask, weight, bias, HAS_NOISE, ACC
+        )
         xn = (lrelu(t, alpha_acc) - mean[:, None]) * rstd[:, None]
         ga = k[:, None] * (gy - mean_g[:, None] - xn * mean_gx[:, None])
         gt = tl.where(mask, tl.where(t > 0, ga, alpha_acc * ga), 0.0)
@@ -156,9 +212,15 @@ def _adain_bwd_kernel(grad_y_ptr, x_ptr, style_ptr, noise_ptr, noise_weight_ptr,
         tl.store(partial_noise_ptr + r, tl.sum(sum_gt_noise, axis=1), mask=row_mask)
 
 
-def adain_fwd(x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None,
-              noise_weight: torch.Tensor | None, bias: torch.Tensor | None, alpha: float,
-              eps: float):
+def adain_fwd(
+    x: torch.Tensor,
+    style: torch.Tensor,
+    noise: torch.Tensor | None,
+    noise_weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    alpha: float,
+    eps: float,
+):
     """(y, stats [N, 2C] = (mean | rstd) in the accumulation dtype) of a row-major
     x [N, C, H, W]; see the kernel spec."""
     n, channels, height, width = x.shape
@@ -170,17 +232,38 @@ def adain_fwd(x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None,
     block_rows, bm = row_tile(rows, row_len)
     with device_of(x):
         _adain_fwd_kernel[(triton.cdiv(rows, block_rows),)](
-            x, style, noise if noise is not None else x,
-            noise_weight if noise_weight is not None else x, bias if bias is not None else x,
-            y, stats, rows, channels, row_len, float(alpha), float(eps),
-            HAS_NOISE=noise is not None, HAS_BIAS=bias is not None, ACC=acc_dtype(x),
-            ROWS=block_rows, BM=bm)
+            x,
+            style,
+            noise if noise is not None else x,
+            noise_weight if noise_weight is not None else x,
+            bias if bias is not None else x,
+            y,
+            stats,
+            rows,
+            channels,
+            row_len,
+            float(alpha),
+            float(eps),
+            HAS_NOISE=noise is not None,
+            HAS_BIAS=bias is not None,
+            ACC=acc_dtype(x),
+            ROWS=block_rows,
+            BM=bm,
+        )
     return y, stats
 
 
-def adain_bwd(grad_y: torch.Tensor, x: torch.Tensor, style: torch.Tensor,
-              noise: torch.Tensor | None, noise_weight: torch.Tensor | None,
-              bias: torch.Tensor | None, stats: torch.Tensor, alpha: float, eps: float):
+def adain_bwd(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    style: torch.Tensor,
+    noise: torch.Tensor | None,
+    noise_weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    stats: torch.Tensor,
+    alpha: float,
+    eps: float,
+):
     """(grad_x, grad_style, grad_noise_weight, grad_bias) of adain_fwd; ``eps`` is already
     folded into stats. grad_noise_weight is zeros without noise; grad_bias is always
     computed."""
@@ -194,11 +277,25 @@ def adain_bwd(grad_y: torch.Tensor, x: torch.Tensor, style: torch.Tensor,
         block_rows, bm = row_tile(rows, row_len)
         with device_of(x):
             _adain_bwd_kernel[(triton.cdiv(rows, block_rows),)](
-                grad_y, x, style, noise if noise is not None else x,
+                grad_y,
+                x,
+                style,
+                noise if noise is not None else x,
                 noise_weight if noise_weight is not None else x,
-                bias if bias is not None else x, stats, grad_x, grad_style, partial_noise,
-                partial_bias, rows, channels, row_len, float(alpha),
-                HAS_NOISE=noise is not None, HAS_BIAS=bias is not None, ACC=acc_dtype(x),
-                ROWS=block_rows, BM=bm)
-    return (grad_x, grad_style, partial_noise.sum(dim=0).to(x.dtype),
-            partial_bias.sum(dim=0).to(x.dtype))
+                bias if bias is not None else x,
+                stats,
+                grad_x,
+                grad_style,
+                partial_noise,
+                partial_bias,
+                rows,
+                channels,
+                row_len,
+                float(alpha),
+                HAS_NOISE=noise is not None,
+                HAS_BIAS=bias is not None,
+                ACC=acc_dtype(x),
+                ROWS=block_rows,
+                BM=bm,
+            )
+    return (grad_x, grad_style, partial_noise.sum(dim=0).to(x.dtype), partial_bias.sum(dim=0).to(x.dtype))

@@ -47,9 +47,19 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (INTERPRETED, acc_dtype, acc_scalar, acc_torch_dtype, cast_to, device_of,
-                     div_rn, is_channels_last_4d, lrelu, merge_chunk_moments, pow2_block,
-                     row_mean, sqrt_rn)
+from .common import INTERPRETED
+from .common import acc_dtype
+from .common import acc_scalar
+from .common import acc_torch_dtype
+from .common import cast_to
+from .common import device_of
+from .common import div_rn
+from .common import is_channels_last_4d
+from .common import lrelu
+from .common import merge_chunk_moments
+from .common import pow2_block
+from .common import row_mean
+from .common import sqrt_rn
 
 _INTERPRET = bool(INTERPRETED.value)
 
@@ -65,6 +75,7 @@ _GRAD_TAPS = ((0, 0, 1, 1), (0, 1, 1, 0), (1, 1, 0, 0))
 # Shared device helpers
 # --------------------------------------------------------------------------------------------
 
+
 @triton.jit
 def _sub_rn(a, b):
     """a - b rounded on its own: compiled, sub.rn is never contracted with lrelu's alpha * t
@@ -74,17 +85,42 @@ def _sub_rn(a, b):
         return a - b
     else:
         if a.dtype == tl.float64:
-            return tl.inline_asm_elementwise("sub.rn.f64 $0, $1, $2;", "=d,d,d", [a, b],
-                                             dtype=tl.float64, is_pure=True, pack=1)
+            return tl.inline_asm_elementwise(
+                "sub.rn.f64 $0, $1, $2;", "=d,d,d", [a, b], dtype=tl.float64, is_pure=True, pack=1
+            )
         else:
-            return tl.inline_asm_elementwise("sub.rn.f32 $0, $1, $2;", "=f,f,f", [a, b],
-                                             dtype=tl.float32, is_pure=True, pack=1)
+            return tl.inline_asm_elementwise(
+                "sub.rn.f32 $0, $1, $2;", "=f,f,f", [a, b], dtype=tl.float32, is_pure=True, pack=1
+            )
 
 
 @triton.jit
-def _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr, n, si, sj,
-                   pix_ok, cc, C, H, W, sxn, sxc, sxh, sxw, alpha, HAS_NOISE: tl.constexpr,
-                   HAS_AB: tl.constexpr, HAS_CENTER: tl.constexpr, ACC: tl.constexpr):
+def _prologue_tile(
+    x_ptr,
+    noise_ptr,
+    nw_ptr,
+    ab_ptr,
+    scale_ptr,
+    shift_ptr,
+    center_ptr,
+    n,
+    si,
+    sj,
+    pix_ok,
+    cc,
+    C,
+    H,
+    W,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    alpha,
+    HAS_NOISE: tl.constexpr,
+    HAS_AB: tl.constexpr,
+    HAS_CENTER: tl.constexpr,
+    ACC: tl.constexpr,
+):
     """a = scale[n, c] * (t - center[n, c]) + shift[n, c], t = lrelu(x + noise_weight[c] *
     noise + act_bias[c]) (center 0 without HAS_CENTER) on the
     [P, K] tile of pixels (n, si, sj) ([P] each) by channels cc ([K]); 0 where a pixel is
@@ -94,8 +130,7 @@ def _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, cente
     mask = ok[:, None] & c_ok[None, :]
     n64 = n.to(tl.int64)
     pix = n64 * sxn + si.to(tl.int64) * sxh + sj.to(tl.int64) * sxw
-    pre = tl.load(x_ptr + pix[:, None] + cc.to(tl.int64)[None, :] * sxc, mask=mask,
-                  other=0.0).to(ACC)
+    pre = tl.load(x_ptr + pix[:, None] + cc.to(tl.int64)[None, :] * sxc, mask=mask, other=0.0).to(ACC)
     if HAS_NOISE:
         z = tl.load(noise_ptr + (n64 * H + si) * W + sj, mask=ok, other=0.0).to(ACC)
         nw = tl.load(nw_ptr + cc, mask=c_ok, other=0.0).to(ACC)
@@ -132,15 +167,47 @@ def _mma(acc, a, b, DT: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.const
 # Forward: out = bias + conv(A)
 # --------------------------------------------------------------------------------------------
 
+
 @triton.jit
-def _fwd_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr, w_ptr,
-                bias_ptr, out_ptr, N, H, W, sxn, sxc, sxh, sxw, son, soc, soh, sow,
-                alpha: tl.float64, HW_BUCKET, C: tl.constexpr, COUT: tl.constexpr,
-                UP: tl.constexpr, TAPS: tl.constexpr, HAS_NOISE: tl.constexpr,
-                HAS_AB: tl.constexpr, HAS_CENTER: tl.constexpr, HAS_BIAS: tl.constexpr,
-                ACC: tl.constexpr, USE_DOT: tl.constexpr,
-                PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                BK: tl.constexpr):
+def _fwd_kernel(
+    x_ptr,
+    noise_ptr,
+    nw_ptr,
+    ab_ptr,
+    scale_ptr,
+    shift_ptr,
+    center_ptr,
+    w_ptr,
+    bias_ptr,
+    out_ptr,
+    N,
+    H,
+    W,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    son,
+    soc,
+    soh,
+    sow,
+    alpha: tl.float64,
+    HW_BUCKET,
+    C: tl.constexpr,
+    COUT: tl.constexpr,
+    UP: tl.constexpr,
+    TAPS: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    HAS_AB: tl.constexpr,
+    HAS_CENTER: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+):
     # Program (pid, phase): BM source-grid pixels (n, i) flattened over the batch, by BN
     # output channels, of output phase ``phase`` (0 without up). Cout tiles are the fastest
     # grid index, so the programs sharing an input tile run together (L2 reuse).
@@ -174,12 +241,34 @@ def _fwd_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_p
         cc = (kk % c_blocks) * BK + tl.arange(0, BK)
         th = tap // TAPS
         tw = tap % TAPS
-        a = _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr,
-                           n, i + (py - 1 + th), j + (px - 1 + tw), m_ok, cc, C, H, W, sxn,
-                           sxc, sxh, sxw, alpha_acc, HAS_NOISE, HAS_AB, HAS_CENTER, ACC)
+        a = _prologue_tile(
+            x_ptr,
+            noise_ptr,
+            nw_ptr,
+            ab_ptr,
+            scale_ptr,
+            shift_ptr,
+            center_ptr,
+            n,
+            i + (py - 1 + th),
+            j + (px - 1 + tw),
+            m_ok,
+            cc,
+            C,
+            H,
+            W,
+            sxn,
+            sxc,
+            sxh,
+            sxw,
+            alpha_acc,
+            HAS_NOISE,
+            HAS_AB,
+            HAS_CENTER,
+            ACC,
+        )
         w_row = (phase * (TAPS * TAPS) + tap) * C + cc
-        w = tl.load(w_ptr + w_row[:, None] * COUT + co[None, :],
-                    mask=(cc < C)[:, None] & co_ok[None, :], other=0.0)
+        w = tl.load(w_ptr + w_row[:, None] * COUT + co[None, :], mask=(cc < C)[:, None] & co_ok[None, :], other=0.0)
         acc = _mma(acc, a, w, DT, USE_DOT, PRECISION)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + co, mask=co_ok, other=0.0).to(ACC)[None, :]
@@ -190,23 +279,59 @@ def _fwd_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_p
         oh = i
         ow = j
     pix = n.to(tl.int64) * son + oh.to(tl.int64) * soh + ow.to(tl.int64) * sow
-    tl.store(out_ptr + pix[:, None] + co.to(tl.int64)[None, :] * soc,
-             cast_to(acc, out_ptr.dtype.element_ty), mask=m_ok[:, None] & co_ok[None, :])
+    tl.store(
+        out_ptr + pix[:, None] + co.to(tl.int64)[None, :] * soc,
+        cast_to(acc, out_ptr.dtype.element_ty),
+        mask=m_ok[:, None] & co_ok[None, :],
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Backward 1: Ga (gather conv of grad_out) with the elementwise epilogue
 # --------------------------------------------------------------------------------------------
 
+
 @triton.jit
-def _grad_a_kernel(g_ptr, w_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, center_ptr,
-                   gx_ptr, part_ptr, N, H, W, HO, WO, sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw,
-                   alpha: tl.float64, HW_BUCKET, C: tl.constexpr, COUT: tl.constexpr,
-                   TAPS: tl.constexpr, STRIDE: tl.constexpr, HAS_NOISE: tl.constexpr,
-                   HAS_AB: tl.constexpr, HAS_CENTER: tl.constexpr, ACC: tl.constexpr,
-                   USE_DOT: tl.constexpr,
-                   PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                   BK: tl.constexpr):
+def _grad_a_kernel(
+    g_ptr,
+    w_ptr,
+    x_ptr,
+    noise_ptr,
+    nw_ptr,
+    ab_ptr,
+    scale_ptr,
+    center_ptr,
+    gx_ptr,
+    part_ptr,
+    N,
+    H,
+    W,
+    HO,
+    WO,
+    sgn,
+    sgc,
+    sgh,
+    sgw,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    alpha: tl.float64,
+    HW_BUCKET,
+    C: tl.constexpr,
+    COUT: tl.constexpr,
+    TAPS: tl.constexpr,
+    STRIDE: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    HAS_AB: tl.constexpr,
+    HAS_CENTER: tl.constexpr,
+    ACC: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+):
     # Program (pid, n): BM pixels of sample n by BN input channels. Tiles never span two
     # samples, so the per-(n, c) sums are plain column sums of the tile.
     c_tiles: tl.constexpr = (C + BN - 1) // BN
@@ -233,16 +358,17 @@ def _grad_a_kernel(g_ptr, w_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, ce
         ok = p_ok & (gi >= 0) & (gi < HO) & (gj >= 0) & (gj < WO)
         co_ok = co < COUT
         g_pix = n64 * sgn + gi.to(tl.int64) * sgh + gj.to(tl.int64) * sgw
-        g = tl.load(g_ptr + g_pix[:, None] + co.to(tl.int64)[None, :] * sgc,
-                    mask=ok[:, None] & co_ok[None, :], other=0.0)
-        w = tl.load(w_ptr + ((tap * COUT + co) * C)[:, None] + cc[None, :],
-                    mask=co_ok[:, None] & c_ok[None, :], other=0.0)
+        g = tl.load(
+            g_ptr + g_pix[:, None] + co.to(tl.int64)[None, :] * sgc, mask=ok[:, None] & co_ok[None, :], other=0.0
+        )
+        w = tl.load(
+            w_ptr + ((tap * COUT + co) * C)[:, None] + cc[None, :], mask=co_ok[:, None] & c_ok[None, :], other=0.0
+        )
         acc = _mma(acc, g, w, DT, USE_DOT, PRECISION)
     # Epilogue: pre and t recomputed from x; grad_x = Ga * scale * lrelu'(pre).
     mask = p_ok[:, None] & c_ok[None, :]
     alpha_acc = acc_scalar(alpha, ACC)
-    x_off = (n64 * sxn + i.to(tl.int64) * sxh + j.to(tl.int64) * sxw)[:, None] \
-        + cc.to(tl.int64)[None, :] * sxc
+    x_off = (n64 * sxn + i.to(tl.int64) * sxh + j.to(tl.int64) * sxw)[:, None] + cc.to(tl.int64)[None, :] * sxc
     pre = tl.load(x_ptr + x_off, mask=mask, other=0.0).to(ACC)
     z = tl.zeros([BM], dtype=ACC)
     if HAS_NOISE:
@@ -272,15 +398,45 @@ def _grad_a_kernel(g_ptr, w_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, ce
 # Backward 2: grad_weight, split over pixel ranges
 # --------------------------------------------------------------------------------------------
 
+
 @triton.jit
-def _grad_w_kernel(g_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr,
-                   part_ptr, N, H, W, sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw, alpha: tl.float64,
-                   C: tl.constexpr, COUT: tl.constexpr, UP: tl.constexpr,
-                   TAPS: tl.constexpr, KPIX: tl.constexpr, HAS_NOISE: tl.constexpr,
-                   HAS_AB: tl.constexpr, HAS_CENTER: tl.constexpr, ACC: tl.constexpr,
-                   USE_DOT: tl.constexpr,
-                   PRECISION: tl.constexpr, BCO: tl.constexpr, BC: tl.constexpr,
-                   BK: tl.constexpr):
+def _grad_w_kernel(
+    g_ptr,
+    x_ptr,
+    noise_ptr,
+    nw_ptr,
+    ab_ptr,
+    scale_ptr,
+    shift_ptr,
+    center_ptr,
+    part_ptr,
+    N,
+    H,
+    W,
+    sgn,
+    sgc,
+    sgh,
+    sgw,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    alpha: tl.float64,
+    C: tl.constexpr,
+    COUT: tl.constexpr,
+    UP: tl.constexpr,
+    TAPS: tl.constexpr,
+    KPIX: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    HAS_AB: tl.constexpr,
+    HAS_CENTER: tl.constexpr,
+    ACC: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BCO: tl.constexpr,
+    BC: tl.constexpr,
+    BK: tl.constexpr,
+):
     # Program (pid, q, split): a [BCO, BC] tile of the (phase, tap) q GEMM
     # sum_pixels grad_out[co, out pixel] * A_q[pixel, c] over pixels split * KPIX + [0, KPIX).
     c_tiles: tl.constexpr = (C + BC - 1) // BC
@@ -321,11 +477,35 @@ def _grad_w_kernel(g_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr
             oh = i
             ow = j
         g_pix = n.to(tl.int64) * sgn + oh.to(tl.int64) * sgh + ow.to(tl.int64) * sgw
-        g = tl.load(g_ptr + co.to(tl.int64)[:, None] * sgc + g_pix[None, :],
-                    mask=co_ok[:, None] & m_ok[None, :], other=0.0)
-        a = _prologue_tile(x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr, center_ptr,
-                           n, i + (py - 1 + th), j + (px - 1 + tw), m_ok, cc, C, H, W, sxn,
-                           sxc, sxh, sxw, alpha_acc, HAS_NOISE, HAS_AB, HAS_CENTER, ACC)
+        g = tl.load(
+            g_ptr + co.to(tl.int64)[:, None] * sgc + g_pix[None, :], mask=co_ok[:, None] & m_ok[None, :], other=0.0
+        )
+        a = _prologue_tile(
+            x_ptr,
+            noise_ptr,
+            nw_ptr,
+            ab_ptr,
+            scale_ptr,
+            shift_ptr,
+            center_ptr,
+            n,
+            i + (py - 1 + th),
+            j + (px - 1 + tw),
+            m_ok,
+            cc,
+            C,
+            H,
+            W,
+            sxn,
+            sxc,
+            sxh,
+            sxw,
+            alpha_acc,
+            HAS_NOISE,
+            HAS_AB,
+            HAS_CENTER,
+            ACC,
+        )
         acc = _mma(acc, g, a, DT, USE_DOT, PRECISION)
     q_all = tl.num_programs(1)
     out = ((split.to(tl.int64) * q_all + q) * COUT + co)[:, None] * C + cc[None, :]
@@ -336,11 +516,33 @@ def _grad_w_kernel(g_ptr, x_ptr, noise_ptr, nw_ptr, ab_ptr, scale_ptr, shift_ptr
 # adain_stats: per-(n, c) mean and rstd of t
 # --------------------------------------------------------------------------------------------
 
+
 @triton.jit
-def _stats_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, stats_ptr, part_ptr, rows, C, W, M, SEG,
-                  sxn, sxc, sxh, sxw, alpha: tl.float64, eps: tl.float64,
-                  HAS_NOISE: tl.constexpr, HAS_AB: tl.constexpr, FINAL: tl.constexpr,
-                  ACC: tl.constexpr, ROWS: tl.constexpr, BM: tl.constexpr):
+def _stats_kernel(
+    x_ptr,
+    noise_ptr,
+    nw_ptr,
+    ab_ptr,
+    stats_ptr,
+    part_ptr,
+    rows,
+    C,
+    W,
+    M,
+    SEG,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    alpha: tl.float64,
+    eps: tl.float64,
+    HAS_NOISE: tl.constexpr,
+    HAS_AB: tl.constexpr,
+    FINAL: tl.constexpr,
+    ACC: tl.constexpr,
+    ROWS: tl.constexpr,
+    BM: tl.constexpr,
+):
     # Program (pid, seg): ROWS rows (n, c) by the pixels [seg * SEG, seg * SEG + SEG) of the
     # M = H * W, walked in BM chunks merged with Chan's formula, shifted by the row's first
     # value (see merge_chunk_moments). FINAL (one segment): the stats themselves; otherwise the
@@ -398,11 +600,11 @@ def _stats_kernel(x_ptr, noise_ptr, nw_ptr, ab_ptr, stats_ptr, part_ptr, rows, C
 # Autotuning (compiled only)
 # --------------------------------------------------------------------------------------------
 
+
 def _fit(configs, dims):
     """Configs whose tiles do not exceed the problem by more than the 16-wide minimum of
     tl.dot (all of them if none fits): ``dims`` maps a tile name to the size it covers."""
-    fit = [cfg for cfg in configs
-           if all(cfg.kwargs[k] <= max(16, triton.next_power_of_2(v)) for k, v in dims.items())]
+    fit = [cfg for cfg in configs if all(cfg.kwargs[k] <= max(16, triton.next_power_of_2(v)) for k, v in dims.items())]
     return fit or configs[-1:]
 
 
@@ -414,50 +616,74 @@ def _cfg(num_warps, num_stages, **tiles):
 # sm_80's 163 KB and sm_90's 227 KB of shared memory per block (checked without a GPU by
 # scripts/triton_compile_check.py, which compiles each of them for both).
 _HALF_FWD = [
-    _cfg(8, 3, BM=128, BN=128, BK=32), _cfg(8, 3, BM=128, BN=128, BK=64),
-    _cfg(4, 4, BM=128, BN=64, BK=32), _cfg(4, 4, BM=64, BN=128, BK=32),
-    _cfg(4, 4, BM=64, BN=64, BK=32), _cfg(4, 3, BM=64, BN=64, BK=64),
-    _cfg(4, 4, BM=128, BN=32, BK=32), _cfg(4, 3, BM=32, BN=64, BK=64),
-    _cfg(4, 4, BM=64, BN=32, BK=16), _cfg(4, 3, BM=16, BN=64, BK=64),
+    _cfg(8, 3, BM=128, BN=128, BK=32),
+    _cfg(8, 3, BM=128, BN=128, BK=64),
+    _cfg(4, 4, BM=128, BN=64, BK=32),
+    _cfg(4, 4, BM=64, BN=128, BK=32),
+    _cfg(4, 4, BM=64, BN=64, BK=32),
+    _cfg(4, 3, BM=64, BN=64, BK=64),
+    _cfg(4, 4, BM=128, BN=32, BK=32),
+    _cfg(4, 3, BM=32, BN=64, BK=64),
+    _cfg(4, 4, BM=64, BN=32, BK=16),
+    _cfg(4, 3, BM=16, BN=64, BK=64),
     _cfg(2, 4, BM=16, BN=16, BK=16),
 ]
 _HALF_GRAD_A = [
-    _cfg(8, 3, BN=128, BK=32), _cfg(8, 3, BN=128, BK=64), _cfg(4, 4, BN=64, BK=32),
-    _cfg(4, 3, BN=64, BK=64), _cfg(4, 4, BN=32, BK=64), _cfg(4, 4, BN=32, BK=32),
+    _cfg(8, 3, BN=128, BK=32),
+    _cfg(8, 3, BN=128, BK=64),
+    _cfg(4, 4, BN=64, BK=32),
+    _cfg(4, 3, BN=64, BK=64),
+    _cfg(4, 4, BN=32, BK=64),
+    _cfg(4, 4, BN=32, BK=32),
     _cfg(2, 4, BN=16, BK=16),
 ]
 _HALF_GRAD_W = [
-    _cfg(8, 3, BCO=128, BC=128, BK=32), _cfg(8, 3, BCO=128, BC=64, BK=64),
-    _cfg(8, 3, BCO=64, BC=128, BK=64), _cfg(4, 4, BCO=64, BC=64, BK=64),
-    _cfg(4, 4, BCO=64, BC=64, BK=32), _cfg(4, 3, BCO=32, BC=32, BK=128),
-    _cfg(4, 4, BCO=32, BC=64, BK=64), _cfg(2, 4, BCO=16, BC=16, BK=128),
+    _cfg(8, 3, BCO=128, BC=128, BK=32),
+    _cfg(8, 3, BCO=128, BC=64, BK=64),
+    _cfg(8, 3, BCO=64, BC=128, BK=64),
+    _cfg(4, 4, BCO=64, BC=64, BK=64),
+    _cfg(4, 4, BCO=64, BC=64, BK=32),
+    _cfg(4, 3, BCO=32, BC=32, BK=128),
+    _cfg(4, 4, BCO=32, BC=64, BK=64),
+    _cfg(2, 4, BCO=16, BC=16, BK=128),
 ]
 # float32: K tiles of 32 at most with the 128-wide tiles and fewer stages (the operands are
 # twice as large), so that the largest fits sm_80: the (scale, shift, center) tiles are
 # pipelined too, and the largest tiles take 2 stages (3 needed 177 KB, over sm_80's 163 KB).
 _FLOAT_FWD = [
-    _cfg(8, 2, BM=128, BN=128, BK=32), _cfg(8, 3, BM=128, BN=64, BK=32),
-    _cfg(4, 3, BM=64, BN=128, BK=32), _cfg(4, 3, BM=64, BN=64, BK=32),
-    _cfg(4, 2, BM=64, BN=64, BK=64), _cfg(4, 3, BM=128, BN=32, BK=32),
-    _cfg(4, 3, BM=32, BN=64, BK=64), _cfg(4, 4, BM=64, BN=32, BK=16),
-    _cfg(4, 3, BM=16, BN=64, BK=64), _cfg(2, 4, BM=16, BN=16, BK=16),
+    _cfg(8, 2, BM=128, BN=128, BK=32),
+    _cfg(8, 3, BM=128, BN=64, BK=32),
+    _cfg(4, 3, BM=64, BN=128, BK=32),
+    _cfg(4, 3, BM=64, BN=64, BK=32),
+    _cfg(4, 2, BM=64, BN=64, BK=64),
+    _cfg(4, 3, BM=128, BN=32, BK=32),
+    _cfg(4, 3, BM=32, BN=64, BK=64),
+    _cfg(4, 4, BM=64, BN=32, BK=16),
+    _cfg(4, 3, BM=16, BN=64, BK=64),
+    _cfg(2, 4, BM=16, BN=16, BK=16),
 ]
 _FLOAT_GRAD_A = [
-    _cfg(8, 3, BN=128, BK=32), _cfg(4, 3, BN=64, BK=32), _cfg(4, 3, BN=64, BK=64),
-    _cfg(4, 4, BN=32, BK=64), _cfg(4, 4, BN=32, BK=32), _cfg(2, 4, BN=16, BK=16),
+    _cfg(8, 3, BN=128, BK=32),
+    _cfg(4, 3, BN=64, BK=32),
+    _cfg(4, 3, BN=64, BK=64),
+    _cfg(4, 4, BN=32, BK=64),
+    _cfg(4, 4, BN=32, BK=32),
+    _cfg(2, 4, BN=16, BK=16),
 ]
 _FLOAT_GRAD_W = [
-    _cfg(8, 2, BCO=128, BC=128, BK=32), _cfg(8, 3, BCO=128, BC=64, BK=32),
-    _cfg(8, 3, BCO=64, BC=128, BK=32), _cfg(4, 2, BCO=64, BC=64, BK=64),
-    _cfg(4, 4, BCO=64, BC=64, BK=32), _cfg(4, 2, BCO=32, BC=32, BK=128),
-    _cfg(4, 3, BCO=32, BC=64, BK=64), _cfg(2, 4, BCO=16, BC=16, BK=128),
+    _cfg(8, 2, BCO=128, BC=128, BK=32),
+    _cfg(8, 3, BCO=128, BC=64, BK=32),
+    _cfg(8, 3, BCO=64, BC=128, BK=32),
+    _cfg(4, 2, BCO=64, BC=64, BK=64),
+    _cfg(4, 4, BCO=64, BC=64, BK=32),
+    _cfg(4, 2, BCO=32, BC=32, BK=128),
+    _cfg(4, 3, BCO=32, BC=64, BK=64),
+    _cfg(2, 4, BCO=16, BC=16, BK=128),
 ]
 TUNED_DTYPES = ("float32", "float16", "bfloat16")
 FWD_CONFIGS = {torch.float32: _FLOAT_FWD, torch.float16: _HALF_FWD, torch.bfloat16: _HALF_FWD}
-GRAD_A_CONFIGS = {torch.float32: _FLOAT_GRAD_A, torch.float16: _HALF_GRAD_A,
-                  torch.bfloat16: _HALF_GRAD_A}
-GRAD_W_CONFIGS = {torch.float32: _FLOAT_GRAD_W, torch.float16: _HALF_GRAD_W,
-                  torch.bfloat16: _HALF_GRAD_W}
+GRAD_A_CONFIGS = {torch.float32: _FLOAT_GRAD_A, torch.float16: _HALF_GRAD_A, torch.bfloat16: _HALF_GRAD_A}
+GRAD_W_CONFIGS = {torch.float32: _FLOAT_GRAD_W, torch.float16: _HALF_GRAD_W, torch.bfloat16: _HALF_GRAD_W}
 # Pixels per grad_weight split of the float64 (fixed-tile) path.
 FLOAT64_KPIX = 4096
 
@@ -472,21 +698,22 @@ def _prune_grad_a(configs, named_args, **kwargs):
 
 
 def _prune_grad_w(configs, named_args, **kwargs):
-    return _fit([c for c in configs if kwargs["KPIX"] % c.kwargs["BK"] == 0],
-                {"BCO": kwargs["COUT"], "BC": kwargs["C"]})
+    return _fit(
+        [c for c in configs if kwargs["KPIX"] % c.kwargs["BK"] == 0], {"BCO": kwargs["COUT"], "BC": kwargs["C"]}
+    )
 
 
 def _autotuned(configs, kernel, key, prune):
     """One autotuner per dtype, each with its own config list."""
-    return {dt: triton.autotune(cfgs, key=key, prune_configs_by={"early_config_prune": prune})(
-        kernel) for dt, cfgs in configs.items()}
+    return {
+        dt: triton.autotune(cfgs, key=key, prune_configs_by={"early_config_prune": prune})(kernel)
+        for dt, cfgs in configs.items()
+    }
 
 
 _fwd_tuned = _autotuned(FWD_CONFIGS, _fwd_kernel, ["C", "COUT", "HW_BUCKET", "UP"], _prune_fwd)
-_grad_a_tuned = _autotuned(GRAD_A_CONFIGS, _grad_a_kernel,
-                           ["C", "COUT", "HW_BUCKET", "STRIDE", "BM"], _prune_grad_a)
-_grad_w_tuned = _autotuned(GRAD_W_CONFIGS, _grad_w_kernel, ["C", "COUT", "KPIX", "UP"],
-                           _prune_grad_w)
+_grad_a_tuned = _autotuned(GRAD_A_CONFIGS, _grad_a_kernel, ["C", "COUT", "HW_BUCKET", "STRIDE", "BM"], _prune_grad_a)
+_grad_w_tuned = _autotuned(GRAD_W_CONFIGS, _grad_w_kernel, ["C", "COUT", "KPIX", "UP"], _prune_grad_w)
 
 
 def _tuned(x: torch.Tensor) -> bool:
@@ -499,8 +726,7 @@ def _dot_tiles(m: int, n: int, k: int, cap_m: int, cap_n: int, cap_k: int, use_d
     """Fixed (M, N, K) tiles: powers of two covering the problem up to the caps, at least 16
     for tl.dot; the float64 product tile [M, K, N] stays within 4096 elements."""
     if use_dot:
-        return (max(16, pow2_block(m, cap_m)), max(16, pow2_block(n, cap_n)),
-                max(16, pow2_block(k, cap_k)))
+        return (max(16, pow2_block(m, cap_m)), max(16, pow2_block(n, cap_n)), max(16, pow2_block(k, cap_k)))
     bm, bn = pow2_block(m, 32), pow2_block(n, 16)
     return bm, bn, pow2_block(k, max(1, 4096 // (bm * bn)))
 
@@ -535,6 +761,7 @@ def _opt(t, x):
 # --------------------------------------------------------------------------------------------
 # Weight re-layouts (tiny, PyTorch)
 # --------------------------------------------------------------------------------------------
+
 
 def _tap_matrix(rows, device, dtype) -> torch.Tensor:
     return torch.tensor(rows, dtype=dtype, device=device)
@@ -577,43 +804,77 @@ def _fold_grad_weight(g: torch.Tensor, up: bool) -> torch.Tensor:
 # Raw kernels
 # --------------------------------------------------------------------------------------------
 
+
 def _memory_format(x: torch.Tensor):
     return torch.channels_last if is_channels_last_4d(x) else torch.contiguous_format
 
 
-def adain_conv2d_fwd(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-                     center: torch.Tensor | None, weight: torch.Tensor,
-                     bias: torch.Tensor | None, noise: torch.Tensor | None,
-                     noise_weight: torch.Tensor | None, act_bias: torch.Tensor | None,
-                     alpha: float, up: bool) -> torch.Tensor:
+def adain_conv2d_fwd(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    center: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    noise_weight: torch.Tensor | None,
+    act_bias: torch.Tensor | None,
+    alpha: float,
+    up: bool,
+) -> torch.Tensor:
     """out [N, Cout, Ho, Wo] in x's dtype and memory format; see the module docstring."""
     n, c, h, w = x.shape
     cout = weight.shape[0]
     ho, wo = (2 * h, 2 * w) if up else (h, w)
-    out = torch.empty((n, cout, ho, wo), dtype=x.dtype, device=x.device,
-                      memory_format=_memory_format(x))
+    out = torch.empty((n, cout, ho, wo), dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
     if out.numel() == 0:
         return out
     if c == 0:
         out.zero_()
         return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
     m = n * h * w
-    assert m * (4 if up else 1) < 2 ** 31, "adain_conv2d: too many output pixels"
+    assert m * (4 if up else 1) < 2**31, "adain_conv2d: too many output pixels"
     wf = _forward_weight(weight, up)
     use_dot = x.dtype != torch.float64
-    args = (x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), scale, shift,
-            _opt(center, scale), wf, _opt(bias, x), out, n, h, w, *x.stride(), *out.stride(),
-            float(alpha),
-            _hw_bucket(h * w))
-    meta = dict(C=c, COUT=cout, UP=up, TAPS=2 if up else 3, HAS_NOISE=noise is not None,
-                HAS_AB=act_bias is not None, HAS_CENTER=center is not None,
-                HAS_BIAS=bias is not None, ACC=acc_dtype(x),
-                USE_DOT=use_dot, PRECISION=_precision(x))
+    args = (
+        x,
+        _opt(noise, x),
+        _opt(noise_weight, x),
+        _opt(act_bias, x),
+        scale,
+        shift,
+        _opt(center, scale),
+        wf,
+        _opt(bias, x),
+        out,
+        n,
+        h,
+        w,
+        *x.stride(),
+        *out.stride(),
+        float(alpha),
+        _hw_bucket(h * w),
+    )
+    meta = dict(
+        C=c,
+        COUT=cout,
+        UP=up,
+        TAPS=2 if up else 3,
+        HAS_NOISE=noise is not None,
+        HAS_AB=act_bias is not None,
+        HAS_CENTER=center is not None,
+        HAS_BIAS=bias is not None,
+        ACC=acc_dtype(x),
+        USE_DOT=use_dot,
+        PRECISION=_precision(x),
+    )
     phases = 4 if up else 1
     with device_of(x):
         if _tuned(x):
+
             def tuned_grid(meta_):
                 return (triton.cdiv(m, meta_["BM"]) * triton.cdiv(cout, meta_["BN"]), phases)
+
             _fwd_tuned[x.dtype][tuned_grid](*args, **meta)
         else:
             bm, bn, bk = _dot_tiles(m, cout, c, 256, 64, 64, use_dot)
@@ -633,22 +894,47 @@ def _grad_a(grad_out, x, scale, center, weight, noise, noise_weight, act_bias, a
     bm = grad_a_bm(h * w, use_dot)
     blocks = triton.cdiv(h * w, bm)
     part = torch.empty(4, n, blocks, c, dtype=acc_torch_dtype(x), device=x.device)
-    args = (grad_out, wg, x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), scale,
-            _opt(center, scale), grad_x, part, n, h, w, grad_out.shape[2], grad_out.shape[3],
-            *grad_out.stride(),
-            *x.stride(), float(alpha), _hw_bucket(h * w))
-    meta = dict(C=c, COUT=cout, TAPS=4 if up else 3, STRIDE=2 if up else 1,
-                HAS_NOISE=noise is not None, HAS_AB=act_bias is not None,
-                HAS_CENTER=center is not None, ACC=acc_dtype(x),
-                USE_DOT=use_dot, PRECISION=_precision(x), BM=bm)
+    args = (
+        grad_out,
+        wg,
+        x,
+        _opt(noise, x),
+        _opt(noise_weight, x),
+        _opt(act_bias, x),
+        scale,
+        _opt(center, scale),
+        grad_x,
+        part,
+        n,
+        h,
+        w,
+        grad_out.shape[2],
+        grad_out.shape[3],
+        *grad_out.stride(),
+        *x.stride(),
+        float(alpha),
+        _hw_bucket(h * w),
+    )
+    meta = dict(
+        C=c,
+        COUT=cout,
+        TAPS=4 if up else 3,
+        STRIDE=2 if up else 1,
+        HAS_NOISE=noise is not None,
+        HAS_AB=act_bias is not None,
+        HAS_CENTER=center is not None,
+        ACC=acc_dtype(x),
+        USE_DOT=use_dot,
+        PRECISION=_precision(x),
+        BM=bm,
+    )
     with device_of(x):
         if _tuned(x):
             grid = lambda meta_: (blocks * triton.cdiv(c, meta_["BN"]), n)  # noqa: E731
             _grad_a_tuned[x.dtype][grid](*args, **meta)
         else:
             _, bn, bk = _dot_tiles(bm, c, cout, bm, 64, 64, use_dot)
-            _grad_a_kernel[(blocks * triton.cdiv(c, bn), n)](*args, **meta, BN=bn, BK=bk,
-                                                             num_warps=4)
+            _grad_a_kernel[(blocks * triton.cdiv(c, bn), n)](*args, **meta, BN=bn, BK=bk, num_warps=4)
     return grad_x, part
 
 
@@ -666,8 +952,7 @@ def _grad_w_kpix(m: int, c: int, cout: int, taps: int, x: torch.Tensor) -> int:
     return max(256, 1 << (per_split.bit_length() - 1))
 
 
-def _grad_w(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias, alpha,
-            up):
+def _grad_w(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias, alpha, up):
     """grad_weight [Cout, C, 3, 3] in the accumulation type."""
     n, c, h, w = x.shape
     cout = weight.shape[0]
@@ -677,17 +962,43 @@ def _grad_w(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_
     kpix = _grad_w_kpix(m, c, cout, taps, x)
     splits = triton.cdiv(m, kpix)
     part = torch.empty(splits, taps, cout, c, dtype=acc_torch_dtype(x), device=x.device)
-    args = (grad_out, x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), scale, shift,
-            _opt(center, scale), part, n, h, w, *grad_out.stride(), *x.stride(), float(alpha))
-    meta = dict(C=c, COUT=cout, UP=up, TAPS=2 if up else 3, KPIX=kpix,
-                HAS_NOISE=noise is not None, HAS_AB=act_bias is not None,
-                HAS_CENTER=center is not None, ACC=acc_dtype(x),
-                USE_DOT=use_dot, PRECISION=_precision(x))
+    args = (
+        grad_out,
+        x,
+        _opt(noise, x),
+        _opt(noise_weight, x),
+        _opt(act_bias, x),
+        scale,
+        shift,
+        _opt(center, scale),
+        part,
+        n,
+        h,
+        w,
+        *grad_out.stride(),
+        *x.stride(),
+        float(alpha),
+    )
+    meta = dict(
+        C=c,
+        COUT=cout,
+        UP=up,
+        TAPS=2 if up else 3,
+        KPIX=kpix,
+        HAS_NOISE=noise is not None,
+        HAS_AB=act_bias is not None,
+        HAS_CENTER=center is not None,
+        ACC=acc_dtype(x),
+        USE_DOT=use_dot,
+        PRECISION=_precision(x),
+    )
     with device_of(x):
         if _tuned(x):
-            grid = lambda meta_: (triton.cdiv(cout, meta_["BCO"]) * triton.cdiv(c, meta_["BC"]),  # noqa: E731
-                                  taps, splits)
-            _grad_w_tuned[x.dtype][grid](*args, **meta)
+
+            def tuned_grid(meta_):
+                return (triton.cdiv(cout, meta_["BCO"]) * triton.cdiv(c, meta_["BC"]), taps, splits)
+
+            _grad_w_tuned[x.dtype][tuned_grid](*args, **meta)
         else:
             bco, bc, bk = _dot_tiles(cout, c, kpix, 64, 64, 256, use_dot)
             grid = (triton.cdiv(cout, bco) * triton.cdiv(c, bc), taps, splits)
@@ -695,11 +1006,19 @@ def _grad_w(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_
     return _fold_grad_weight(part.sum(0), up)
 
 
-def adain_conv2d_bwd(grad_out: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
-                     shift: torch.Tensor, center: torch.Tensor | None, weight: torch.Tensor,
-                     noise: torch.Tensor | None,
-                     noise_weight: torch.Tensor | None, act_bias: torch.Tensor | None,
-                     alpha: float, up: bool):
+def adain_conv2d_bwd(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    center: torch.Tensor | None,
+    weight: torch.Tensor,
+    noise: torch.Tensor | None,
+    noise_weight: torch.Tensor | None,
+    act_bias: torch.Tensor | None,
+    alpha: float,
+    up: bool,
+):
     """(grad_x, grad_scale, grad_shift, grad_weight, grad_bias, grad_noise_weight,
     grad_act_bias); grad_out is NCHW- or channels_last-contiguous (its own strides)."""
     n, c, h, w = x.shape
@@ -710,20 +1029,23 @@ def adain_conv2d_bwd(grad_out: torch.Tensor, x: torch.Tensor, scale: torch.Tenso
     grad_bias = grad_out.sum((0, 2, 3), dtype=acc).to(x.dtype)
     if x.numel() == 0 or cout == 0:
         grad_x = torch.zeros_like(x, memory_format=_memory_format(x))
-        return (grad_x, torch.zeros_like(scale), torch.zeros_like(shift),
-                torch.zeros_like(weight), grad_bias, x.new_zeros(c), x.new_zeros(c))
-    assert n * grad_out.shape[2] * grad_out.shape[3] < 2 ** 31, \
-        "adain_conv2d: too many output pixels"
-    grad_x, part = _grad_a(grad_out, x, scale, center, weight, noise, noise_weight, act_bias,
-                           alpha, up)
-    grad_weight = _grad_w(grad_out, x, scale, shift, center, weight, noise, noise_weight,
-                          act_bias, alpha, up)
+        return (
+            grad_x,
+            torch.zeros_like(scale),
+            torch.zeros_like(shift),
+            torch.zeros_like(weight),
+            grad_bias,
+            x.new_zeros(c),
+            x.new_zeros(c),
+        )
+    assert n * grad_out.shape[2] * grad_out.shape[3] < 2**31, "adain_conv2d: too many output pixels"
+    grad_x, part = _grad_a(grad_out, x, scale, center, weight, noise, noise_weight, act_bias, alpha, up)
+    grad_weight = _grad_w(grad_out, x, scale, shift, center, weight, noise, noise_weight, act_bias, alpha, up)
     grad_scale = part[0].sum(1).to(scale.dtype)
     grad_shift = part[1].sum(1).to(shift.dtype)
-    grad_nw = (part[2].sum((0, 1)).to(x.dtype) if noise is not None else x.new_zeros(c))
+    grad_nw = part[2].sum((0, 1)).to(x.dtype) if noise is not None else x.new_zeros(c)
     grad_ab = part[3].sum((0, 1)).to(x.dtype)
-    return (grad_x, grad_scale, grad_shift, grad_weight.to(weight.dtype).contiguous(),
-            grad_bias, grad_nw, grad_ab)
+    return (grad_x, grad_scale, grad_shift, grad_weight.to(weight.dtype).contiguous(), grad_bias, grad_nw, grad_ab)
 
 
 def _stats_tiles(x: torch.Tensor, rows: int, row_len: int):
@@ -743,15 +1065,19 @@ def _stats_tiles(x: torch.Tensor, rows: int, row_len: int):
     if _INTERPRET:
         return block_rows, bm, 2 * bm
     row_programs = triton.cdiv(rows, block_rows)
-    sms = (torch.cuda.get_device_properties(x.device).multi_processor_count
-           if x.device.type == "cuda" else 1)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.device.type == "cuda" else 1
     splits = max(1, min(triton.cdiv(4 * sms, row_programs), triton.cdiv(row_len, 8 * bm)))
     return block_rows, bm, triton.cdiv(triton.cdiv(row_len, splits), bm) * bm
 
 
-def adain_stats_fwd(x: torch.Tensor, noise: torch.Tensor | None,
-                    noise_weight: torch.Tensor | None, act_bias: torch.Tensor | None,
-                    alpha: float, eps: float) -> torch.Tensor:
+def adain_stats_fwd(
+    x: torch.Tensor,
+    noise: torch.Tensor | None,
+    noise_weight: torch.Tensor | None,
+    act_bias: torch.Tensor | None,
+    alpha: float,
+    eps: float,
+) -> torch.Tensor:
     """stats [N, 2C] = [mean | rsqrt(var + eps)] of t per (n, c), in the accumulation type."""
     n, c, h, w = x.shape
     rows, row_len = n * c, h * w
@@ -766,10 +1092,27 @@ def adain_stats_fwd(x: torch.Tensor, noise: torch.Tensor | None,
     part = torch.empty(3, splits, n, c, dtype=acc, device=x.device) if splits > 1 else stats
     with device_of(x):
         _stats_kernel[(triton.cdiv(rows, block_rows), splits)](
-            x, _opt(noise, x), _opt(noise_weight, x), _opt(act_bias, x), stats, part, rows, c, w,
-            row_len, seg, *x.stride(), float(alpha), float(eps), HAS_NOISE=noise is not None,
-            HAS_AB=act_bias is not None, FINAL=splits == 1, ACC=acc_dtype(x),
-            ROWS=block_rows, BM=bm)
+            x,
+            _opt(noise, x),
+            _opt(noise_weight, x),
+            _opt(act_bias, x),
+            stats,
+            part,
+            rows,
+            c,
+            w,
+            row_len,
+            seg,
+            *x.stride(),
+            float(alpha),
+            float(eps),
+            HAS_NOISE=noise is not None,
+            HAS_AB=act_bias is not None,
+            FINAL=splits == 1,
+            ACC=acc_dtype(x),
+            ROWS=block_rows,
+            BM=bm,
+        )
     if splits == 1:
         return stats
     # Merge the segments' (mean, m2) exactly as Chan's pairwise formula does, all at once:

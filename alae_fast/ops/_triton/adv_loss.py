@@ -10,13 +10,26 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import BLOCK, REDUCE_ITERS, acc_dtype, device_of, sigmoid, softplus
+from .common import BLOCK
+from .common import REDUCE_ITERS
+from .common import acc_dtype
+from .common import device_of
+from .common import sigmoid
+from .common import softplus
 
 
 @triton.jit
-def _adv_loss_fwd_kernel(fake_ptr, real_ptr, partial_ptr, n, FAKE_SIGN: tl.constexpr,
-                         HAS_REAL: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
-                         ITERS: tl.constexpr):
+def _adv_loss_fwd_kernel(
+    fake_ptr,
+    real_ptr,
+    partial_ptr,
+    n,
+    FAKE_SIGN: tl.constexpr,
+    HAS_REAL: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ITERS: tl.constexpr,
+):
     pid = tl.program_id(0)
     acc = tl.zeros([BLOCK], dtype=ACC)
     start = pid.to(tl.int64) * (BLOCK * ITERS)
@@ -34,9 +47,18 @@ def _adv_loss_fwd_kernel(fake_ptr, real_ptr, partial_ptr, n, FAKE_SIGN: tl.const
 
 
 @triton.jit
-def _adv_loss_bwd_kernel(grad_ptr, fake_ptr, real_ptr, grad_fake_ptr, grad_real_ptr, n,
-                         FAKE_SIGN: tl.constexpr, HAS_REAL: tl.constexpr, ACC: tl.constexpr,
-                         BLOCK: tl.constexpr):
+def _adv_loss_bwd_kernel(
+    grad_ptr,
+    fake_ptr,
+    real_ptr,
+    grad_fake_ptr,
+    grad_real_ptr,
+    n,
+    FAKE_SIGN: tl.constexpr,
+    HAS_REAL: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -55,25 +77,39 @@ def _forward(fake: torch.Tensor, real: torch.Tensor | None, fake_sign: float) ->
     n = fake.numel()
     acc = acc_dtype(fake)
     programs = triton.cdiv(n, BLOCK * REDUCE_ITERS)
-    partial = torch.empty(programs, device=fake.device,
-                          dtype=torch.float64 if acc == tl.float64 else torch.float32)
+    partial = torch.empty(programs, device=fake.device, dtype=torch.float64 if acc == tl.float64 else torch.float32)
     with device_of(fake):
         _adv_loss_fwd_kernel[(programs,)](
-            fake, real if real is not None else fake, partial, n, FAKE_SIGN=fake_sign,
-            HAS_REAL=real is not None, ACC=acc, BLOCK=BLOCK, ITERS=REDUCE_ITERS)
+            fake,
+            real if real is not None else fake,
+            partial,
+            n,
+            FAKE_SIGN=fake_sign,
+            HAS_REAL=real is not None,
+            ACC=acc,
+            BLOCK=BLOCK,
+            ITERS=REDUCE_ITERS,
+        )
     return (partial.sum() / n).to(fake.dtype)
 
 
-def _backward(grad: torch.Tensor, fake: torch.Tensor, real: torch.Tensor | None,
-              fake_sign: float):
+def _backward(grad: torch.Tensor, fake: torch.Tensor, real: torch.Tensor | None, fake_sign: float):
     n = fake.numel()
     grad_fake = torch.empty_like(fake)
     grad_real = torch.empty_like(real) if real is not None else None
     with device_of(fake):
         _adv_loss_bwd_kernel[(triton.cdiv(n, BLOCK),)](
-            grad, fake, real if real is not None else fake, grad_fake,
-            grad_real if grad_real is not None else grad_fake, n, FAKE_SIGN=fake_sign,
-            HAS_REAL=real is not None, ACC=acc_dtype(fake), BLOCK=BLOCK)
+            grad,
+            fake,
+            real if real is not None else fake,
+            grad_fake,
+            grad_real if grad_real is not None else grad_fake,
+            n,
+            FAKE_SIGN=fake_sign,
+            HAS_REAL=real is not None,
+            ACC=acc_dtype(fake),
+            BLOCK=BLOCK,
+        )
     return grad_fake, grad_real
 
 

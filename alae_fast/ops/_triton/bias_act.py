@@ -11,8 +11,16 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (TILE, REDUCE_ITERS, acc_dtype, acc_scalar, acc_torch_dtype, cast_to,
-                     device_of, is_channels_last_4d, lrelu, pow2_block)
+from .common import REDUCE_ITERS
+from .common import TILE
+from .common import acc_dtype
+from .common import acc_scalar
+from .common import acc_torch_dtype
+from .common import cast_to
+from .common import device_of
+from .common import is_channels_last_4d
+from .common import lrelu
+from .common import pow2_block
 
 
 def _layout(x: torch.Tensor):
@@ -32,8 +40,19 @@ def _tile(outer: int, channels: int, inner: int):
 
 
 @triton.jit
-def _tile_coords(pid, it, outer, C, inner, c_blocks, i_blocks, BO: tl.constexpr,
-                 BC: tl.constexpr, BI: tl.constexpr, ITERS: tl.constexpr):
+def _tile_coords(
+    pid,
+    it,
+    outer,
+    C,
+    inner,
+    c_blocks,
+    i_blocks,
+    BO: tl.constexpr,
+    BC: tl.constexpr,
+    BI: tl.constexpr,
+    ITERS: tl.constexpr,
+):
     """Memory offsets, mask and channels of step ``it`` of program ``pid``. Programs run
     i-block fastest, then c-block, then groups of ITERS o-blocks."""
     i_block = pid % i_blocks
@@ -48,12 +67,24 @@ def _tile_coords(pid, it, outer, C, inner, c_blocks, i_blocks, BO: tl.constexpr,
 
 
 @triton.jit
-def _bias_act_fwd_kernel(x_ptr, b_ptr, y_ptr, outer, C, inner, c_blocks, i_blocks,
-                         alpha: tl.float64, gain: tl.float64, HAS_BIAS: tl.constexpr,
-                         ACC: tl.constexpr, BO: tl.constexpr, BC: tl.constexpr,
-                         BI: tl.constexpr):
-    offs, mask, c = _tile_coords(tl.program_id(0), 0, outer, C, inner, c_blocks, i_blocks,
-                                 BO, BC, BI, 1)
+def _bias_act_fwd_kernel(
+    x_ptr,
+    b_ptr,
+    y_ptr,
+    outer,
+    C,
+    inner,
+    c_blocks,
+    i_blocks,
+    alpha: tl.float64,
+    gain: tl.float64,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    BO: tl.constexpr,
+    BC: tl.constexpr,
+    BI: tl.constexpr,
+):
+    offs, mask, c = _tile_coords(tl.program_id(0), 0, outer, C, inner, c_blocks, i_blocks, BO, BC, BI, 1)
     t = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     if HAS_BIAS:
         t += tl.load(b_ptr + c, mask=c < C, other=0.0).to(ACC)[None, :, None]
@@ -62,17 +93,30 @@ def _bias_act_fwd_kernel(x_ptr, b_ptr, y_ptr, outer, C, inner, c_blocks, i_block
 
 
 @triton.jit
-def _bias_act_bwd_kernel(grad_ptr, y_ptr, grad_x_ptr, partial_ptr, outer, C, inner, c_blocks,
-                         i_blocks, alpha: tl.float64, gain: tl.float64, ACC: tl.constexpr,
-                         BO: tl.constexpr, BC: tl.constexpr, BI: tl.constexpr,
-                         ITERS: tl.constexpr):
+def _bias_act_bwd_kernel(
+    grad_ptr,
+    y_ptr,
+    grad_x_ptr,
+    partial_ptr,
+    outer,
+    C,
+    inner,
+    c_blocks,
+    i_blocks,
+    alpha: tl.float64,
+    gain: tl.float64,
+    ACC: tl.constexpr,
+    BO: tl.constexpr,
+    BC: tl.constexpr,
+    BI: tl.constexpr,
+    ITERS: tl.constexpr,
+):
     pid = tl.program_id(0)
     gain_acc = acc_scalar(gain, ACC)
     neg_gain = acc_scalar(alpha, ACC) * gain_acc
     acc = tl.zeros([BO, BC, BI], dtype=ACC)
     for it in tl.static_range(ITERS):
-        offs, mask, c = _tile_coords(pid, it, outer, C, inner, c_blocks, i_blocks, BO, BC, BI,
-                                     ITERS)
+        offs, mask, c = _tile_coords(pid, it, outer, C, inner, c_blocks, i_blocks, BO, BC, BI, ITERS)
         g = tl.load(grad_ptr + offs, mask=mask, other=0.0).to(ACC)
         y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(ACC)
         gx = g * tl.where(y > 0, gain_acc, neg_gain)
@@ -84,8 +128,7 @@ def _bias_act_bwd_kernel(grad_ptr, y_ptr, grad_x_ptr, partial_ptr, outer, C, inn
     tl.store(partial_ptr + row.to(tl.int64) * C + c, c_sums, mask=c < C)
 
 
-def bias_act_fwd(x: torch.Tensor, b: torch.Tensor | None, alpha: float,
-                 gain: float) -> torch.Tensor:
+def bias_act_fwd(x: torch.Tensor, b: torch.Tensor | None, alpha: float, gain: float) -> torch.Tensor:
     """lrelu(x + b[c]) * gain for x [N, C, *rest] (row-major or 4-D channels_last), same
     shape, dtype and memory format."""
     y = torch.empty_like(x)
@@ -97,9 +140,22 @@ def bias_act_fwd(x: torch.Tensor, b: torch.Tensor | None, alpha: float,
     grid = (triton.cdiv(outer, bo) * c_blocks * i_blocks,)
     with device_of(x):
         _bias_act_fwd_kernel[grid](
-            x, b if b is not None else x, y, outer, channels, inner, c_blocks, i_blocks,
-            float(alpha), float(gain), HAS_BIAS=b is not None, ACC=acc_dtype(x), BO=bo, BC=bc,
-            BI=bi)
+            x,
+            b if b is not None else x,
+            y,
+            outer,
+            channels,
+            inner,
+            c_blocks,
+            i_blocks,
+            float(alpha),
+            float(gain),
+            HAS_BIAS=b is not None,
+            ACC=acc_dtype(x),
+            BO=bo,
+            BC=bc,
+            BI=bi,
+        )
     return y
 
 
@@ -112,10 +168,24 @@ def bias_act_bwd(grad: torch.Tensor, y: torch.Tensor, alpha: float, gain: float)
     bo, bc, bi = _tile(outer, channels, inner)
     c_blocks, i_blocks = triton.cdiv(channels, bc), triton.cdiv(inner, bi)
     o_groups = triton.cdiv(outer, bo * REDUCE_ITERS)
-    partial = torch.empty(o_groups * i_blocks, channels, dtype=acc_torch_dtype(y),
-                          device=y.device)
+    partial = torch.empty(o_groups * i_blocks, channels, dtype=acc_torch_dtype(y), device=y.device)
     with device_of(y):
         _bias_act_bwd_kernel[(o_groups * c_blocks * i_blocks,)](
-            grad, y, grad_x, partial, outer, channels, inner, c_blocks, i_blocks, float(alpha),
-            float(gain), ACC=acc_dtype(y), BO=bo, BC=bc, BI=bi, ITERS=REDUCE_ITERS)
+            grad,
+            y,
+            grad_x,
+            partial,
+            outer,
+            channels,
+            inner,
+            c_blocks,
+            i_blocks,
+            float(alpha),
+            float(gain),
+            ACC=acc_dtype(y),
+            BO=bo,
+            BC=bc,
+            BI=bi,
+            ITERS=REDUCE_ITERS,
+        )
     return grad_x, partial.sum(dim=0).to(y.dtype)

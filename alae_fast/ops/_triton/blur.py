@@ -11,7 +11,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import TILE, acc_dtype, cast_to, device_of, is_channels_last_4d, pow2_block
+from .common import TILE
+from .common import acc_dtype
+from .common import cast_to
+from .common import device_of
+from .common import is_channels_last_4d
+from .common import pow2_block
 
 
 @triton.jit
@@ -26,9 +31,24 @@ def _blur_row(x_ptr, base, hh, w, mask, H, W, stride_h, stride_w, ACC: tl.conste
 
 
 @triton.jit
-def _blur_kernel(x_ptr, y_ptr, C, H, W, stride_n, stride_c, stride_h, stride_w, c_blocks,
-                 h_blocks, w_blocks, ACC: tl.constexpr, BC: tl.constexpr, BH: tl.constexpr,
-                 BW: tl.constexpr):
+def _blur_kernel(
+    x_ptr,
+    y_ptr,
+    C,
+    H,
+    W,
+    stride_n,
+    stride_c,
+    stride_h,
+    stride_w,
+    c_blocks,
+    h_blocks,
+    w_blocks,
+    ACC: tl.constexpr,
+    BC: tl.constexpr,
+    BH: tl.constexpr,
+    BW: tl.constexpr,
+):
     pid = tl.program_id(0)
     w_block = pid % w_blocks
     h_block = (pid // w_blocks) % h_blocks
@@ -39,11 +59,12 @@ def _blur_kernel(x_ptr, y_ptr, C, H, W, stride_n, stride_c, stride_h, stride_w, 
     w = (w_block * BW + tl.arange(0, BW)).to(tl.int64)[None, None, :]
     mask = (c < C) & (h < H) & (w < W)
     base = n.to(tl.int64) * stride_n + c * stride_c
-    y = (0.25 * _blur_row(x_ptr, base, h - 1, w, mask, H, W, stride_h, stride_w, ACC)
-         + 0.5 * _blur_row(x_ptr, base, h, w, mask, H, W, stride_h, stride_w, ACC)
-         + 0.25 * _blur_row(x_ptr, base, h + 1, w, mask, H, W, stride_h, stride_w, ACC))
-    tl.store(y_ptr + base + h * stride_h + w * stride_w, cast_to(y, y_ptr.dtype.element_ty),
-             mask=mask)
+    y = (
+        0.25 * _blur_row(x_ptr, base, h - 1, w, mask, H, W, stride_h, stride_w, ACC)
+        + 0.5 * _blur_row(x_ptr, base, h, w, mask, H, W, stride_h, stride_w, ACC)
+        + 0.25 * _blur_row(x_ptr, base, h + 1, w, mask, H, W, stride_h, stride_w, ACC)
+    )
+    tl.store(y_ptr + base + h * stride_h + w * stride_w, cast_to(y, y_ptr.dtype.element_ty), mask=mask)
 
 
 def tiles(x: torch.Tensor):
@@ -73,6 +94,18 @@ def blur_fwd(x: torch.Tensor) -> torch.Tensor:
     w_blocks = triton.cdiv(width, bw)
     with device_of(x):
         _blur_kernel[(n * c_blocks * h_blocks * w_blocks,)](
-            x, y, channels, height, width, *x.stride(), c_blocks, h_blocks, w_blocks,
-            ACC=acc_dtype(x), BC=bc, BH=bh, BW=bw)
+            x,
+            y,
+            channels,
+            height,
+            width,
+            *x.stride(),
+            c_blocks,
+            h_blocks,
+            w_blocks,
+            ACC=acc_dtype(x),
+            BC=bc,
+            BH=bh,
+            BW=bw,
+        )
     return y

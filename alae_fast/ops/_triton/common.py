@@ -71,8 +71,7 @@ def pow2_block(n: int, cap: int) -> int:
 
 def is_channels_last_4d(x: torch.Tensor) -> bool:
     """True for a 4-D channels_last tensor that is not also row-major contiguous."""
-    return (x.dim() == 4 and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last))
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 @triton.jit

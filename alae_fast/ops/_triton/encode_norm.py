@@ -14,14 +14,35 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (acc_dtype, acc_scalar, acc_torch_dtype, cast_to, device_of, div_rn, lrelu,
-                     merge_chunk_moments, row_mean, row_tile, sqrt_rn)
+from .common import acc_dtype
+from .common import acc_scalar
+from .common import acc_torch_dtype
+from .common import cast_to
+from .common import device_of
+from .common import div_rn
+from .common import lrelu
+from .common import merge_chunk_moments
+from .common import row_mean
+from .common import row_tile
+from .common import sqrt_rn
 
 
 @triton.jit
-def _encode_norm_fwd_kernel(x_ptr, bias_ptr, y_ptr, style_ptr, stats_ptr, rows, C, M,
-                            alpha: tl.float64, eps: tl.float64, ACC: tl.constexpr,
-                            ROWS: tl.constexpr, BM: tl.constexpr):
+def _encode_norm_fwd_kernel(
+    x_ptr,
+    bias_ptr,
+    y_ptr,
+    style_ptr,
+    stats_ptr,
+    rows,
+    C,
+    M,
+    alpha: tl.float64,
+    eps: tl.float64,
+    ACC: tl.constexpr,
+    ROWS: tl.constexpr,
+    BM: tl.constexpr,
+):
     r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     row_mask = r < rows
     c = r % C
@@ -67,9 +88,22 @@ def _encode_norm_fwd_kernel(x_ptr, bias_ptr, y_ptr, style_ptr, stats_ptr, rows, 
 
 
 @triton.jit
-def _encode_norm_bwd_kernel(grad_y_ptr, grad_style_ptr, x_ptr, bias_ptr, stats_ptr,
-                            grad_x_ptr, partial_ptr, rows, C, M, alpha: tl.float64,
-                            ACC: tl.constexpr, ROWS: tl.constexpr, BM: tl.constexpr):
+def _encode_norm_bwd_kernel(
+    grad_y_ptr,
+    grad_style_ptr,
+    x_ptr,
+    bias_ptr,
+    stats_ptr,
+    grad_x_ptr,
+    partial_ptr,
+    rows,
+    C,
+    M,
+    alpha: tl.float64,
+    ACC: tl.constexpr,
+    ROWS: tl.constexpr,
+    BM: tl.constexpr,
+):
     r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     row_mask = r < rows
     c = r % C
@@ -91,8 +125,7 @@ def _encode_norm_bwd_kernel(grad_y_ptr, grad_style_ptr, x_ptr, bias_ptr, stats_p
         mask = row_mask[:, None] & (cols < M)[None, :]
         offs = rows_base[:, None] + cols[None, :]
         gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
-        a = lrelu(tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC) + bias[:, None],
-                  alpha_acc)
+        a = lrelu(tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC) + bias[:, None], alpha_acc)
         sum_g += gy
         sum_gy += gy * ((a - mean[:, None]) * rstd[:, None])  # gy = 0 on masked lanes
         start += BM
@@ -132,13 +165,32 @@ def encode_norm_fwd(x: torch.Tensor, bias: torch.Tensor, alpha: float, eps: floa
     block_rows, bm = row_tile(rows, row_len)
     with device_of(x):
         _encode_norm_fwd_kernel[(triton.cdiv(rows, block_rows),)](
-            x, bias, y, style, stats, rows, channels, row_len, float(alpha), float(eps),
-            ACC=acc_dtype(x), ROWS=block_rows, BM=bm)
+            x,
+            bias,
+            y,
+            style,
+            stats,
+            rows,
+            channels,
+            row_len,
+            float(alpha),
+            float(eps),
+            ACC=acc_dtype(x),
+            ROWS=block_rows,
+            BM=bm,
+        )
     return y, style, stats
 
 
-def encode_norm_bwd(grad_y: torch.Tensor, grad_style: torch.Tensor, x: torch.Tensor,
-                    bias: torch.Tensor, stats: torch.Tensor, alpha: float, eps: float):
+def encode_norm_bwd(
+    grad_y: torch.Tensor,
+    grad_style: torch.Tensor,
+    x: torch.Tensor,
+    bias: torch.Tensor,
+    stats: torch.Tensor,
+    alpha: float,
+    eps: float,
+):
     """(grad_x, grad_bias) of encode_norm_fwd; ``eps`` is already folded into stats."""
     n, channels, height, width = x.shape
     rows, row_len = n * channels, height * width
@@ -148,6 +200,19 @@ def encode_norm_bwd(grad_y: torch.Tensor, grad_style: torch.Tensor, x: torch.Ten
         block_rows, bm = row_tile(rows, row_len)
         with device_of(x):
             _encode_norm_bwd_kernel[(triton.cdiv(rows, block_rows),)](
-                grad_y, grad_style, x, bias, stats, grad_x, partial, rows, channels, row_len,
-                float(alpha), ACC=acc_dtype(x), ROWS=block_rows, BM=bm)
+                grad_y,
+                grad_style,
+                x,
+                bias,
+                stats,
+                grad_x,
+                partial,
+                rows,
+                channels,
+                row_len,
+                float(alpha),
+                ACC=acc_dtype(x),
+                ROWS=block_rows,
+                BM=bm,
+            )
     return grad_x, partial.sum(dim=0).to(x.dtype)

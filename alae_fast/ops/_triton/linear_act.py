@@ -14,18 +14,38 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import INTERPRETED, acc_dtype, acc_scalar, cast_to, device_of, lrelu, pow2_block
+from .common import INTERPRETED
+from .common import acc_dtype
+from .common import acc_scalar
+from .common import cast_to
+from .common import device_of
+from .common import lrelu
+from .common import pow2_block
 
 # Programs along M are grouped so that consecutive programs share weight tiles in L2.
 GROUP_M = 8
 
 
 @triton.jit
-def _linear_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, B, OUT, alpha: tl.float64,
-                       gain: tl.float64, IN: tl.constexpr, HAS_BIAS: tl.constexpr,
-                       ACC: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.constexpr,
-                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                       GROUP: tl.constexpr):
+def _linear_act_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    y_ptr,
+    B,
+    OUT,
+    alpha: tl.float64,
+    gain: tl.float64,
+    IN: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+    GROUP: tl.constexpr,
+):
     pid = tl.program_id(0)
     m_blocks = tl.cdiv(B, BM)
     n_blocks = tl.cdiv(OUT, BN)
@@ -42,10 +62,12 @@ def _linear_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, B, OUT, alpha: tl.float64,
     for k0 in range(0, IN, BK):
         rk = k0 + tl.arange(0, BK)
         k_mask = rk < IN
-        a = tl.load(x_ptr + rm[:, None] * IN + rk[None, :],
-                    mask=m_mask[:, None] & k_mask[None, :], other=0.0)  # [BM, BK]
-        w = tl.load(w_ptr + rn[None, :] * IN + rk[:, None],
-                    mask=n_mask[None, :] & k_mask[:, None], other=0.0)  # [BK, BN] = W.T tile
+        a = tl.load(
+            x_ptr + rm[:, None] * IN + rk[None, :], mask=m_mask[:, None] & k_mask[None, :], other=0.0
+        )  # [BM, BK]
+        w = tl.load(
+            w_ptr + rn[None, :] * IN + rk[:, None], mask=n_mask[None, :] & k_mask[:, None], other=0.0
+        )  # [BK, BN] = W.T tile
         if USE_DOT:
             if INTERPRETED:
                 if a.dtype == tl.bfloat16:  # the interpreter multiplies bf16 bits as integers
@@ -57,16 +79,23 @@ def _linear_act_kernel(x_ptr, w_ptr, b_ptr, y_ptr, B, OUT, alpha: tl.float64,
     if HAS_BIAS:
         acc += tl.load(b_ptr + rn, mask=n_mask, other=0.0).to(ACC)[None, :]
     y = lrelu(acc, acc_scalar(alpha, ACC)) * acc_scalar(gain, ACC)
-    tl.store(y_ptr + rm[:, None] * OUT + rn[None, :], cast_to(y, y_ptr.dtype.element_ty),
-             mask=m_mask[:, None] & n_mask[None, :])
+    tl.store(
+        y_ptr + rm[:, None] * OUT + rn[None, :],
+        cast_to(y, y_ptr.dtype.element_ty),
+        mask=m_mask[:, None] & n_mask[None, :],
+    )
 
 
 def tiles(batch: int, out_features: int, in_features: int, float64: bool):
     """(BM, BN, BK, num_warps) of the launch."""
     if not float64:
         # tl.dot needs every tile dimension >= 16.
-        return (max(16, pow2_block(batch, 64)), max(16, pow2_block(out_features, 64)),
-                max(16, pow2_block(in_features, 32)), 4)
+        return (
+            max(16, pow2_block(batch, 64)),
+            max(16, pow2_block(out_features, 64)),
+            max(16, pow2_block(in_features, 32)),
+            4,
+        )
     # The [BM, BK, BN] product lives in registers: keep it at 4096 doubles.
     bm, bn = pow2_block(batch, 32), pow2_block(out_features, 32)
     return bm, bn, pow2_block(in_features, 4096 // (bm * bn)), 4
@@ -87,8 +116,9 @@ def input_precision(dtype: torch.dtype) -> str:
     return "tf32" if precision == "tf32" else "ieee"
 
 
-def linear_act_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                   alpha: float, gain: float) -> torch.Tensor:
+def linear_act_fwd(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, alpha: float, gain: float
+) -> torch.Tensor:
     """lrelu(x @ weight.T + bias) * gain for contiguous x [B, IN], weight [OUT, IN]."""
     batch, in_features = x.shape
     out_features = weight.shape[0]
@@ -100,8 +130,23 @@ def linear_act_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     grid = (triton.cdiv(batch, bm) * triton.cdiv(out_features, bn),)
     with device_of(x):
         _linear_act_kernel[grid](
-            x, weight, bias if bias is not None else x, y, batch, out_features, float(alpha),
-            float(gain), IN=in_features, HAS_BIAS=bias is not None, ACC=acc_dtype(x),
-            USE_DOT=use_dot, PRECISION=input_precision(x.dtype), BM=bm, BN=bn, BK=bk,
-            GROUP=GROUP_M, num_warps=num_warps)
+            x,
+            weight,
+            bias if bias is not None else x,
+            y,
+            batch,
+            out_features,
+            float(alpha),
+            float(gain),
+            IN=in_features,
+            HAS_BIAS=bias is not None,
+            ACC=acc_dtype(x),
+            USE_DOT=use_dot,
+            PRECISION=input_precision(x.dtype),
+            BM=bm,
+            BN=bn,
+            BK=bk,
+            GROUP=GROUP_M,
+            num_warps=num_warps,
+        )
     return y

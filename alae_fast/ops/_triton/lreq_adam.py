@@ -28,10 +28,20 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import BLOCK, REDUCE_ITERS, TILE, cast_to, device_of, div_rn, sqrt_rn
+from .common import BLOCK
+from .common import REDUCE_ITERS
+from .common import TILE
+from .common import cast_to
+from .common import device_of
+from .common import div_rn
+from .common import sqrt_rn
 
-_TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
-              torch.float32: tl.float32, torch.float64: tl.float64}
+_TL_DTYPES = {
+    torch.float16: tl.float16,
+    torch.bfloat16: tl.bfloat16,
+    torch.float32: tl.float32,
+    torch.float64: tl.float64,
+}
 # Elements per program: ITERS steps of STEP (the interpreter: one step of a TILE, since it
 # pays per program and per operation rather than per element).
 STEP = TILE
@@ -64,8 +74,9 @@ def _div_ieee(x, y, NV_PTX: tl.constexpr):
     """x / y correctly rounded, subnormals kept: Triton's float32 div_rn compiles to
     div.rn.ftz.f32, which flushes them, so NVIDIA GPUs get div.rn.f32 written out."""
     if NV_PTX and x.dtype == tl.float32:
-        return tl.inline_asm_elementwise("div.rn.f32 $0, $1, $2;", "=f,f,f", [x, y],
-                                         dtype=tl.float32, is_pure=True, pack=1)
+        return tl.inline_asm_elementwise(
+            "div.rn.f32 $0, $1, $2;", "=f,f,f", [x, y], dtype=tl.float32, is_pure=True, pack=1
+        )
     else:
         return div_rn(x, y)
 
@@ -74,17 +85,27 @@ def _div_ieee(x, y, NV_PTX: tl.constexpr):
 def _sqrt_ieee(x, NV_PTX: tl.constexpr):
     """Correctly rounded square root keeping subnormals (see _div_ieee)."""
     if NV_PTX and x.dtype == tl.float32:
-        return tl.inline_asm_elementwise("sqrt.rn.f32 $0, $1;", "=f,f", [x],
-                                         dtype=tl.float32, is_pure=True, pack=1)
+        return tl.inline_asm_elementwise("sqrt.rn.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1)
     else:
         return sqrt_rn(x)
 
 
 @triton.jit
-def _lreq_adam_kernel(pointers_ptr, numels_ptr, chunk_tensor_ptr, chunk_start_ptr, scalars_ptr,
-                      DT: tl.constexpr, OP: tl.constexpr, HAS_WEIGHT_DECAY: tl.constexpr,
-                      FUSED: tl.constexpr, NV_PTX: tl.constexpr, ALIGNED: tl.constexpr,
-                      BLOCK: tl.constexpr, ITERS: tl.constexpr):
+def _lreq_adam_kernel(
+    pointers_ptr,
+    numels_ptr,
+    chunk_tensor_ptr,
+    chunk_start_ptr,
+    scalars_ptr,
+    DT: tl.constexpr,
+    OP: tl.constexpr,
+    HAS_WEIGHT_DECAY: tl.constexpr,
+    FUSED: tl.constexpr,
+    NV_PTX: tl.constexpr,
+    ALIGNED: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ITERS: tl.constexpr,
+):
     pid = tl.program_id(0)
     tensor = tl.load(chunk_tensor_ptr + pid)
     start = tl.load(chunk_start_ptr + pid)
@@ -104,8 +125,7 @@ def _lreq_adam_kernel(pointers_ptr, numels_ptr, chunk_tensor_ptr, chunk_start_pt
     neg_step = tl.load(scalars_ptr + 4 + tensor)
     for it in tl.static_range(ITERS):
         # Chunk starts are multiples of CHUNK: BLOCK-aligned runs of BLOCK elements.
-        offs = tl.max_contiguous(tl.multiple_of(start + it * BLOCK + tl.arange(0, BLOCK),
-                                                BLOCK), BLOCK)
+        offs = tl.max_contiguous(tl.multiple_of(start + it * BLOCK + tl.arange(0, BLOCK), BLOCK), BLOCK)
         mask = offs < numel
         p = tl.load(param_ptr + offs, mask=mask, other=0.0).to(OP)
         g = tl.load(grad_ptr + offs, mask=mask, other=0.0).to(OP)
@@ -134,8 +154,10 @@ def _lreq_adam_kernel(pointers_ptr, numels_ptr, chunk_tensor_ptr, chunk_start_pt
 def _device_tables(params, grads, exp_avg_sqs, device):
     """(pointers, numels, chunk tensor, chunk start) int64 tables on ``device``, cached per
     set of data pointers and sizes: rebuilt only when a tensor moved or changed size."""
-    key = (device, tuple((p.data_ptr(), g.data_ptr(), v.data_ptr(), p.numel())
-                         for p, g, v in zip(params, grads, exp_avg_sqs)))
+    key = (
+        device,
+        tuple((p.data_ptr(), g.data_ptr(), v.data_ptr(), p.numel()) for p, g, v in zip(params, grads, exp_avg_sqs)),
+    )
     cached = _table_cache.get(key)
     if cached is not None:
         _table_cache.move_to_end(key)
@@ -148,10 +170,14 @@ def _device_tables(params, grads, exp_avg_sqs, device):
         chunk_tensor += [i] * len(starts)
         chunk_start += starts
     count, chunks = len(params), len(chunk_tensor)
-    ints = _to_device(torch.tensor(pointers + numels + chunk_tensor + chunk_start,
-                                   dtype=torch.int64), device)
-    tables = (ints[:3 * count], ints[3 * count:4 * count],
-              ints[4 * count:4 * count + chunks], ints[4 * count + chunks:], chunks)
+    ints = _to_device(torch.tensor(pointers + numels + chunk_tensor + chunk_start, dtype=torch.int64), device)
+    tables = (
+        ints[: 3 * count],
+        ints[3 * count : 4 * count],
+        ints[4 * count : 4 * count + chunks],
+        ints[4 * count + chunks :],
+        chunks,
+    )
     _table_cache[key] = tables
     if len(_table_cache) > _TABLE_CACHE_SIZE:
         _table_cache.popitem(last=False)
@@ -166,9 +192,16 @@ def _to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
-                    exp_avg_sqs: list[torch.Tensor], step_sizes: list[float], beta2: float,
-                    eps: float, weight_decay: float, fused: bool | None = None) -> None:
+def lreq_adam_step_(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    step_sizes: list[float],
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    fused: bool | None = None,
+) -> None:
     """In place: for each i, exp_avg_sqs[i] and params[i] take one Adam step of step size
     step_sizes[i] (contiguous tensors, one dtype, one device). ``fused``: PyTorch CUDA's
     rounding sequence (default: on CUDA tensors) rather than its CPU one."""
@@ -178,20 +211,34 @@ def lreq_adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor],
     # PyTorch computes float16 / bfloat16 ops in float32 with float32 scalars.
     op_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     pointer_table, numel_table, chunk_tensor_table, chunk_start_table, chunks = _device_tables(
-        params, grads, exp_avg_sqs, device)
+        params, grads, exp_avg_sqs, device
+    )
     if chunks == 0:
         return
     # Scalars rounded once here (double -> op dtype, round to nearest even, as PyTorch does).
-    scalars = _to_device(torch.tensor([beta2, 1.0 - beta2, eps, weight_decay]
-                                      + [-s for s in step_sizes], dtype=torch.float64
-                                      ).to(op_dtype), device)
+    scalars = _to_device(
+        torch.tensor([beta2, 1.0 - beta2, eps, weight_decay] + [-s for s in step_sizes], dtype=torch.float64).to(
+            op_dtype
+        ),
+        device,
+    )
     if fused is None:
         fused = device.type == "cuda"
     aligned = all(t.data_ptr() % 16 == 0 for ts in (params, grads, exp_avg_sqs) for t in ts)
     with device_of(params[0]):
         _lreq_adam_kernel[(chunks,)](
-            pointer_table, numel_table, chunk_tensor_table, chunk_start_table, scalars,
-            DT=_TL_DTYPES[dtype], OP=tl.float64 if op_dtype == torch.float64 else tl.float32,
-            HAS_WEIGHT_DECAY=weight_decay != 0, FUSED=bool(fused),
-            NV_PTX=device.type == "cuda" and torch.version.hip is None, ALIGNED=aligned,
-            BLOCK=STEP, ITERS=ITERS, **LAUNCH_OPTIONS)
+            pointer_table,
+            numel_table,
+            chunk_tensor_table,
+            chunk_start_table,
+            scalars,
+            DT=_TL_DTYPES[dtype],
+            OP=tl.float64 if op_dtype == torch.float64 else tl.float32,
+            HAS_WEIGHT_DECAY=weight_decay != 0,
+            FUSED=bool(fused),
+            NV_PTX=device.type == "cuda" and torch.version.hip is None,
+            ALIGNED=aligned,
+            BLOCK=STEP,
+            ITERS=ITERS,
+            **LAUNCH_OPTIONS,
+        )
