@@ -111,7 +111,7 @@ def _backward(out) -> None:
     loss.backward()
 
 
-def run_op_case(benchmark, *, op: str, mode: str, shape, impl: str, forward, moved: tuple[int, int]) -> None:
+def run_op_case(benchmark, op: str, mode: str, shape, impl: str, forward, moved: tuple[int, int]) -> None:
     """``run_case`` of ``forward()`` (mode "forward") or of it and the backward of the sum of
     its outputs (mode "forward+backward"); ``moved`` holds the bytes of each mode."""
     fn = forward if mode == "forward" else (lambda: _backward(forward()))

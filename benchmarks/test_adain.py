@@ -13,12 +13,6 @@ def test_adain(benchmark, impl, shape, mode):
     x, style = randn(shape, mode), randn((n, 2 * c), mode)
     noise = randn((n, 1, h, w), "forward")  # a constant input
     noise_weight, bias = randn((c,), mode), randn((c,), mode)
-    run_op_case(
-        benchmark,
-        op="adain",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: adain(x, style, noise=noise, noise_weight=noise_weight, bias=bias, impl=impl),
-        moved=(2 * nbytes(x), 5 * nbytes(x)),
-    )
+    kw = dict(noise=noise, noise_weight=noise_weight, bias=bias)
+    moved = (2 * nbytes(x), 5 * nbytes(x))
+    run_op_case(benchmark, "adain", mode, shape, impl, lambda: adain(x, style, **kw, impl=impl), moved)

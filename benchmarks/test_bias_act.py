@@ -12,12 +12,5 @@ from .bench_support import run_op_case
 def test_bias_act(benchmark, impl, shape, mode):
     x, b = randn(shape, mode), randn(shape[1], mode)
     # Forward reads x, writes y; backward reads the gradient and y, writes grad x.
-    run_op_case(
-        benchmark,
-        op="bias_act",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: bias_act(x, b, impl=impl),
-        moved=(2 * nbytes(x), 5 * nbytes(x)),
-    )
+    moved = (2 * nbytes(x), 5 * nbytes(x))
+    run_op_case(benchmark, "bias_act", mode, shape, impl, lambda: bias_act(x, b, impl=impl), moved)

@@ -12,12 +12,5 @@ from .bench_support import run_op_case
 @parametrize_cases(ACTIVATION_SHAPES)
 def test_blur(benchmark, impl, shape, mode):
     x = randn(shape, mode)
-    run_op_case(
-        benchmark,
-        op="blur",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: blur(x, impl=impl),
-        moved=(2 * nbytes(x), 4 * nbytes(x)),
-    )
+    moved = (2 * nbytes(x), 4 * nbytes(x))
+    run_op_case(benchmark, "blur", mode, shape, impl, lambda: blur(x, impl=impl), moved)

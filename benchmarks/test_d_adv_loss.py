@@ -10,12 +10,5 @@ from .bench_support import run_op_case
 @parametrize_cases(LOGIT_SIZES)
 def test_d_adv_loss(benchmark, impl, shape, mode):
     f, r = randn(shape, mode), randn(shape, mode)
-    run_op_case(
-        benchmark,
-        op="d_adv_loss",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: d_adv_loss(f, r, impl=impl),
-        moved=(nbytes(f, r), 3 * nbytes(f, r)),
-    )
+    moved = (nbytes(f, r), 3 * nbytes(f, r))
+    run_op_case(benchmark, "d_adv_loss", mode, shape, impl, lambda: d_adv_loss(f, r, impl=impl), moved)

@@ -11,12 +11,5 @@ from .bench_support import run_op_case
 def test_encode_norm(benchmark, impl, shape, mode):
     x, bias = randn(shape, mode), randn(shape[1], mode)
     # Forward reads x, writes y; backward reads x and grad y, writes grad x.
-    run_op_case(
-        benchmark,
-        op="encode_norm",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: encode_norm(x, bias, impl=impl),
-        moved=(2 * nbytes(x), 5 * nbytes(x)),
-    )
+    moved = (2 * nbytes(x), 5 * nbytes(x))
+    run_op_case(benchmark, "encode_norm", mode, shape, impl, lambda: encode_norm(x, bias, impl=impl), moved)

@@ -10,12 +10,5 @@ from .bench_support import run_op_case
 @parametrize_cases(LOGIT_SIZES)
 def test_g_adv_loss(benchmark, impl, shape, mode):
     f = randn(shape, mode)
-    run_op_case(
-        benchmark,
-        op="g_adv_loss",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: g_adv_loss(f, impl=impl),
-        moved=(nbytes(f), 3 * nbytes(f)),
-    )
+    moved = (nbytes(f), 3 * nbytes(f))
+    run_op_case(benchmark, "g_adv_loss", mode, shape, impl, lambda: g_adv_loss(f, impl=impl), moved)

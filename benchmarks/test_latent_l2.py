@@ -14,12 +14,5 @@ SHAPES = [(128, 50), (32, 1, 512), (256, 1, 512), (4096, 1, 512)]
 def test_latent_l2(benchmark, impl, shape, mode):
     a, b = randn(shape, mode), randn(shape, "forward")
     # Backward: reads a, b twice (forward, backward) and writes the two gradients.
-    run_op_case(
-        benchmark,
-        op="latent_l2",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: latent_l2(a, b, impl=impl),
-        moved=(nbytes(a, b), 3 * nbytes(a, b)),
-    )
+    moved = (nbytes(a, b), 3 * nbytes(a, b))
+    run_op_case(benchmark, "latent_l2", mode, shape, impl, lambda: latent_l2(a, b, impl=impl), moved)

@@ -15,12 +15,5 @@ def test_linear_act(benchmark, impl, shape, mode):
     x, bias = randn((batch, n_in), mode), randn(n_out, mode)
     weight = (randn((n_out, n_in), "forward") / n_in**0.5).requires_grad_(mode != "forward")
     moved = nbytes(x, weight) + batch * n_out * 4
-    run_op_case(
-        benchmark,
-        op="linear_act",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: linear_act(x, weight, bias, impl=impl),
-        moved=(moved, moved),
-    )
+    moved = (moved, moved)
+    run_op_case(benchmark, "linear_act", mode, shape, impl, lambda: linear_act(x, weight, bias, impl=impl), moved)

@@ -17,12 +17,5 @@ if DEVICE == "cuda":
 def test_r1_penalty(benchmark, impl, shape, mode):
     g = randn(shape, mode)
     # Forward reads g; backward reads g and writes its gradient.
-    run_op_case(
-        benchmark,
-        op="r1_penalty",
-        mode=mode,
-        shape=shape,
-        impl=impl,
-        forward=lambda: r1_penalty(g, 10.0, impl=impl),
-        moved=(nbytes(g), 3 * nbytes(g)),
-    )
+    moved = (nbytes(g), 3 * nbytes(g))
+    run_op_case(benchmark, "r1_penalty", mode, shape, impl, lambda: r1_penalty(g, 10.0, impl=impl), moved)
