@@ -10,6 +10,8 @@ same name).
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from . import ops
@@ -60,60 +62,18 @@ class FastLosses(_reference.ALAEBase):
 
 class StyleALAE(FastLosses, _reference.StyleALAE):
     __doc__ = _reference.StyleALAE.__doc__
+    __signature__ = inspect.signature(_reference.StyleALAE)
 
-    def __init__(
-        self,
-        startf: int = 32,
-        maxf: int = 256,
-        layer_count: int = 3,
-        latent_size: int = 128,
-        mapping_layers: int = 5,
-        channels: int = 3,
-        dlatent_avg_beta: float | None = None,
-        truncation_psi: float | None = None,
-        truncation_cutoff: int | None = None,
-        style_mixing_prob: float | None = None,
-        style_injection: str = "adain",
-    ):
-        check_fast_style_injection(style_injection)
-        super().__init__(
-            startf,
-            maxf,
-            layer_count,
-            latent_size,
-            mapping_layers,
-            channels,
-            dlatent_avg_beta,
-            truncation_psi,
-            truncation_cutoff,
-            style_mixing_prob,
-            style_injection,
-        )
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        check_fast_style_injection(self.style_injection)
         optimize(self)
 
 
 class MLPALAE(FastLosses, _reference.MLPALAE):
     __doc__ = _reference.MLPALAE.__doc__
+    __signature__ = inspect.signature(_reference.MLPALAE)
 
-    def __init__(
-        self,
-        latent_size: int = 50,
-        mapping_layers: int = 6,
-        channels: int = 1,
-        layer_count: int = 4,
-        dlatent_avg_beta: float | None = 0.995,
-        truncation_psi: float | None = None,
-        truncation_cutoff: int | None = None,
-        style_mixing_prob: float | None = None,
-    ):
-        super().__init__(
-            latent_size,
-            mapping_layers,
-            channels,
-            layer_count,
-            dlatent_avg_beta,
-            truncation_psi,
-            truncation_cutoff,
-            style_mixing_prob,
-        )
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         optimize(self)

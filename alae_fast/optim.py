@@ -6,8 +6,6 @@ move freely between this and :class:`alae_fast.reference.LREQAdam`.
 
 from __future__ import annotations
 
-import torch
-
 from . import ops
 from .reference.optim import LREQAdam as _ReferenceLREQAdam
 
@@ -34,33 +32,17 @@ class LREQAdam(_ReferenceLREQAdam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         self.impl = impl
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta2 = group["betas"][1]
-            batches: dict[tuple, tuple[list, list, list, list]] = {}
-            for p, grad, v, step_size in self._updates(group):
-                if not (p.is_contiguous() and grad.is_contiguous() and v.is_contiguous()):
-                    ops.lreq_adam_step_ref(
-                        [p], [grad], [v], [step_size], beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"]
-                    )
-                    continue
-                batch = batches.setdefault((p.device, p.dtype), ([], [], [], []))
-                for lst, item in zip(batch, (p, grad, v, step_size)):
-                    lst.append(item)
-            for params, grads, exp_avg_sqs, step_sizes in batches.values():
-                ops.lreq_adam_step_(
-                    params,
-                    grads,
-                    exp_avg_sqs,
-                    step_sizes,
-                    beta2=beta2,
-                    eps=group["eps"],
-                    weight_decay=group["weight_decay"],
-                    impl=self.impl,
-                )
-        return loss
+    def _step_group(self, group):
+        beta2, eps, weight_decay = group["betas"][1], group["eps"], group["weight_decay"]
+        batches: dict[tuple, tuple[list, list, list, list]] = {}
+        for p, grad, v, step_size in self._updates(group):
+            if not (p.is_contiguous() and grad.is_contiguous() and v.is_contiguous()):
+                ops.lreq_adam_step_ref([p], [grad], [v], [step_size], beta2=beta2, eps=eps, weight_decay=weight_decay)
+                continue
+            batch = batches.setdefault((p.device, p.dtype), ([], [], [], []))
+            for lst, item in zip(batch, (p, grad, v, step_size)):
+                lst.append(item)
+        for params, grads, moments, steps in batches.values():
+            ops.lreq_adam_step_(
+                params, grads, moments, steps, beta2=beta2, eps=eps, weight_decay=weight_decay, impl=self.impl
+            )

@@ -42,40 +42,9 @@ from .lreq_adam import lreq_adam_step_ref
 from .r1_penalty import r1_penalty
 from .r1_penalty import r1_penalty_ref
 
-__all__ = [
-    "IMPLS",
-    "ENV_VAR",
-    "AUTO_ORDER",
-    "ImplUnavailableError",
-    "available_impls",
-    "resolve_impl",
-    "d_adv_loss",
-    "d_adv_loss_ref",
-    "g_adv_loss",
-    "g_adv_loss_ref",
-    "r1_penalty",
-    "r1_penalty_ref",
-    "latent_l2",
-    "latent_l2_ref",
-    "d_loss_r1",
-    "d_loss_r1_ref",
-    "bias_act",
-    "bias_act_ref",
-    "blur",
-    "blur_ref",
-    "encode_norm",
-    "encode_norm_ref",
-    "adain",
-    "adain_ref",
-    "adain_conv2d",
-    "adain_conv2d_ref",
-    "adain_stats",
-    "adain_stats_ref",
-    "adain_scale_shift",
-    "adain_center_scale_shift",
-    "transposed_to_conv_weight",
-    "linear_act",
-    "linear_act_ref",
-    "lreq_adam_step_",
-    "lreq_adam_step_ref",
-]
+__all__ = ["IMPLS", "ENV_VAR", "AUTO_ORDER", "ImplUnavailableError", "available_impls", "resolve_impl"]
+__all__ += ["d_adv_loss", "d_adv_loss_ref", "g_adv_loss", "g_adv_loss_ref", "r1_penalty", "r1_penalty_ref"]
+__all__ += ["latent_l2", "latent_l2_ref", "d_loss_r1", "d_loss_r1_ref", "bias_act", "bias_act_ref", "blur", "blur_ref"]
+__all__ += ["encode_norm", "encode_norm_ref", "adain", "adain_ref", "adain_conv2d", "adain_conv2d_ref"]
+__all__ += ["adain_stats", "adain_stats_ref", "adain_scale_shift", "adain_center_scale_shift"]
+__all__ += ["transposed_to_conv_weight", "linear_act", "linear_act_ref", "lreq_adam_step_", "lreq_adam_step_ref"]

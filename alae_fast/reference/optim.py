@@ -66,11 +66,14 @@ class LREQAdam(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta2 = group["betas"][1]
-            for p, grad, v, step_size in self._updates(group):
-                if group["weight_decay"] != 0:
-                    grad = grad.add(p, alpha=group["weight_decay"])
-                v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                denom = v.sqrt().add_(group["eps"])
-                p.addcdiv_(grad, denom, value=-step_size)
+            self._step_group(group)
         return loss
+
+    def _step_group(self, group):
+        beta2 = group["betas"][1]
+        for p, grad, v, step_size in self._updates(group):
+            if group["weight_decay"] != 0:
+                grad = grad.add(p, alpha=group["weight_decay"])
+            v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+            denom = v.sqrt().add_(group["eps"])
+            p.addcdiv_(grad, denom, value=-step_size)
