@@ -392,15 +392,8 @@ def run_doctor(device: str | None = None, json_path: str | None = None, out=None
         print(f"\nall {len(checks)} checks PASS ({seconds:.1f} s)", file=out)
     passed = not failed and not problems
     if json_path:
-        result = dict(
-            device=device,
-            environment=env,
-            ops=rows,
-            checks=checks,
-            tolerances=dict(output=OUT_TOL, gradient=GRAD_TOL),
-            problems=problems,
-            passed=passed,
-            seconds=round(seconds, 3),
-        )
+        tolerances = dict(output=OUT_TOL, gradient=GRAD_TOL)
+        result: dict[str, Any] = dict(device=device, environment=env, ops=rows, checks=checks)
+        result.update(tolerances=tolerances, problems=problems, passed=passed, seconds=round(seconds, 3))
         Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
     return 0 if passed else 1

@@ -115,31 +115,18 @@ class DecodeBlock(ref.DecodeBlock):
             x = x.expand(n, -1, -1, -1)
         return x, z, weight
 
+    def _norm_args(self, z, weight) -> dict:
+        """The noise, activation and instance-norm arguments shared by adain and adain_stats."""
+        return dict(noise=z, noise_weight=weight, alpha=LRELU_SLOPE, eps=ref.DECODER_NORM_EPS, impl=self.impl)
+
     def _adain(self, x, style, noise_weight, bias, noise) -> torch.Tensor:
         x, z, weight = self._noise_terms(x, noise_weight, noise, style.shape[0])
-        return ops.adain(
-            x,
-            style,
-            noise=z,
-            noise_weight=weight,
-            bias=bias.view(-1),
-            alpha=LRELU_SLOPE,
-            eps=ref.DECODER_NORM_EPS,
-            impl=self.impl,
-        )
+        return ops.adain(x, style, bias=bias.view(-1), **self._norm_args(z, weight))
 
     def _pending(self, x, style, noise_weight, bias, noise) -> PendingAdaIN:
         x, z, weight = self._noise_terms(x, noise_weight, noise, style.shape[0])
         x = x.contiguous() if x.stride(0) == 0 else x  # the expanded constant
-        stats = ops.adain_stats(
-            x,
-            noise=z,
-            noise_weight=weight,
-            act_bias=bias.view(-1),
-            alpha=LRELU_SLOPE,
-            eps=ref.DECODER_NORM_EPS,
-            impl=self.impl,
-        )
+        stats = ops.adain_stats(x, act_bias=bias.view(-1), **self._norm_args(z, weight))
         # Centred: a constant channel gives exactly the style bias, as the reference's t - mean.
         center, scale, shift = ops.adain_center_scale_shift(stats, style)
         return PendingAdaIN(x, z, weight, bias.view(-1), scale, shift, center)
