@@ -62,7 +62,6 @@ class FastLosses(_reference.ALAEBase):
 
 class StyleALAE(FastLosses, _reference.StyleALAE):
     __doc__ = _reference.StyleALAE.__doc__
-    __signature__ = inspect.signature(_reference.StyleALAE)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -72,8 +71,12 @@ class StyleALAE(FastLosses, _reference.StyleALAE):
 
 class MLPALAE(FastLosses, _reference.MLPALAE):
     __doc__ = _reference.MLPALAE.__doc__
-    __signature__ = inspect.signature(_reference.MLPALAE)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         optimize(self)
+
+
+# The twins' parameters, for help() and inspect (the fast __init__ passes them on as given).
+StyleALAE.__init__.__signature__ = inspect.signature(_reference.StyleALAE.__init__)  # type: ignore[attr-defined]
+MLPALAE.__init__.__signature__ = inspect.signature(_reference.MLPALAE.__init__)  # type: ignore[attr-defined]
