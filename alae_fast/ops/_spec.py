@@ -35,7 +35,7 @@ from ._dispatch import IMPLS
 from ._dispatch import ImplUnavailableError
 from ._dispatch import resolve_impl
 
-__all__ = ["LIB", "REGISTRY", "Stage", "Example", "OpSpec", "define", "native", "first_order_only"]
+__all__ = ["LIB", "REGISTRY", "Stage", "Example", "OpSpec", "define", "native", "first_order_only", "Rand"]
 
 LIB = torch.library.Library("alae_fast", "DEF")
 
@@ -167,32 +167,44 @@ def first_order_only(op: str, why: str) -> Callable[..., Mapping[str, Any]]:
     return refuse
 
 
-def _seeded(
-    shape: Sequence[int], device: torch.device, dtype: torch.dtype, seed: int, scale: float = 1.0
-) -> torch.Tensor:
-    """N(0, scale^2) drawn in float64 on the CPU from ``seed``: the same numbers everywhere."""
-    g = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(tuple(shape), generator=g, dtype=torch.float64)).to(device, dtype)
+@dataclass(frozen=True)
+class Rand:
+    """A tensor input of an :class:`Example`: ``shift + scale * N(0, 1)`` (``abs``: its magnitude),
+    drawn in float64 on the CPU from ``seed``, so the same numbers on every device and dtype."""
+
+    shape: tuple[int, ...]
+    seed: int
+    scale: float = 1.0
+    shift: float = 0.0
+    abs: bool = False
+
+    def make(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed)
+        t = self.shift + self.scale * torch.randn(self.shape, generator=g, dtype=torch.float64)
+        return (t.abs() if self.abs else t).to(device, dtype)
 
 
 @dataclass(frozen=True)
 class Example:
     """Example inputs of an op, for the generic tests and ``alae-fast doctor``.
 
-    ``inputs(randn)`` returns the public function's keyword arguments; ``randn(shape, seed,
-    scale=1.0)`` makes seeded tensors of the dtype and device asked for. ``grad`` names the
-    inputs to differentiate. ``call(fn, inputs)`` runs the op or its twin (default
-    ``fn(**inputs)``): it returns the tensors to compare.
+    ``inputs`` are the public function's keyword arguments, :class:`Rand` (or lists of them) for
+    tensors; ``grad`` names the inputs to differentiate; ``call(fn, inputs)`` runs the op or its
+    twin (default ``fn(**inputs)``) and returns the tensors to compare.
     """
 
     name: str
-    inputs: Callable[..., dict[str, Any]]
+    inputs: dict[str, Any]
     grad: tuple[str, ...] = ()
     call: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None
 
     def make(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
         dev = torch.device(device)
-        return self.inputs(lambda shape, seed, scale=1.0: _seeded(shape, dev, dtype, seed, scale))
+
+        def value(v):
+            return v.make(dev, dtype) if isinstance(v, Rand) else [value(e) for e in v] if isinstance(v, list) else v
+
+        return {k: value(v) for k, v in self.inputs.items()}
 
     def run(self, fn: Callable[..., Any], inputs: dict[str, Any]) -> Any:
         return fn(**inputs) if self.call is None else self.call(fn, inputs)

@@ -20,6 +20,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 from ._spec import first_order_only
 
@@ -85,28 +86,13 @@ _forward = define(
     backward=_grad_forward,
 )
 
-SPEC = OpSpec(
+_INPUTS = dict(x=Rand((3, 5, 7, 7), 0), style=Rand((3, 10), 1), noise=Rand((3, 1, 7, 7), 2), alpha=0.2, eps=1e-8)
+_EXAMPLE = Example(
     "adain",
-    adain_ref,
-    _forward,
-    grad_order=1,
-    outputs=lambda out: out[0],
-    examples=(
-        Example(
-            "adain",
-            lambda randn: dict(
-                x=randn((3, 5, 7, 7), 0),
-                style=randn((3, 10), 1),
-                noise=randn((3, 1, 7, 7), 2),
-                noise_weight=randn((5,), 3, 0.5),
-                bias=randn((5,), 4, 0.5),
-                alpha=0.2,
-                eps=1e-8,
-            ),
-            grad=("x", "style", "noise_weight", "bias"),
-        ),
-    ),
+    dict(_INPUTS, noise_weight=Rand((5,), 3, 0.5), bias=Rand((5,), 4, 0.5)),
+    ("x", "style", "noise_weight", "bias"),
 )
+SPEC = OpSpec("adain", adain_ref, _forward, grad_order=1, outputs=lambda out: out[0], examples=(_EXAMPLE,))
 
 
 def adain(

@@ -32,6 +32,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 from ._spec import first_order_only
 
@@ -246,48 +247,16 @@ _stats = define(
 )
 
 
-def _noise_example(randn):
-    return dict(
-        x=randn((3, 5, 7, 7), 0),
-        noise=randn((3, 1, 7, 7), 7),
-        noise_weight=randn((5,), 8, 0.5),
-        act_bias=randn((5,), 9, 0.5),
-        alpha=0.2,
-    )
-
-
-def _conv_example(up):
-    def inputs(randn):
-        return dict(
-            _noise_example(randn),
-            scale=1.0 + randn((3, 5), 10, 0.3),
-            shift=randn((3, 5), 11),
-            weight=randn((4, 5, 3, 3), 12, 0.2),
-            bias=randn((4,), 13, 0.5),
-            up=up,
-        )
-
-    return Example(
-        "adain_conv2d(up)" if up else "adain_conv2d",
-        inputs,
-        grad=("x", "scale", "shift", "weight", "bias", "noise_weight", "act_bias"),
-    )
-
-
-SPEC = OpSpec(
-    "adain_conv2d", adain_conv2d_ref, _forward, grad_order=1, examples=(_conv_example(False), _conv_example(True))
-)
+_PROLOGUE = dict(x=Rand((3, 5, 7, 7), 0), noise=Rand((3, 1, 7, 7), 7), noise_weight=Rand((5,), 8, 0.5), alpha=0.2)
+_PROLOGUE.update(act_bias=Rand((5,), 9, 0.5))
+_CONV = dict(_PROLOGUE, scale=Rand((3, 5), 10, 0.3, shift=1.0), shift=Rand((3, 5), 11), bias=Rand((4,), 13, 0.5))
+_CONV.update(weight=Rand((4, 5, 3, 3), 12, 0.2))
+_CONV_GRAD = ("x", "scale", "shift", "weight", "bias", "noise_weight", "act_bias")
+_CONV_EXAMPLES = tuple(Example(f"adain_conv2d{'(up)' * up}", dict(_CONV, up=up), _CONV_GRAD) for up in (False, True))
+_STATS_EXAMPLE = Example("adain_stats", dict(_PROLOGUE, eps=1e-8), ("x", "noise_weight", "act_bias"))
+SPEC = OpSpec("adain_conv2d", adain_conv2d_ref, _forward, grad_order=1, examples=_CONV_EXAMPLES)
 STATS_SPEC = OpSpec(
-    "adain_stats",
-    adain_stats_ref,
-    _stats,
-    grad_order=1,
-    family="adain_conv2d",
-    examples=(
-        Example(
-            "adain_stats", lambda randn: dict(_noise_example(randn), eps=1e-8), grad=("x", "noise_weight", "act_bias")
-        ),
-    ),
+    "adain_stats", adain_stats_ref, _stats, grad_order=1, family="adain_conv2d", examples=(_STATS_EXAMPLE,)
 )
 
 

@@ -15,6 +15,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 
 __all__ = ["bias_act", "bias_act_ref"]
@@ -73,18 +74,8 @@ _forward = define(
     backward=_grad_forward,
 )
 
-SPEC = OpSpec(
-    "bias_act",
-    bias_act_ref,
-    _forward,
-    examples=(
-        Example(
-            "bias_act",
-            lambda randn: dict(x=randn((3, 5, 7, 7), 0), b=randn((5,), 1, 0.5), alpha=0.2, gain=2**0.5),
-            grad=("x", "b"),
-        ),
-    ),
-)
+_EXAMPLE = Example("bias_act", dict(x=Rand((3, 5, 7, 7), 0), b=Rand((5,), 1, 0.5), alpha=0.2, gain=2**0.5), ("x", "b"))
+SPEC = OpSpec("bias_act", bias_act_ref, _forward, examples=(_EXAMPLE,))
 
 
 def check_activation(op: str, alpha, gain) -> tuple[float, float]:

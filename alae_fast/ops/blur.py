@@ -17,6 +17,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 
 __all__ = ["blur", "blur_ref"]
@@ -37,9 +38,7 @@ _forward: Any = define(  # its gradient is itself
     backward=lambda s, grad: {"x": _forward(grad, s.impl)},
 )
 
-SPEC = OpSpec(
-    "blur", blur_ref, _forward, examples=(Example("blur", lambda randn: dict(x=randn((3, 5, 7, 7), 0)), grad=("x",)),)
-)
+SPEC = OpSpec("blur", blur_ref, _forward, examples=(Example("blur", dict(x=Rand((3, 5, 7, 7), 0)), ("x",)),))
 
 
 def blur(x: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:

@@ -14,6 +14,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 
 __all__ = ["d_adv_loss", "d_adv_loss_ref"]
@@ -59,18 +60,8 @@ _forward = define(
     backward=_grad_forward,
 )
 
-SPEC = OpSpec(
-    "d_adv_loss",
-    d_adv_loss_ref,
-    _forward,
-    examples=(
-        Example(
-            "d_adv_loss",
-            lambda randn: dict(d_fake=randn((3,), 1, 2.0), d_real=randn((3,), 2, 2.0)),
-            grad=("d_fake", "d_real"),
-        ),
-    ),
-)
+_EXAMPLE = Example("d_adv_loss", dict(d_fake=Rand((3,), 1, 2.0), d_real=Rand((3,), 2, 2.0)), ("d_fake", "d_real"))
+SPEC = OpSpec("d_adv_loss", d_adv_loss_ref, _forward, examples=(_EXAMPLE,))
 
 
 def d_adv_loss(d_fake: torch.Tensor, d_real: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:

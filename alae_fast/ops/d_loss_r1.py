@@ -15,6 +15,7 @@ from ..reference.losses import discriminator_logistic_r1
 from . import _checks
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from .d_adv_loss import d_adv_loss
 from .r1_penalty import r1_penalty
 
@@ -40,20 +41,9 @@ def _example_call(fn, t):
     return fn(t["d_fake"], d_real, t["reals"], 10.0)
 
 
-SPEC = OpSpec(
-    "d_loss_r1",
-    d_loss_r1_ref,
-    None,
-    compose=_compose,
-    examples=(
-        Example(
-            "d_loss_r1",
-            lambda randn: dict(d_fake=randn((3,), 1), reals=randn((3, 5, 7, 7), 2), w=randn((5, 7, 7), 3, 0.3)),
-            grad=("d_fake", "reals", "w"),
-            call=_example_call,
-        ),
-    ),
-)
+_INPUTS = dict(d_fake=Rand((3,), 1), reals=Rand((3, 5, 7, 7), 2), w=Rand((5, 7, 7), 3, 0.3))
+_EXAMPLE = Example("d_loss_r1", _INPUTS, ("d_fake", "reals", "w"), call=_example_call)
+SPEC = OpSpec("d_loss_r1", d_loss_r1_ref, None, compose=_compose, examples=(_EXAMPLE,))
 
 
 def d_loss_r1(

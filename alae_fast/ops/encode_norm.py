@@ -21,6 +21,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 
 __all__ = ["encode_norm", "encode_norm_ref"]
@@ -114,19 +115,10 @@ _forward = define(
     backward=_grad_forward,
 )
 
-SPEC = OpSpec(
-    "encode_norm",
-    encode_norm_ref,
-    _forward,
-    outputs=lambda out: out[:2],
-    examples=(
-        Example(
-            "encode_norm",
-            lambda randn: dict(x=randn((3, 5, 7, 7), 0), bias=randn((5,), 1, 0.5), alpha=0.2, eps=1e-5),
-            grad=("x", "bias"),
-        ),
-    ),
+_EXAMPLE = Example(
+    "encode_norm", dict(x=Rand((3, 5, 7, 7), 0), bias=Rand((5,), 1, 0.5), alpha=0.2, eps=1e-5), ("x", "bias")
 )
+SPEC = OpSpec("encode_norm", encode_norm_ref, _forward, outputs=lambda out: out[:2], examples=(_EXAMPLE,))
 
 
 def encode_norm(

@@ -14,6 +14,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 
 __all__ = ["g_adv_loss", "g_adv_loss_ref"]
@@ -51,12 +52,8 @@ _forward = define(
     backward=lambda s, grad: {"d_fake": _backward(grad, s.d_fake, s.impl)},
 )
 
-SPEC = OpSpec(
-    "g_adv_loss",
-    g_adv_loss_ref,
-    _forward,
-    examples=(Example("g_adv_loss", lambda randn: dict(d_fake=randn((3,), 1, 2.0)), grad=("d_fake",)),),
-)
+_EXAMPLE = Example("g_adv_loss", dict(d_fake=Rand((3,), 1, 2.0)), ("d_fake",))
+SPEC = OpSpec("g_adv_loss", g_adv_loss_ref, _forward, examples=(_EXAMPLE,))
 
 
 def g_adv_loss(d_fake: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:

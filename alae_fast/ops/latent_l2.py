@@ -10,6 +10,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 
 __all__ = ["latent_l2", "latent_l2_ref"]
@@ -50,12 +51,8 @@ _forward = define(
     backward=_grad_forward,
 )
 
-SPEC = OpSpec(
-    "latent_l2",
-    latent_l2_ref,
-    _forward,
-    examples=(Example("latent_l2", lambda randn: dict(a=randn((3, 5), 1), b=randn((3, 5), 2)), grad=("a", "b")),),
-)
+_EXAMPLE = Example("latent_l2", dict(a=Rand((3, 5), 1), b=Rand((3, 5), 2)), ("a", "b"))
+SPEC = OpSpec("latent_l2", latent_l2_ref, _forward, examples=(_EXAMPLE,))
 
 
 def latent_l2(a: torch.Tensor, b: torch.Tensor, *, impl: str | None = None) -> torch.Tensor:

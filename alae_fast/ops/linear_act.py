@@ -16,6 +16,7 @@ from . import _checks
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 from .bias_act import backward_op as bias_act_backward
 from .bias_act import check_activation
@@ -65,21 +66,9 @@ _forward = define(
 )
 
 # On CUDA the automatic choice is Triton: there is no separate CUDA kernel.
-SPEC = OpSpec(
-    "linear_act",
-    linear_act_ref,
-    _forward,
-    impls=("ref", "triton", "cpu"),
-    examples=(
-        Example(
-            "linear_act",
-            lambda randn: dict(
-                x=randn((3, 7), 1), weight=randn((5, 7), 2, 0.4), bias=randn((5,), 3, 0.5), alpha=0.2, gain=2**0.5
-            ),
-            grad=("x", "weight", "bias"),
-        ),
-    ),
-)
+_INPUTS = dict(x=Rand((3, 7), 1), weight=Rand((5, 7), 2, 0.4), bias=Rand((5,), 3, 0.5), alpha=0.2, gain=2**0.5)
+_EXAMPLE = Example("linear_act", _INPUTS, ("x", "weight", "bias"))
+SPEC = OpSpec("linear_act", linear_act_ref, _forward, impls=("ref", "triton", "cpu"), examples=(_EXAMPLE,))
 
 
 def linear_act(

@@ -14,6 +14,7 @@ from . import _checks
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 
 __all__ = ["lreq_adam_step_", "lreq_adam_step_ref"]
@@ -47,17 +48,12 @@ _op = define(
 )
 
 
-def _example_inputs(randn):
-    shapes = [(4, 5), (5,), (3, 5, 7, 7)]
-    return dict(
-        params=[randn(s, 20 + i) for i, s in enumerate(shapes)],
-        grads=[randn(s, 30 + i) for i, s in enumerate(shapes)],
-        exp_avg_sqs=[randn(s, 40 + i).abs() for i, s in enumerate(shapes)],  # v >= 0
-        step_sizes=[1e-3, 2e-3, 5e-4],
-        beta2=0.99,
-        eps=1e-8,
-        weight_decay=0.01,
-    )
+_SHAPES = [(4, 5), (5,), (3, 5, 7, 7)]
+_INPUTS = dict(step_sizes=[1e-3, 2e-3, 5e-4], beta2=0.99, eps=1e-8, weight_decay=0.01)
+_INPUTS.update(
+    params=[Rand(s, 20 + i) for i, s in enumerate(_SHAPES)], grads=[Rand(s, 30 + i) for i, s in enumerate(_SHAPES)]
+)
+_INPUTS.update(exp_avg_sqs=[Rand(s, 40 + i, abs=True) for i, s in enumerate(_SHAPES)])  # second moments are >= 0
 
 
 def _example_call(fn, t):
@@ -77,14 +73,8 @@ def _example_call(fn, t):
     return tuple([p - p0 for p, p0 in zip(params, t["params"])] + [v - v0 for v, v0 in zip(moments, t["exp_avg_sqs"])])
 
 
-SPEC = OpSpec(
-    "lreq_adam_step_",
-    lreq_adam_step_ref,
-    _op,
-    grad_order=0,
-    family="lreq_adam",
-    examples=(Example("lreq_adam_step_", _example_inputs, call=_example_call),),
-)
+_EXAMPLE = Example("lreq_adam_step_", _INPUTS, call=_example_call)
+SPEC = OpSpec("lreq_adam_step_", lreq_adam_step_ref, _op, grad_order=0, family="lreq_adam", examples=(_EXAMPLE,))
 
 
 def lreq_adam_step_(

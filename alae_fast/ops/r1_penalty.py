@@ -16,6 +16,7 @@ from . import _layout
 from . import _triton
 from ._spec import Example
 from ._spec import OpSpec
+from ._spec import Rand
 from ._spec import define
 
 __all__ = ["r1_penalty", "r1_penalty_ref"]
@@ -66,12 +67,8 @@ _forward = define(
     backward=lambda s, grad: {"grads": _backward(grad, s.grads, s.gamma, s.impl)},
 )
 
-SPEC = OpSpec(
-    "r1_penalty",
-    r1_penalty_ref,
-    _forward,
-    examples=(Example("r1_penalty", lambda randn: dict(grads=randn((3, 5, 7, 7), 0), gamma=10.0), grad=("grads",)),),
-)
+_EXAMPLE = Example("r1_penalty", dict(grads=Rand((3, 5, 7, 7), 0), gamma=10.0), ("grads",))
+SPEC = OpSpec("r1_penalty", r1_penalty_ref, _forward, examples=(_EXAMPLE,))
 
 
 def r1_penalty(grads: torch.Tensor, gamma: float, *, impl: str | None = None) -> torch.Tensor:
