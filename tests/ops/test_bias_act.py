@@ -183,13 +183,8 @@ def test_r1_chain_matches_reference(impl, device, critic, layout):
         lambda t, b: bias_act(t, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl),
         lambda t, b: bias_act_ref(t, b, alpha=0.2, gain=math.sqrt(2.0)),
     )
-    results = r1_chain(
-        [_critic(act) for act in acts],
-        lambda: _image(shape, layout, device) if critic == "conv" else _randn(shape, device),
-        shapes,
-        device,
-    )
-    assert_r1_chain_close(*results, layout=layout)
+    make_x = lambda: _image(shape, layout, device) if critic == "conv" else _randn(shape, device)  # noqa: E731
+    assert_r1_chain_close(*r1_chain([_critic(act) for act in acts], make_x, shapes, device), layout=layout)
 
 
 @impl_device
@@ -231,23 +226,11 @@ def test_torch_compile_fullgraph(impl, device, layout):
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     x, b = torch.zeros(2, 3, 4, 4), torch.zeros(3)
-    with pytest.raises(
-        ValueError,
-        match=r"bias_act: x must have at least 2 dims \[N, C, \.\.\.\], "
-        r"got shape \(5,\)",
-    ):
+    with pytest.raises(ValueError, match=r"bias_act: x must have at least 2 dims \[N, C, \.\.\.\], got shape \(5,\)"):
         bias_act(torch.zeros(5), None)
-    with pytest.raises(
-        ValueError,
-        match=r"bias_act: b must have shape \[C\] = \[3\] "
-        r"\(x's dim 1\), got \(4,\)",
-    ):
+    with pytest.raises(ValueError, match=r"bias_act: b must have shape \[C\] = \[3\] \(x's dim 1\), got \(4,\)"):
         bias_act(x, torch.zeros(4))
-    with pytest.raises(
-        ValueError,
-        match=r"bias_act: b must be 1-D \[C\] = \[3\], got shape "
-        r"\(1, 3\)",
-    ):
+    with pytest.raises(ValueError, match=r"bias_act: b must be 1-D \[C\] = \[3\], got shape \(1, 3\)"):
         bias_act(x, torch.zeros(1, 3))
     with pytest.raises(TypeError, match=r"bias_act: x is torch.float32 but b is torch.float64"):
         bias_act(x, b.double())

@@ -255,43 +255,19 @@ def test_constant_row_with_gradient_on_y_alone(impl, device):
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     x, bias = torch.zeros(2, 3, 4, 4), torch.zeros(3)
-    with pytest.raises(
-        ValueError,
-        match=r"encode_norm: x must be 4-D \[N, C, H, W\], got shape "
-        r"\(3, 4, 4\)",
-    ):
+    with pytest.raises(ValueError, match=r"encode_norm: x must be 4-D \[N, C, H, W\], got shape \(3, 4, 4\)"):
         encode_norm(torch.zeros(3, 4, 4), bias)
-    with pytest.raises(
-        ValueError,
-        match=r"encode_norm: bias must have shape \[C\] = \[3\], "
-        r"got \(4,\)",
-    ):
+    with pytest.raises(ValueError, match=r"encode_norm: bias must have shape \[C\] = \[3\], got \(4,\)"):
         encode_norm(x, torch.zeros(4))
-    with pytest.raises(
-        ValueError,
-        match=r"encode_norm: bias must be 1-D \[C\] = \[3\], got shape "
-        r"\(1, 3\)",
-    ):
+    with pytest.raises(ValueError, match=r"encode_norm: bias must be 1-D \[C\] = \[3\], got shape \(1, 3\)"):
         encode_norm(x, torch.zeros(1, 3))
-    with pytest.raises(
-        TypeError,
-        match=r"encode_norm: x is torch.float32 but bias is "
-        r"torch.float16",
-    ):
+    with pytest.raises(TypeError, match=r"encode_norm: x is torch.float32 but bias is torch.float16"):
         encode_norm(x, bias.half())
-    with pytest.raises(
-        TypeError,
-        match=r"encode_norm: x must be a floating-point tensor.*"
-        r"torch.int64",
-    ):
+    with pytest.raises(TypeError, match=r"encode_norm: x must be a floating-point tensor.*torch.int64"):
         encode_norm(x.long(), bias)
     with pytest.raises(ValueError, match=r"encode_norm: x is on cpu but bias is on meta"):
         encode_norm(x, bias.to("meta"))
-    with pytest.raises(
-        ValueError,
-        match=r"encode_norm: alpha and eps must be >= 0, got "
-        r"alpha=-0.2",
-    ):
+    with pytest.raises(ValueError, match=r"encode_norm: alpha and eps must be >= 0, got alpha=-0.2"):
         encode_norm(x, bias, alpha=-0.2)
     with pytest.raises(ValueError, match=r"encode_norm: alpha and eps must be >= 0, .*eps=-1e-05"):
         encode_norm(x, bias, eps=-1e-5)

@@ -198,9 +198,7 @@ def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     ok = torch.zeros(2, 3)
     with pytest.raises(
-        ValueError,
-        match=r"r1_penalty: grads must have at least 2 dims "
-        r"\[N, \.\.\.\], got shape \(5,\)",
+        ValueError, match=r"r1_penalty: grads must have at least 2 dims \[N, \.\.\.\], got shape \(5,\)"
     ):
         r1_penalty(torch.zeros(5), 10.0)
     with pytest.raises(TypeError, match=r"grads must be a floating-point tensor.*torch.int64"):
