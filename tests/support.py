@@ -22,6 +22,11 @@ FP32_OUT = dict(rtol=1e-5, atol=1e-6)
 FP32_GRAD = dict(rtol=1e-4, atol=1e-6)
 
 
+def op_overloads(name: str) -> tuple:
+    """The registered overloads of op ``name`` and of its backward op."""
+    return getattr(torch.ops.alae_fast, name).default, getattr(torch.ops.alae_fast, f"{name}_backward").default
+
+
 def require(impl: str, device: str) -> None:
     """Fail (not skip) when an implementation that must exist here is missing."""
     reason = _dispatch.unavailable_reason(impl, device)

@@ -7,6 +7,7 @@ from support import FP32_OUT
 from support import assert_compiled_matches_ref
 from support import assert_low_precision_op_close
 from support import impl_device
+from support import op_overloads
 from support import randn as _randn
 from support import require
 from support import shape_id as _ids
@@ -14,8 +15,7 @@ from support import shape_id as _ids
 from alae_fast.ops import adain
 from alae_fast.ops import adain_ref
 
-OP = torch.ops.alae_fast.adain.default
-BACKWARD_OP = torch.ops.alae_fast.adain_backward.default
+OP, BACKWARD_OP = op_overloads("adain")
 
 # H * W > 1: the reference instance norm refuses single-pixel rows.
 SHAPES = [(1, 1, 1, 4), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3, 9, 33)]

@@ -5,6 +5,7 @@ from support import CL
 from support import FP32_GRAD
 from support import assert_low_precision_close
 from support import impl_device
+from support import op_overloads
 from support import randn as _randn
 from support import require
 from support import shape_id as _ids
@@ -20,8 +21,7 @@ from alae_fast.ops import adain_stats_ref
 from alae_fast.ops import transposed_to_conv_weight
 from alae_fast.reference.layers import ConvTranspose2d
 
-OP = torch.ops.alae_fast.adain_conv2d.default
-BACKWARD_OP = torch.ops.alae_fast.adain_conv2d_backward.default
+OP, BACKWARD_OP = op_overloads("adain_conv2d")
 STATS_OP = torch.ops.alae_fast.adain_stats.default
 
 # (N, C, H, W, Cout): C in 3, 17, 64 and H, W in 4, 9, 32, odd and unequal sizes mixed.

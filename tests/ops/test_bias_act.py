@@ -11,6 +11,7 @@ from support import assert_low_precision_op_close
 from support import assert_r1_chain_close
 from support import image as _image
 from support import impl_device
+from support import op_overloads
 from support import r1_chain
 from support import randn as _randn
 from support import require
@@ -20,8 +21,7 @@ from torch.nn import functional as F
 from alae_fast.ops import bias_act
 from alae_fast.ops import bias_act_ref
 
-OP = torch.ops.alae_fast.bias_act.default
-BACKWARD_OP = torch.ops.alae_fast.bias_act_backward.default
+OP, BACKWARD_OP = op_overloads("bias_act")
 
 # Images of odd sizes, the mapping network's [N, C] and a 3-D and 5-D input (any rank >= 2).
 SHAPES = [(1, 1, 1, 1), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3), (5, 17), (5, 3, 9), (1, 3, 2, 1, 4)]

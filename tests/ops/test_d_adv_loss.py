@@ -6,21 +6,20 @@ from support import assert_low_precision_op_close
 from support import assert_matches_ref
 from support import impl_device
 from support import logits
+from support import op_overloads
 from support import require
 
 from alae_fast.ops import d_adv_loss
 from alae_fast.ops import d_adv_loss_ref
 
-OP = torch.ops.alae_fast.d_adv_loss.default
-BACKWARD_OP = torch.ops.alae_fast.d_adv_loss_backward.default
+OP, BACKWARD_OP = op_overloads("d_adv_loss")
 
 
 @impl_device
 @pytest.mark.parametrize("n", [1, 7, 1025, 65537])
 def test_matches_reference_values_and_gradients(impl, device, n):
     require(impl, device)
-    f = logits(n, device).requires_grad_()
-    r = logits(n, device, seed=1).requires_grad_()
+    f, r = logits(n, device).requires_grad_(), logits(n, device, seed=1).requires_grad_()
     assert_matches_ref(lambda f, r: d_adv_loss(f, r, impl=impl), d_adv_loss_ref, (f, r))
 
 

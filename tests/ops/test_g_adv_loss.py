@@ -8,13 +8,13 @@ from support import assert_low_precision_op_close
 from support import assert_matches_ref
 from support import impl_device
 from support import logits
+from support import op_overloads
 from support import require
 
 from alae_fast.ops import g_adv_loss
 from alae_fast.ops import g_adv_loss_ref
 
-OP = torch.ops.alae_fast.g_adv_loss.default
-BACKWARD_OP = torch.ops.alae_fast.g_adv_loss_backward.default
+OP, BACKWARD_OP = op_overloads("g_adv_loss")
 
 
 @impl_device

@@ -5,14 +5,14 @@ from support import FP32_OUT
 from support import assert_compiled_matches_ref
 from support import assert_low_precision_op_close
 from support import impl_device
+from support import op_overloads
 from support import randn as _randn
 from support import require
 
 from alae_fast.ops import latent_l2
 from alae_fast.ops import latent_l2_ref
 
-OP = torch.ops.alae_fast.latent_l2.default
-BACKWARD_OP = torch.ops.alae_fast.latent_l2_backward.default
+OP, BACKWARD_OP = op_overloads("latent_l2")
 
 # ALAE's latents: [N, L] and [N, 1, L] (w broadcast over one layer), plus long flat inputs that
 # span several blocks of the kernels.
