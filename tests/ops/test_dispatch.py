@@ -204,7 +204,7 @@ def test_a_record_covers_the_same_major_compute_capability_only(gpu, monkeypatch
     assert gpu.resolve("blur") == "ref"
     gpu.write([verified_record("blur", "triton", capability="8.6")])
     assert gpu.resolve("blur") == "triton"
-    assert verified.findverified_record("blur", "triton", (10, 0)) is None
+    assert verified.find_record("blur", "triton", (10, 0)) is None
 
 
 def test_explicit_requests_are_not_gated(gpu, monkeypatch):
