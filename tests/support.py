@@ -22,6 +22,11 @@ FP32_OUT = dict(rtol=1e-5, atol=1e-6)
 FP32_GRAD = dict(rtol=1e-4, atol=1e-6)
 
 
+def op_overloads(name: str) -> tuple:
+    """The registered overloads of op ``name`` and of its backward op."""
+    return getattr(torch.ops.alae_fast, name).default, getattr(torch.ops.alae_fast, f"{name}_backward").default
+
+
 def require(impl: str, device: str) -> None:
     """Fail (not skip) when an implementation that must exist here is missing."""
     reason = _dispatch.unavailable_reason(impl, device)
@@ -41,15 +46,22 @@ def assert_low_precision_close(ours, ref_same_dtype, truth) -> None:
     )
 
 
-def assert_compiled_matches_ref(fn, ref_fn, args, wrt=None) -> None:
-    """``fn(*args)`` under ``torch.compile(fullgraph=True)`` against the reference twin
-    ``ref_fn(*args)`` run eagerly: values within FP32_OUT, and the gradients of their sums
-    with respect to ``wrt`` (default: ``args``) within FP32_GRAD."""
+def assert_matches_ref(fn, ref_fn, args, wrt=None) -> torch.Tensor:
+    """``fn(*args)`` against the reference twin ``ref_fn(*args)``: values within FP32_OUT, and
+    the gradients of their sums with respect to ``wrt`` (default: ``args``) within FP32_GRAD.
+    Returns ``fn``'s output."""
     wrt = list(args) if wrt is None else list(wrt)
-    ours, ref = torch.compile(fn, fullgraph=True)(*args), ref_fn(*args)
+    ours, ref = fn(*args), ref_fn(*args)
     torch.testing.assert_close(ours, ref, **FP32_OUT)
-    for g, rg in zip(torch.autograd.grad(ours.sum(), wrt), torch.autograd.grad(ref.sum(), wrt)):
+    for g, rg in zip(torch.autograd.grad(ours.sum(), wrt), torch.autograd.grad(ref.sum(), wrt), strict=True):
         torch.testing.assert_close(g, rg, **FP32_GRAD)
+    return ours
+
+
+def assert_compiled_matches_ref(fn, ref_fn, args, wrt=None) -> None:
+    """``assert_matches_ref`` with ``fn`` under ``torch.compile(fullgraph=True)`` and the
+    reference twin run eagerly."""
+    assert_matches_ref(torch.compile(fn, fullgraph=True), ref_fn, args, wrt)
 
 
 def r1_chain(critics, make_x, param_shapes, device) -> list[tuple]:
@@ -150,6 +162,43 @@ def image(shape, layout, device, dtype=torch.float32, seed=0) -> torch.Tensor:
         x = x.contiguous(memory_format=CL)
         assert not x.is_contiguous() and x.is_contiguous(memory_format=CL)
     return x
+
+
+# ---- files the package reads --------------------------------------------------------------------
+
+
+def verified_record(op, impl, capability="9.0", date="2026-12-01", **fields) -> dict:
+    """One record of the verified-kernels file, from a pretended H100 run; ``fields`` override
+    the other keys."""
+    record = dict(
+        op=op,
+        impl=impl,
+        device="NVIDIA H100 80GB HBM3",
+        capability=capability,
+        torch="2.11.0+cu130",
+        triton="3.6.0",
+        cuda="13.0",
+        date=date,
+    )
+    return record | fields
+
+
+def official_file(path, state_dict, with_ema=False):
+    """An official-format checkpoint (Checkpointer.save layout) from a Model state_dict."""
+    models = {}
+    for official, attr in (
+        ("generator", "decoder"),
+        ("discriminator", "encoder"),
+        ("mapping_fl", "mapping_f"),
+        ("mapping_tl", "mapping_d"),
+        ("dlatent_avg", "dlatent_avg"),
+    ):
+        sub = {k[len(attr) + 1 :]: v for k, v in state_dict.items() if k.startswith(attr + ".")}
+        models[official] = sub
+        if with_ema and official != "dlatent_avg":
+            models[official + "_s"] = {k: v * 0.5 for k, v in sub.items()}
+    torch.save({"models": models, "auxiliary": {"scheduler": {"last_epoch": 3}}}, path)
+    return path
 
 
 # ---- float32 reorder bounds for whole networks -------------------------------------------------

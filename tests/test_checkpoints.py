@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import official_file
 
 from alae_fast.checkpoints import CheckpointError
 from alae_fast.checkpoints import atomic_save
@@ -13,24 +14,6 @@ from alae_fast.reference import MLPALAE
 from alae_fast.reference import StyleALAE
 
 GOLDEN = torch.load(Path(__file__).parent / "reference" / "data" / "official_golden.pt", weights_only=True)
-
-
-def official_file(path, state_dict, with_ema=False):
-    """An official-format checkpoint (Checkpointer.save layout) from a Model state_dict."""
-    models = {}
-    for official, attr in (
-        ("generator", "decoder"),
-        ("discriminator", "encoder"),
-        ("mapping_fl", "mapping_f"),
-        ("mapping_tl", "mapping_d"),
-        ("dlatent_avg", "dlatent_avg"),
-    ):
-        sub = {k[len(attr) + 1 :]: v for k, v in state_dict.items() if k.startswith(attr + ".")}
-        models[official] = sub
-        if with_ema and official != "dlatent_avg":
-            models[official + "_s"] = {k: v * 0.5 for k, v in sub.items()}
-    torch.save({"models": models, "auxiliary": {"scheduler": {"last_epoch": 3}}}, path)
-    return path
 
 
 def test_atomic_save_keeps_old_file_on_failure(tmp_path):

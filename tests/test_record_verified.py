@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support import verified_record
 
 from alae_fast import verified
 
@@ -92,16 +93,7 @@ def test_passed_and_failed_cases_give_exactly_the_right_records(tmp_path, capsys
 
 def test_existing_records_are_merged_by_gpu_generation(tmp_path):
     def rec(op, impl, capability):
-        return dict(
-            op=op,
-            impl=impl,
-            device="x",
-            capability=capability,
-            torch="2.11",
-            triton="3.6",
-            cuda="13.0",
-            date="2026-11-01",
-        )
+        return verified_record(op, impl, capability, date="2026-11-01", device="x", torch="2.11", triton="3.6")
 
     old = [
         rec("blur", "cuda", "8.0"),  # another generation: kept

@@ -7,6 +7,7 @@ from support import FP32_OUT
 from support import assert_compiled_matches_ref
 from support import assert_low_precision_op_close
 from support import impl_device
+from support import op_overloads
 from support import randn as _randn
 from support import require
 from support import shape_id as _ids
@@ -14,8 +15,7 @@ from support import shape_id as _ids
 from alae_fast.ops import adain
 from alae_fast.ops import adain_ref
 
-OP = torch.ops.alae_fast.adain.default
-BACKWARD_OP = torch.ops.alae_fast.adain_backward.default
+OP, BACKWARD_OP = op_overloads("adain")
 
 # H * W > 1: the reference instance norm refuses single-pixel rows.
 SHAPES = [(1, 1, 1, 4), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3, 9, 33)]
@@ -238,23 +238,11 @@ def test_bad_inputs_raise_clear_errors():
     n, c, h, w = 2, 3, 4, 4
     x, style = torch.zeros(n, c, h, w), torch.zeros(n, 2 * c)
     noise, nw, bias = torch.zeros(n, 1, h, w), torch.zeros(c), torch.zeros(c)
-    with pytest.raises(
-        ValueError,
-        match=r"adain: x must be 4-D \[N, C, H, W\], got shape "
-        r"\(3, 4, 4\)",
-    ):
+    with pytest.raises(ValueError, match=r"adain: x must be 4-D \[N, C, H, W\], got shape \(3, 4, 4\)"):
         adain(torch.zeros(c, h, w), style)
-    with pytest.raises(
-        ValueError,
-        match=r"adain: style must have shape \[N, 2C\] = \[2, 6\], "
-        r"got \(2, 3\)",
-    ):
+    with pytest.raises(ValueError, match=r"adain: style must have shape \[N, 2C\] = \[2, 6\], got \(2, 3\)"):
         adain(x, torch.zeros(n, c))
-    with pytest.raises(
-        ValueError,
-        match=r"adain: style must be 2-D \[N, 2C\] = \[2, 6\], got "
-        r"shape \(12,\)",
-    ):
+    with pytest.raises(ValueError, match=r"adain: style must be 2-D \[N, 2C\] = \[2, 6\], got shape \(12,\)"):
         adain(x, torch.zeros(2 * n * c))
     with pytest.raises(TypeError, match=r"adain: x is torch.float32 but style is torch.float64"):
         adain(x, style.double())
@@ -278,21 +266,13 @@ def test_bad_inputs_raise_clear_errors():
         adain(x, style, noise=noise.half(), noise_weight=nw)
     with pytest.raises(ValueError, match=r"adain: noise is a constant input and gets no gradient"):
         adain(x, style, noise=noise.clone().requires_grad_(), noise_weight=nw)
-    with pytest.raises(
-        ValueError,
-        match=r"adain: noise_weight must have shape \[C\] = \[3\], "
-        r"got \(4,\)",
-    ):
+    with pytest.raises(ValueError, match=r"adain: noise_weight must have shape \[C\] = \[3\], got \(4,\)"):
         adain(x, style, noise=noise, noise_weight=torch.zeros(4))
     with pytest.raises(ValueError, match=r"adain: x is on cpu but noise_weight is on meta"):
         adain(x, style, noise=noise, noise_weight=nw.to("meta"))
     with pytest.raises(ValueError, match=r"adain: bias must have shape \[C\] = \[3\], got \(2,\)"):
         adain(x, style, bias=torch.zeros(2))
-    with pytest.raises(
-        ValueError,
-        match=r"adain: bias must be 1-D \[C\] = \[3\], got shape "
-        r"\(1, 3\)",
-    ):
+    with pytest.raises(ValueError, match=r"adain: bias must be 1-D \[C\] = \[3\], got shape \(1, 3\)"):
         adain(x, style, bias=torch.zeros(1, 3))
     with pytest.raises(TypeError, match=r"adain: x is torch.float32 but bias is torch.float64"):
         adain(x, style, bias=bias.double())

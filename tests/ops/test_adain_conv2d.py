@@ -5,6 +5,7 @@ from support import CL
 from support import FP32_GRAD
 from support import assert_low_precision_close
 from support import impl_device
+from support import op_overloads
 from support import randn as _randn
 from support import require
 from support import shape_id as _ids
@@ -20,8 +21,7 @@ from alae_fast.ops import adain_stats_ref
 from alae_fast.ops import transposed_to_conv_weight
 from alae_fast.reference.layers import ConvTranspose2d
 
-OP = torch.ops.alae_fast.adain_conv2d.default
-BACKWARD_OP = torch.ops.alae_fast.adain_conv2d_backward.default
+OP, BACKWARD_OP = op_overloads("adain_conv2d")
 STATS_OP = torch.ops.alae_fast.adain_stats.default
 
 # (N, C, H, W, Cout): C in 3, 17, 64 and H, W in 4, 9, 32, odd and unequal sizes mixed.
@@ -128,35 +128,20 @@ def test_known_values(impl, device):
     x = torch.tensor([1.0, 2.0, 3.0, 4.0], device=device).view(1, 1, 2, 2)
     noise = torch.tensor([-2.0, 0.0, 0.0, 2.0], device=device).view(1, 1, 2, 2)
     one = torch.ones(1, 1, device=device)
-    out = adain_conv2d(
-        x,
-        2 * one,
-        one,
-        torch.ones(1, 1, 3, 3, device=device),
-        bias=torch.tensor([0.5], device=device),
-        noise=noise,
-        noise_weight=torch.tensor([0.5], device=device),
-        act_bias=torch.tensor([-2.0], device=device),
-        alpha=0.5,
-        impl=impl,
-    )
+    w = torch.ones(1, 1, 3, 3, device=device)
+    bias, nw, act_bias = (torch.tensor([v], device=device) for v in (0.5, 0.5, -2.0))
+
+    def run(up):
+        return adain_conv2d(
+            x, 2 * one, one, w, bias=bias, noise=noise, noise_weight=nw, act_bias=act_bias, alpha=0.5, up=up, impl=impl
+        )
+
+    out = run(up=False)
     torch.testing.assert_close(out, torch.full((1, 1, 2, 2), 10.5, device=device))
     # Up-sampled: A is 4x4 with 2x2 blocks of -1, 1, 3, 7; the top-left output sees the padded
     # window [[0,0,0],[0,-1,-1],[0,-1,-1]] = -4 (+0.5); the one at (1, 1) sees -1 -1 1 -1 -1 1
     # 3 3 7 = 11 (+0.5).
-    up = adain_conv2d(
-        x,
-        2 * one,
-        one,
-        torch.ones(1, 1, 3, 3, device=device),
-        bias=torch.tensor([0.5], device=device),
-        noise=noise,
-        noise_weight=torch.tensor([0.5], device=device),
-        act_bias=torch.tensor([-2.0], device=device),
-        alpha=0.5,
-        up=True,
-        impl=impl,
-    )
+    up = run(up=True)
     assert up.shape == (1, 1, 4, 4)
     assert up[0, 0, 0, 0].item() == pytest.approx(-3.5)
     assert up[0, 0, 1, 1].item() == pytest.approx(11.5)

@@ -11,6 +11,7 @@ from support import assert_low_precision_op_close
 from support import assert_r1_chain_close
 from support import image as _image
 from support import impl_device
+from support import op_overloads
 from support import r1_chain
 from support import randn as _randn
 from support import require
@@ -20,8 +21,7 @@ from torch.nn import functional as F
 from alae_fast.ops import bias_act
 from alae_fast.ops import bias_act_ref
 
-OP = torch.ops.alae_fast.bias_act.default
-BACKWARD_OP = torch.ops.alae_fast.bias_act_backward.default
+OP, BACKWARD_OP = op_overloads("bias_act")
 
 # Images of odd sizes, the mapping network's [N, C] and a 3-D and 5-D input (any rank >= 2).
 SHAPES = [(1, 1, 1, 1), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3), (5, 17), (5, 3, 9), (1, 3, 2, 1, 4)]
@@ -183,13 +183,8 @@ def test_r1_chain_matches_reference(impl, device, critic, layout):
         lambda t, b: bias_act(t, b, alpha=0.2, gain=math.sqrt(2.0), impl=impl),
         lambda t, b: bias_act_ref(t, b, alpha=0.2, gain=math.sqrt(2.0)),
     )
-    results = r1_chain(
-        [_critic(act) for act in acts],
-        lambda: _image(shape, layout, device) if critic == "conv" else _randn(shape, device),
-        shapes,
-        device,
-    )
-    assert_r1_chain_close(*results, layout=layout)
+    make_x = lambda: _image(shape, layout, device) if critic == "conv" else _randn(shape, device)  # noqa: E731
+    assert_r1_chain_close(*r1_chain([_critic(act) for act in acts], make_x, shapes, device), layout=layout)
 
 
 @impl_device
@@ -231,23 +226,11 @@ def test_torch_compile_fullgraph(impl, device, layout):
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     x, b = torch.zeros(2, 3, 4, 4), torch.zeros(3)
-    with pytest.raises(
-        ValueError,
-        match=r"bias_act: x must have at least 2 dims \[N, C, \.\.\.\], "
-        r"got shape \(5,\)",
-    ):
+    with pytest.raises(ValueError, match=r"bias_act: x must have at least 2 dims \[N, C, \.\.\.\], got shape \(5,\)"):
         bias_act(torch.zeros(5), None)
-    with pytest.raises(
-        ValueError,
-        match=r"bias_act: b must have shape \[C\] = \[3\] "
-        r"\(x's dim 1\), got \(4,\)",
-    ):
+    with pytest.raises(ValueError, match=r"bias_act: b must have shape \[C\] = \[3\] \(x's dim 1\), got \(4,\)"):
         bias_act(x, torch.zeros(4))
-    with pytest.raises(
-        ValueError,
-        match=r"bias_act: b must be 1-D \[C\] = \[3\], got shape "
-        r"\(1, 3\)",
-    ):
+    with pytest.raises(ValueError, match=r"bias_act: b must be 1-D \[C\] = \[3\], got shape \(1, 3\)"):
         bias_act(x, torch.zeros(1, 3))
     with pytest.raises(TypeError, match=r"bias_act: x is torch.float32 but b is torch.float64"):
         bias_act(x, b.double())

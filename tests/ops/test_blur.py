@@ -132,18 +132,18 @@ def test_gradcheck_and_gradgradcheck_float64_full_jacobian(impl, device):
     assert torch.autograd.gradgradcheck(fn, (x,))
 
 
+def _critic(blur_fn):
+    """conv -> blur -> tanh: the penalty's gradient runs through blur's double backward."""
+    return lambda x, conv, v: (torch.tanh(blur_fn(F.conv2d(blur_fn(x), conv, padding=1))) * v).sum(dim=(1, 2, 3))
+
+
 @impl_device
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_r1_chain_matches_reference(impl, device, layout):
     require(impl, device)
     n, c, h, w = 3, 3, 5, 4
-
-    def critic(blur_fn):
-        # conv -> blur -> tanh: the penalty's gradient runs through blur's double backward.
-        return lambda x, conv, v: (torch.tanh(blur_fn(F.conv2d(blur_fn(x), conv, padding=1))) * v).sum(dim=(1, 2, 3))
-
     results = r1_chain(
-        (critic(lambda t: blur(t, impl=impl)), critic(blur_ref)),
+        (_critic(lambda t: blur(t, impl=impl)), _critic(blur_ref)),
         lambda: _image((n, c, h, w), layout, device),
         [(4, c, 3, 3), (4, h, w)],
         device,
@@ -169,11 +169,7 @@ def test_torch_compile_fullgraph(impl, device, layout):
 
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
-    with pytest.raises(
-        ValueError,
-        match=r"blur: x must be 4-D \[N, C, H, W\], got shape "
-        r"\(3, 4, 4\)",
-    ):
+    with pytest.raises(ValueError, match=r"blur: x must be 4-D \[N, C, H, W\], got shape \(3, 4, 4\)"):
         blur(torch.zeros(3, 4, 4))
     with pytest.raises(ValueError, match=r"blur: x must be 4-D .* got shape \(1, 1, 1, 3, 3\)"):
         blur(torch.zeros(1, 1, 1, 3, 3))

@@ -1,33 +1,26 @@
 import pytest
 import torch
 from support import FP32_GRAD
-from support import FP32_OUT
 from support import assert_compiled_matches_ref
 from support import assert_low_precision_op_close
+from support import assert_matches_ref
 from support import impl_device
 from support import logits
+from support import op_overloads
 from support import require
 
 from alae_fast.ops import d_adv_loss
 from alae_fast.ops import d_adv_loss_ref
 
-OP = torch.ops.alae_fast.d_adv_loss.default
-BACKWARD_OP = torch.ops.alae_fast.d_adv_loss_backward.default
+OP, BACKWARD_OP = op_overloads("d_adv_loss")
 
 
 @impl_device
 @pytest.mark.parametrize("n", [1, 7, 1025, 65537])
 def test_matches_reference_values_and_gradients(impl, device, n):
     require(impl, device)
-    f = logits(n, device).requires_grad_()
-    r = logits(n, device, seed=1).requires_grad_()
-    ours = d_adv_loss(f, r, impl=impl)
-    ref = d_adv_loss_ref(f, r)
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    grads = torch.autograd.grad(ours, (f, r))
-    ref_grads = torch.autograd.grad(ref, (f, r))
-    for g, rg in zip(grads, ref_grads):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    f, r = logits(n, device).requires_grad_(), logits(n, device, seed=1).requires_grad_()
+    assert_matches_ref(lambda f, r: d_adv_loss(f, r, impl=impl), d_adv_loss_ref, (f, r))
 
 
 @impl_device
@@ -36,10 +29,7 @@ def test_non_contiguouslogits(impl, device):
     f = logits(2 * 513, device)[::2].requires_grad_()
     r = logits(3 * 513, device, seed=1)[1::3].requires_grad_()
     assert not f.is_contiguous() and not r.is_contiguous()
-    ours, ref = d_adv_loss(f, r, impl=impl), d_adv_loss_ref(f, r)
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    for g, rg in zip(torch.autograd.grad(ours, (f, r)), torch.autograd.grad(ref, (f, r))):
-        torch.testing.assert_close(g, rg, **FP32_GRAD)
+    assert_matches_ref(lambda f, r: d_adv_loss(f, r, impl=impl), d_adv_loss_ref, (f, r))
 
 
 @impl_device

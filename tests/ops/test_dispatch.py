@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from support import verified_record
 
 from alae_fast import ops
 from alae_fast import verified
@@ -60,11 +61,7 @@ def test_environment_variable_selects_triton(monkeypatch):
 
 def test_explicit_unavailable_implementation_raises(monkeypatch):
     monkeypatch.delenv("ALAE_FAST_IMPL", raising=False)
-    with pytest.raises(
-        ImplUnavailableError,
-        match=r"impl='cuda' was requested but is "
-        r"unavailable: .*these are on cpu",
-    ):
+    with pytest.raises(ImplUnavailableError, match=r"impl='cuda' was requested but is unavailable: .*these are on cpu"):
         ops.g_adv_loss(torch.randn(3), impl="cuda")
     monkeypatch.setenv("ALAE_FAST_IMPL", "cuda")
     with pytest.raises(ImplUnavailableError, match=r"ALAE_FAST_IMPL='cuda' was requested"):
@@ -119,19 +116,6 @@ def test_available_impls_on_cpu(monkeypatch):
 # ---- the GPU verification gate (on this CPU machine: a pretended H100 and a written record) --
 
 H100 = (9, 0)
-
-
-def _record(op, impl, capability="9.0", date="2026-12-01"):
-    return dict(
-        op=op,
-        impl=impl,
-        device="NVIDIA H100 80GB HBM3",
-        capability=capability,
-        torch="2.11.0+cu130",
-        triton="3.6.0",
-        cuda="13.0",
-        date=date,
-    )
 
 
 @pytest.fixture
@@ -198,9 +182,8 @@ def test_unverified_gpu_kernels_fall_back_to_the_reference_with_one_warning(gpu)
 
 def test_a_verified_record_selects_the_kernel(gpu, monkeypatch):
     monkeypatch.setattr(_extension, "has_cuda_kernels", lambda: False)  # as on a CPU build
-    gpu.write(
-        [_record("blur", "triton"), _record("bias_act", "cuda"), _record("adain", "cuda"), _record("adain", "triton")]
-    )
+    pairs = [("blur", "triton"), ("bias_act", "cuda"), ("adain", "cuda"), ("adain", "triton")]
+    gpu.write([verified_record(op, impl) for op, impl in pairs])
     assert gpu.resolve("blur") == "triton"  # 'cuda' is unverified: skipped, Triton verified
     assert gpu.warnings == []  # a verified kernel runs: nothing to warn about
     # 'cuda' verified but the extension has no CUDA kernels here: Triton is unverified -> ref
@@ -213,13 +196,13 @@ def test_a_verified_record_selects_the_kernel(gpu, monkeypatch):
 
 
 def test_a_record_covers_the_same_major_compute_capability_only(gpu, monkeypatch):
-    gpu.write([_record("blur", "triton", capability="9.0")])
+    gpu.write([verified_record("blur", "triton", capability="9.0")])
     assert gpu.resolve("blur") == "triton"
     monkeypatch.setattr(_dispatch, "gpu_capability", lambda: (9, 2))
     assert gpu.resolve("blur") == "triton"
     monkeypatch.setattr(_dispatch, "gpu_capability", lambda: (8, 0))
     assert gpu.resolve("blur") == "ref"
-    gpu.write([_record("blur", "triton", capability="8.6")])
+    gpu.write([verified_record("blur", "triton", capability="8.6")])
     assert gpu.resolve("blur") == "triton"
     assert verified.find_record("blur", "triton", (10, 0)) is None
 
@@ -249,9 +232,9 @@ def test_explicit_requests_are_not_gated(gpu, monkeypatch):
         ('{"format": 1}', r"expected an object with a 'records' list"),
         ('{"format": 7, "records": []}', r"unknown format 7"),
         ('{"format": 1, "records": [{"op": "blur"}]}', r"records\[0\] needs .* 'impl'"),
-        (json.dumps({"format": 1, "records": [_record("fuse", "cuda")]}), r"unknown op"),
-        (json.dumps({"format": 1, "records": [_record("blur", "cpu")]}), r"impl 'cpu'"),
-        (json.dumps({"format": 1, "records": [_record("blur", "cuda", "sm90")]}), r"capability 'sm90'"),
+        (json.dumps({"format": 1, "records": [verified_record("fuse", "cuda")]}), r"unknown op"),
+        (json.dumps({"format": 1, "records": [verified_record("blur", "cpu")]}), r"impl 'cpu'"),
+        (json.dumps({"format": 1, "records": [verified_record("blur", "cuda", "sm90")]}), r"capability 'sm90'"),
     ],
 )
 def test_record_file_errors_name_the_file(gpu, content, match):

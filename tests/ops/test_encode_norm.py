@@ -11,6 +11,7 @@ from support import assert_low_precision_op_close
 from support import assert_r1_chain_close
 from support import image as _image
 from support import impl_device
+from support import op_overloads
 from support import r1_chain
 from support import randn as _randn
 from support import require
@@ -20,8 +21,7 @@ from torch.nn import functional as F
 from alae_fast.ops import encode_norm
 from alae_fast.ops import encode_norm_ref
 
-OP = torch.ops.alae_fast.encode_norm.default
-BACKWARD_OP = torch.ops.alae_fast.encode_norm_backward.default
+OP, BACKWARD_OP = op_overloads("encode_norm")
 
 # H * W > 1: the reference instance norm refuses single-pixel rows.
 SHAPES = [(1, 1, 1, 4), (5, 3, 4, 9), (1, 17, 33, 1), (5, 1, 9, 4), (1, 3, 9, 33)]
@@ -255,54 +255,23 @@ def test_constant_row_with_gradient_on_y_alone(impl, device):
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     x, bias = torch.zeros(2, 3, 4, 4), torch.zeros(3)
-    with pytest.raises(
-        ValueError,
-        match=r"encode_norm: x must be 4-D \[N, C, H, W\], got shape "
-        r"\(3, 4, 4\)",
-    ):
-        encode_norm(torch.zeros(3, 4, 4), bias)
-    with pytest.raises(
-        ValueError,
-        match=r"encode_norm: bias must have shape \[C\] = \[3\], "
-        r"got \(4,\)",
-    ):
-        encode_norm(x, torch.zeros(4))
-    with pytest.raises(
-        ValueError,
-        match=r"encode_norm: bias must be 1-D \[C\] = \[3\], got shape "
-        r"\(1, 3\)",
-    ):
-        encode_norm(x, torch.zeros(1, 3))
-    with pytest.raises(
-        TypeError,
-        match=r"encode_norm: x is torch.float32 but bias is "
-        r"torch.float16",
-    ):
-        encode_norm(x, bias.half())
-    with pytest.raises(
-        TypeError,
-        match=r"encode_norm: x must be a floating-point tensor.*"
-        r"torch.int64",
-    ):
-        encode_norm(x.long(), bias)
-    with pytest.raises(ValueError, match=r"encode_norm: x is on cpu but bias is on meta"):
-        encode_norm(x, bias.to("meta"))
-    with pytest.raises(
-        ValueError,
-        match=r"encode_norm: alpha and eps must be >= 0, got "
-        r"alpha=-0.2",
-    ):
-        encode_norm(x, bias, alpha=-0.2)
-    with pytest.raises(ValueError, match=r"encode_norm: alpha and eps must be >= 0, .*eps=-1e-05"):
-        encode_norm(x, bias, eps=-1e-5)
-    with pytest.raises(ValueError, match=r"encode_norm: eps must be finite, got inf"):
-        encode_norm(x, bias, eps=float("inf"))
-    with pytest.raises(TypeError, match=r"encode_norm: alpha must be a Python float, got str"):
-        encode_norm(x, bias, alpha="0.2")
-    with pytest.raises(TypeError, match=r"encode_norm: x must be a torch.Tensor, got list"):
-        encode_norm([[0.0]], bias)
-    with pytest.raises(TypeError, match=r"encode_norm: bias must be a torch.Tensor, got NoneType"):
-        encode_norm(x, None)
+
+    def check(exc, match, *args, **kwargs):
+        with pytest.raises(exc, match="encode_norm: " + match):
+            encode_norm(*args, **kwargs)
+
+    check(ValueError, r"x must be 4-D \[N, C, H, W\], got shape \(3, 4, 4\)", torch.zeros(3, 4, 4), bias)
+    check(ValueError, r"bias must have shape \[C\] = \[3\], got \(4,\)", x, torch.zeros(4))
+    check(ValueError, r"bias must be 1-D \[C\] = \[3\], got shape \(1, 3\)", x, torch.zeros(1, 3))
+    check(TypeError, r"x is torch.float32 but bias is torch.float16", x, bias.half())
+    check(TypeError, r"x must be a floating-point tensor.*torch.int64", x.long(), bias)
+    check(ValueError, r"x is on cpu but bias is on meta", x, bias.to("meta"))
+    check(ValueError, r"alpha and eps must be >= 0, got alpha=-0.2", x, bias, alpha=-0.2)
+    check(ValueError, r"alpha and eps must be >= 0, .*eps=-1e-05", x, bias, eps=-1e-5)
+    check(ValueError, r"eps must be finite, got inf", x, bias, eps=float("inf"))
+    check(TypeError, r"alpha must be a Python float, got str", x, bias, alpha="0.2")
+    check(TypeError, r"x must be a torch.Tensor, got list", [[0.0]], bias)
+    check(TypeError, r"bias must be a torch.Tensor, got NoneType", x, None)
 
 
 @impl_device

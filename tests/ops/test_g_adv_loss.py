@@ -3,18 +3,18 @@ import math
 import pytest
 import torch
 from support import FP32_GRAD
-from support import FP32_OUT
 from support import assert_compiled_matches_ref
 from support import assert_low_precision_op_close
+from support import assert_matches_ref
 from support import impl_device
 from support import logits
+from support import op_overloads
 from support import require
 
 from alae_fast.ops import g_adv_loss
 from alae_fast.ops import g_adv_loss_ref
 
-OP = torch.ops.alae_fast.g_adv_loss.default
-BACKWARD_OP = torch.ops.alae_fast.g_adv_loss_backward.default
+OP, BACKWARD_OP = op_overloads("g_adv_loss")
 
 
 @impl_device
@@ -22,13 +22,8 @@ BACKWARD_OP = torch.ops.alae_fast.g_adv_loss_backward.default
 def test_matches_reference_values_and_gradients(impl, device, n):
     require(impl, device)
     f = logits(n, device).requires_grad_()
-    ours = g_adv_loss(f, impl=impl)
-    ref = g_adv_loss_ref(f)
+    ours = assert_matches_ref(lambda f: g_adv_loss(f, impl=impl), g_adv_loss_ref, (f,))
     assert ours.shape == () and ours.dtype == torch.float32
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    (g,) = torch.autograd.grad(ours, f)
-    (rg,) = torch.autograd.grad(ref, f)
-    torch.testing.assert_close(g, rg, **FP32_GRAD)
 
 
 @impl_device
@@ -46,9 +41,7 @@ def test_non_contiguouslogits(impl, device):
     require(impl, device)
     f = logits(3 * 513, device)[1::3].requires_grad_()
     assert not f.is_contiguous()
-    ours, ref = g_adv_loss(f, impl=impl), g_adv_loss_ref(f)
-    torch.testing.assert_close(ours, ref, **FP32_OUT)
-    torch.testing.assert_close(torch.autograd.grad(ours, f)[0], torch.autograd.grad(ref, f)[0], **FP32_GRAD)
+    assert_matches_ref(lambda f: g_adv_loss(f, impl=impl), g_adv_loss_ref, (f,))
 
 
 @impl_device

@@ -5,14 +5,14 @@ from support import FP32_OUT
 from support import assert_compiled_matches_ref
 from support import assert_low_precision_op_close
 from support import impl_device
+from support import op_overloads
 from support import randn as _randn
 from support import require
 
 from alae_fast.ops import latent_l2
 from alae_fast.ops import latent_l2_ref
 
-OP = torch.ops.alae_fast.latent_l2.default
-BACKWARD_OP = torch.ops.alae_fast.latent_l2_backward.default
+OP, BACKWARD_OP = op_overloads("latent_l2")
 
 # ALAE's latents: [N, L] and [N, 1, L] (w broadcast over one layer), plus long flat inputs that
 # span several blocks of the kernels.
@@ -121,11 +121,7 @@ def test_torch_compile_fullgraph(impl, device):
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     ok = torch.zeros(2, 3)
-    with pytest.raises(
-        ValueError,
-        match=r"latent_l2: a and b must have the same shape, "
-        r"got \(2, 3\) and \(3, 2\)",
-    ):
+    with pytest.raises(ValueError, match=r"latent_l2: a and b must have the same shape, got \(2, 3\) and \(3, 2\)"):
         latent_l2(ok, torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"same shape, got \(2, 3\) and \(2, 1, 3\)"):
         latent_l2(ok, torch.zeros(2, 1, 3))

@@ -7,6 +7,7 @@ from support import LAYOUTS
 from support import assert_compiled_matches_ref
 from support import assert_low_precision_op_close
 from support import impl_device
+from support import op_overloads
 from support import randn as _randn
 from support import require
 from support import shape_id as _ids
@@ -15,8 +16,7 @@ from torch.nn import functional as F
 from alae_fast.ops import r1_penalty
 from alae_fast.ops import r1_penalty_ref
 
-OP = torch.ops.alae_fast.r1_penalty.default
-BACKWARD_OP = torch.ops.alae_fast.r1_penalty_backward.default
+OP, BACKWARD_OP = op_overloads("r1_penalty")
 
 SHAPES = [(1, 3, 17, 19), (7, 3, 17, 19), (1, 50), (7, 50), (2, 65537)]
 
@@ -198,9 +198,7 @@ def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     ok = torch.zeros(2, 3)
     with pytest.raises(
-        ValueError,
-        match=r"r1_penalty: grads must have at least 2 dims "
-        r"\[N, \.\.\.\], got shape \(5,\)",
+        ValueError, match=r"r1_penalty: grads must have at least 2 dims \[N, \.\.\.\], got shape \(5,\)"
     ):
         r1_penalty(torch.zeros(5), 10.0)
     with pytest.raises(TypeError, match=r"grads must be a floating-point tensor.*torch.int64"):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from support import assert_low_precision_close
 from support import loss_values
+from support import official_file
 from support import style_cfg
 from torch.nn import functional as F
 
@@ -403,17 +404,7 @@ def test_official_checkpoints_load_only_as_adain(tmp_path):
     from alae_fast.checkpoints import load_official
 
     m = StyleALAE(startf=4, maxf=8, layer_count=2, latent_size=8, mapping_layers=2, channels=1)
-    models_ = {
-        official: getattr(m, attr).state_dict()
-        for official, attr in (
-            ("generator", "decoder"),
-            ("discriminator", "encoder"),
-            ("mapping_fl", "mapping_f"),
-            ("mapping_tl", "mapping_d"),
-            ("dlatent_avg", "dlatent_avg"),
-        )
-    }
-    torch.save({"models": models_}, tmp_path / "official.pth")
+    official_file(tmp_path / "official.pth", m.state_dict())
     assert load_official(tmp_path / "official.pth").decoder.style_injection == "adain"
     with pytest.raises(CheckpointError, match="style_injection='modconv'"):
         load_official(tmp_path / "official.pth", style_injection="modconv")

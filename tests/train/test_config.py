@@ -23,6 +23,12 @@ def write_yaml(path, data):
     return path
 
 
+# The model fields the two built-in MNIST configs share.
+MNIST_MODEL_COMMON = dict(
+    channels=1, layer_count=4, startf=64, maxf=256, dlatent_avg_beta=0.995, truncation_psi=0.7, truncation_cutoff=8
+)
+
+
 def test_builtin_names():
     assert builtin_configs() == ["mnist-mlp", "mnist-style"]
 
@@ -31,17 +37,7 @@ def test_mnist_mlp_values():
     cfg = load_config("mnist-mlp")
     assert cfg.name == "mnist-mlp"
     assert cfg.model == ModelConfig(
-        kind="mlp",
-        latent_size=50,
-        mapping_layers=6,
-        channels=1,
-        layer_count=4,
-        startf=64,
-        maxf=256,
-        dlatent_avg_beta=0.995,
-        truncation_psi=0.7,
-        truncation_cutoff=8,
-        style_mixing_prob=None,
+        kind="mlp", latent_size=50, mapping_layers=6, style_mixing_prob=None, **MNIST_MODEL_COMMON
     )
     assert cfg.data == DataConfig(dataset="mnist", path=None, resolution=32)
     t = cfg.train
@@ -58,17 +54,7 @@ def test_mnist_style_values():
     cfg = load_config("mnist-style")
     assert cfg.name == "mnist-style"
     assert cfg.model == ModelConfig(
-        kind="style",
-        latent_size=32,
-        mapping_layers=4,
-        channels=1,
-        layer_count=4,
-        startf=64,
-        maxf=256,
-        dlatent_avg_beta=0.995,
-        truncation_psi=0.7,
-        truncation_cutoff=8,
-        style_mixing_prob=0.9,
+        kind="style", latent_size=32, mapping_layers=4, style_mixing_prob=0.9, **MNIST_MODEL_COMMON
     )
     assert (cfg.data.dataset, cfg.data.resolution) == ("mnist", 32)
     t = cfg.train
