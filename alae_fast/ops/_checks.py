@@ -33,28 +33,24 @@ def tensor(
 
 def same_device_dtype(op: str, **tensors: torch.Tensor) -> None:
     """All ``tensors`` on one device and of one dtype."""
-    (first_name, first), *rest = tensors.items()
-    for name, t in rest:
+    (a, first), *rest = tensors.items()
+    for b, t in rest:
         if t.device != first.device:
-            raise ValueError(
-                f"alae_fast.ops.{op}: {first_name} is on {first.device} but {name} "
-                f"is on {t.device}; all inputs must be on one device"
-            )
+            where = f"alae_fast.ops.{op}: {a} is on {first.device} but {b} is on {t.device}"
+            raise ValueError(f"{where}; all inputs must be on one device")
         if t.dtype != first.dtype:
             raise TypeError(
-                f"alae_fast.ops.{op}: {first_name} is {first.dtype} but {name} is "
-                f"{t.dtype}; all inputs must have one dtype"
+                f"alae_fast.ops.{op}: {a} is {first.dtype} but {b} is {t.dtype}; all inputs must have one dtype"
             )
 
 
 def same_shape(op: str, **tensors: torch.Tensor) -> None:
-    (first_name, first), *rest = tensors.items()
-    for name, t in rest:
+    """All ``tensors`` of one shape."""
+    (a, first), *rest = tensors.items()
+    for b, t in rest:
         if t.shape != first.shape:
-            raise ValueError(
-                f"alae_fast.ops.{op}: {first_name} and {name} must have the same "
-                f"shape, got {tuple(first.shape)} and {tuple(t.shape)}"
-            )
+            got = f"got {tuple(first.shape)} and {tuple(t.shape)}"
+            raise ValueError(f"alae_fast.ops.{op}: {a} and {b} must have the same shape, {got}")
 
 
 def finite_float(op: str, name: str, value) -> float:

@@ -221,38 +221,13 @@ class Conv2d(_EqualizedLayer):
 
 
 class ConvTranspose2d(Conv2d):
-    """:class:`Conv2d` with ``transpose=True``."""
+    """:class:`Conv2d` with ``transpose=True``: the same arguments, ``transpose`` excluded (the
+    ones after ``gain`` by keyword)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size,
-        stride=1,
-        padding=0,
-        output_padding=0,
-        dilation=1,
-        groups: int = 1,
-        bias: bool = True,
-        gain: float = SQRT2,
-        transform_kernel: bool = False,
-        lrmul: float = 1.0,
-    ):
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            output_padding,
-            dilation,
-            groups,
-            bias,
-            gain,
-            True,
-            transform_kernel,
-            lrmul,
-        )
+    def __init__(self, *args, **kwargs):
+        if len(args) > 10 or "transpose" in kwargs:
+            raise TypeError("ConvTranspose2d takes Conv2d's arguments up to gain by position, the rest by keyword")
+        super().__init__(*args, transpose=True, **kwargs)
 
 
 def blur_kernel(dtype=torch.float32, device=None) -> torch.Tensor:

@@ -162,11 +162,8 @@ class DecodeBlock(nn.Module):
     ):
         super().__init__()
         _check_style_injection(style_injection)
-        self.inputs = inputs
-        self.has_first_conv = has_first_conv
-        self.fused_scale = fused_scale
-        self.layer = layer
-        self.style_injection = style_injection
+        self.inputs, self.layer, self.style_injection = inputs, layer, style_injection
+        self.has_first_conv, self.fused_scale = has_first_conv, fused_scale
         modconv = style_injection == "modconv"
         if has_first_conv:
             self.conv_1: Conv2d  # a ConvTranspose2d when up-sampling with the fused kernel
@@ -276,12 +273,8 @@ class Generator(nn.Module):
     ):
         super().__init__()
         _check_style_injection(style_injection)
-        self.style_injection = style_injection
-        self.startf = startf
-        self.maxf = maxf
-        self.layer_count = layer_count
-        self.latent_size = latent_size
-        self.channels = channels
+        self.style_injection, self.startf, self.maxf = style_injection, startf, maxf
+        self.layer_count, self.latent_size, self.channels = layer_count, latent_size, channels
 
         mul = 2 ** (layer_count - 1)
         inputs = _channels(startf, maxf, mul)
