@@ -33,12 +33,18 @@ def _layout(x: torch.Tensor):
     return x.shape[0], channels, x[0, 0].numel()
 
 
-def _blocks(outer: int, channels: int, inner: int, iters: int):
-    """Block sizes {BO, BC, BI} of a tile of about TILE elements, inner dimension first, and
-    the (o-groups of ``iters`` o-blocks, c-blocks, i-blocks) the grid covers."""
+def _tile(outer: int, channels: int, inner: int):
+    """Block sizes (BO, BC, BI) of a tile of about TILE elements, inner dimension first."""
     block_i = pow2_block(inner, TILE)
     block_c = pow2_block(channels, TILE // block_i)
     block_o = pow2_block(outer, TILE // (block_i * block_c))
+    return block_o, block_c, block_i
+
+
+def _blocks(outer: int, channels: int, inner: int, iters: int):
+    """The tile's block sizes {BO, BC, BI}, and the (o-groups of ``iters`` o-blocks,
+    c-blocks, i-blocks) the grid covers."""
+    block_o, block_c, block_i = _tile(outer, channels, inner)
     counts = (triton.cdiv(outer, block_o * iters), triton.cdiv(channels, block_c), triton.cdiv(inner, block_i))
     return {"BO": block_o, "BC": block_c, "BI": block_i}, counts
 
