@@ -186,7 +186,7 @@ def _adain_bwd_kernel(
     mean_gx = s_gx / M
     # Pass 2: grad_x = s(t) * k * (grad_y - Sg / M - xn * Sgx / M), and its row sums.
     sum_gt = tl.zeros([ROWS, BM], dtype=ACC)
-    sum_gt_noise = tl.zeros([ROWS, BM], dtype=ACC)
+    sum_gt_noise = tl.zeros_like(sum_gt)
     start = 0
     while start < M:
         mask, offs, t, noise = _pre_activation(
