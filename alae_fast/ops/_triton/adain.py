@@ -12,49 +12,68 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import acc_dtype
 from .common import acc_scalar
 from .common import acc_torch_dtype
 from .common import cast_to
-from .common import device_of
 from .common import div_rn
+from .common import launch_rows
 from .common import lrelu
 from .common import merge_chunk_moments
+from .common import row_block
+from .common import row_chunk
 from .common import row_mean
-from .common import row_tile
 from .common import sqrt_rn
 
 
 @triton.jit
-def _row_params(
+def _adain_rows(
     noise_weight_ptr,
     bias_ptr,
-    c,
-    row_mask,
+    rows,
+    C,
+    M,
+    alpha,
     HAS_NOISE: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     ACC: tl.constexpr,
     ROWS: tl.constexpr,
 ):
-    """Per-row noise weight and bias in ACC (0 where absent)."""
+    """row_block's (r, row_mask, n, alpha in ACC); the rows' noise weight and bias in ACC (0
+    where absent); the offsets of the rows' x and noise rows."""
+    r, row_mask, c, n, alpha_acc = row_block(rows, C, alpha, ACC, ROWS)
     weight = tl.zeros([ROWS], dtype=ACC)
     bias = tl.zeros([ROWS], dtype=ACC)
     if HAS_NOISE:
         weight = tl.load(noise_weight_ptr + c, mask=row_mask, other=0.0).to(ACC)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + c, mask=row_mask, other=0.0).to(ACC)
-    return weight, bias
+    return r, row_mask, n, alpha_acc, weight, bias, r * M, n * M
 
 
 @triton.jit
-def _pre_activation(x_ptr, noise_ptr, offs, noise_offs, mask, weight, bias, HAS_NOISE: tl.constexpr, ACC: tl.constexpr):
-    """t = x + noise_weight * noise + bias on a [ROWS, BM] chunk, and the noise (0 if none)."""
+def _pre_activation(
+    x_ptr,
+    noise_ptr,
+    rows_base,
+    noise_base,
+    row_mask,
+    start,
+    M,
+    weight,
+    bias,
+    HAS_NOISE: tl.constexpr,
+    ACC: tl.constexpr,
+    BM: tl.constexpr,
+):
+    """The [ROWS, BM] chunk of columns start..: its (mask, offsets, t = x + noise_weight *
+    noise + bias, noise (0 if none))."""
+    cols, mask, offs = row_chunk(rows_base, row_mask, start, M, BM)
     t = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     noise = tl.zeros_like(t)
     if HAS_NOISE:
-        noise = tl.load(noise_ptr + noise_offs, mask=mask, other=0.0).to(ACC)
+        noise = tl.load(noise_ptr + noise_base[:, None] + cols[None, :], mask=mask, other=0.0).to(ACC)
         t += weight[:, None] * noise
-    return t + bias[:, None], noise
+    return mask, offs, t + bias[:, None], noise
 
 
 @triton.jit
@@ -77,14 +96,11 @@ def _adain_fwd_kernel(
     ROWS: tl.constexpr,
     BM: tl.constexpr,
 ):
-    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    row_mask = r < rows
-    c = r % C
-    n = r // C
-    alpha_acc = acc_scalar(alpha, ACC)
-    weight, bias = _row_params(noise_weight_ptr, bias_ptr, c, row_mask, HAS_NOISE, HAS_BIAS, ACC, ROWS)
-    rows_base = r * M
-    noise_base = n * M
+    """y and the (mean, rstd) stats of ROWS rows: their statistics in a first pass over BM-wide
+    chunks, then y in a second."""
+    r, row_mask, n, alpha_acc, weight, bias, rows_base, noise_base = _adain_rows(
+        noise_weight_ptr, bias_ptr, rows, C, M, alpha, HAS_NOISE, HAS_BIAS, ACC, ROWS
+    )
     # Pass 1: the row's mean and sum of squared deviations, accumulated shifted by the row's
     # first activation (the loop's expression on column 0: the same rounding).
     t0 = tl.load(x_ptr + rows_base, mask=row_mask, other=0.0).to(ACC)
@@ -95,18 +111,8 @@ def _adain_fwd_kernel(
     m2 = tl.zeros([ROWS], dtype=ACC)
     start = 0
     while start < M:
-        cols = start + tl.arange(0, BM)
-        mask = row_mask[:, None] & (cols < M)[None, :]
-        t, _ = _pre_activation(
-            x_ptr,
-            noise_ptr,
-            rows_base[:, None] + cols[None, :],
-            noise_base[:, None] + cols[None, :],
-            mask,
-            weight,
-            bias,
-            HAS_NOISE,
-            ACC,
+        mask, offs, t, _ = _pre_activation(
+            x_ptr, noise_ptr, rows_base, noise_base, row_mask, start, M, weight, bias, HAS_NOISE, ACC, BM
         )
         mean, m2 = merge_chunk_moments(mean, m2, lrelu(t, alpha_acc), shift0, mask, start, M, BM)
         start += BM
@@ -117,11 +123,8 @@ def _adain_fwd_kernel(
     # Pass 2: y = (a - mean) * rstd * (1 + scale) + shift.
     start = 0
     while start < M:
-        cols = start + tl.arange(0, BM)
-        mask = row_mask[:, None] & (cols < M)[None, :]
-        offs = rows_base[:, None] + cols[None, :]
-        t, _ = _pre_activation(
-            x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :], mask, weight, bias, HAS_NOISE, ACC
+        mask, offs, t, _ = _pre_activation(
+            x_ptr, noise_ptr, rows_base, noise_base, row_mask, start, M, weight, bias, HAS_NOISE, ACC, BM
         )
         xn = (lrelu(t, alpha_acc) - mean[:, None]) * rstd[:, None]
         y = xn * scale[:, None] + shift[:, None]
@@ -154,29 +157,22 @@ def _adain_bwd_kernel(
     ROWS: tl.constexpr,
     BM: tl.constexpr,
 ):
-    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    row_mask = r < rows
-    c = r % C
-    n = r // C
-    alpha_acc = acc_scalar(alpha, ACC)
-    weight, bias = _row_params(noise_weight_ptr, bias_ptr, c, row_mask, HAS_NOISE, HAS_BIAS, ACC, ROWS)
+    """The gradients of ROWS rows from their stats: two passes over BM-wide chunks."""
+    r, row_mask, n, alpha_acc, weight, bias, rows_base, noise_base = _adain_rows(
+        noise_weight_ptr, bias_ptr, rows, C, M, alpha, HAS_NOISE, HAS_BIAS, ACC, ROWS
+    )
     mean = tl.load(stats_ptr + r + n * C, mask=row_mask, other=0.0)
     rstd = tl.load(stats_ptr + r + n * C + C, mask=row_mask, other=0.0)
     scale = 1.0 + tl.load(style_ptr + r + n * C, mask=row_mask, other=0.0).to(ACC)
-    rows_base = r * M
-    noise_base = n * M
     # Pass 1: sum(grad_y) and sum(grad_y * xn) per row.
     sum_g = tl.zeros([ROWS, BM], dtype=ACC)
     sum_gx = tl.zeros([ROWS, BM], dtype=ACC)
     start = 0
     while start < M:
-        cols = start + tl.arange(0, BM)
-        mask = row_mask[:, None] & (cols < M)[None, :]
-        offs = rows_base[:, None] + cols[None, :]
-        gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
-        t, _ = _pre_activation(
-            x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :], mask, weight, bias, HAS_NOISE, ACC
+        mask, offs, t, _ = _pre_activation(
+            x_ptr, noise_ptr, rows_base, noise_base, row_mask, start, M, weight, bias, HAS_NOISE, ACC, BM
         )
+        gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
         sum_g += gy
         sum_gx += gy * ((lrelu(t, alpha_acc) - mean[:, None]) * rstd[:, None])  # gy = 0 masked
         start += BM
@@ -190,16 +186,13 @@ def _adain_bwd_kernel(
     mean_gx = s_gx / M
     # Pass 2: grad_x = s(t) * k * (grad_y - Sg / M - xn * Sgx / M), and its row sums.
     sum_gt = tl.zeros([ROWS, BM], dtype=ACC)
-    sum_gt_noise = tl.zeros([ROWS, BM], dtype=ACC)
+    sum_gt_noise = tl.zeros_like(sum_gt)
     start = 0
     while start < M:
-        cols = start + tl.arange(0, BM)
-        mask = row_mask[:, None] & (cols < M)[None, :]
-        offs = rows_base[:, None] + cols[None, :]
-        gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
-        t, noise = _pre_activation(
-            x_ptr, noise_ptr, offs, noise_base[:, None] + cols[None, :], mask, weight, bias, HAS_NOISE, ACC
+        mask, offs, t, noise = _pre_activation(
+            x_ptr, noise_ptr, rows_base, noise_base, row_mask, start, M, weight, bias, HAS_NOISE, ACC, BM
         )
+        gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
         xn = (lrelu(t, alpha_acc) - mean[:, None]) * rstd[:, None]
         ga = k[:, None] * (gy - mean_g[:, None] - xn * mean_gx[:, None])
         gt = tl.where(mask, tl.where(t > 0, ga, alpha_acc * ga), 0.0)
@@ -223,34 +216,21 @@ def adain_fwd(
 ):
     """(y, stats [N, 2C] = (mean | rstd) in the accumulation dtype) of a row-major
     x [N, C, H, W]; see the kernel spec."""
-    n, channels, height, width = x.shape
-    rows, row_len = n * channels, height * width
     y = torch.empty_like(x, memory_format=torch.contiguous_format)
-    stats = torch.empty(n, 2 * channels, dtype=acc_torch_dtype(x), device=x.device)
-    if rows == 0:
-        return y, stats
-    block_rows, bm = row_tile(rows, row_len)
-    with device_of(x):
-        _adain_fwd_kernel[(triton.cdiv(rows, block_rows),)](
-            x,
-            style,
-            noise if noise is not None else x,
-            noise_weight if noise_weight is not None else x,
-            bias if bias is not None else x,
-            y,
-            stats,
-            rows,
-            channels,
-            row_len,
-            float(alpha),
-            float(eps),
-            HAS_NOISE=noise is not None,
-            HAS_BIAS=bias is not None,
-            ACC=acc_dtype(x),
-            ROWS=block_rows,
-            BM=bm,
-        )
+    stats = torch.empty(x.shape[0], 2 * x.shape[1], dtype=acc_torch_dtype(x), device=x.device)
+    pointers = (x, style, *_optional(x, noise, noise_weight, bias), y, stats)
+    launch_rows(_adain_fwd_kernel, x, pointers, (float(alpha), float(eps)), **_flags(noise, bias))
     return y, stats
+
+
+def _optional(x: torch.Tensor, *tensors):
+    """The optional tensor arguments, x standing in for the absent ones (never read)."""
+    return tuple(x if t is None else t for t in tensors)
+
+
+def _flags(noise: torch.Tensor | None, bias: torch.Tensor | None):
+    """The kernels' HAS_NOISE and HAS_BIAS flags."""
+    return {"HAS_NOISE": noise is not None, "HAS_BIAS": bias is not None}
 
 
 def adain_bwd(
@@ -267,35 +247,11 @@ def adain_bwd(
     """(grad_x, grad_style, grad_noise_weight, grad_bias) of adain_fwd; ``eps`` is already
     folded into stats. grad_noise_weight is zeros without noise; grad_bias is always
     computed."""
-    n, channels, height, width = x.shape
-    rows, row_len = n * channels, height * width
     grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
-    grad_style = torch.empty(n, 2 * channels, dtype=x.dtype, device=x.device)
-    partial_noise = torch.zeros(n, channels, dtype=acc_torch_dtype(x), device=x.device)
-    partial_bias = torch.zeros(n, channels, dtype=acc_torch_dtype(x), device=x.device)
-    if rows > 0:
-        block_rows, bm = row_tile(rows, row_len)
-        with device_of(x):
-            _adain_bwd_kernel[(triton.cdiv(rows, block_rows),)](
-                grad_y,
-                x,
-                style,
-                noise if noise is not None else x,
-                noise_weight if noise_weight is not None else x,
-                bias if bias is not None else x,
-                stats,
-                grad_x,
-                grad_style,
-                partial_noise,
-                partial_bias,
-                rows,
-                channels,
-                row_len,
-                float(alpha),
-                HAS_NOISE=noise is not None,
-                HAS_BIAS=bias is not None,
-                ACC=acc_dtype(x),
-                ROWS=block_rows,
-                BM=bm,
-            )
+    grad_style = torch.empty(x.shape[0], 2 * x.shape[1], dtype=x.dtype, device=x.device)
+    partial_noise = torch.zeros(x.shape[:2], dtype=acc_torch_dtype(x), device=x.device)
+    partial_bias = torch.zeros(x.shape[:2], dtype=acc_torch_dtype(x), device=x.device)
+    optional = _optional(x, noise, noise_weight, bias)
+    pointers = (grad_y, x, style, *optional, stats, grad_x, grad_style, partial_noise, partial_bias)
+    launch_rows(_adain_bwd_kernel, x, pointers, (float(alpha),), **_flags(noise, bias))
     return (grad_x, grad_style, partial_noise.sum(dim=0).to(x.dtype), partial_bias.sum(dim=0).to(x.dtype))

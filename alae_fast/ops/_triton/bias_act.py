@@ -7,6 +7,8 @@ both layouts and no element needs an integer division to find its channel.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -39,22 +41,21 @@ def _tile(outer: int, channels: int, inner: int):
     return block_o, block_c, block_i
 
 
+def _blocks(outer: int, channels: int, inner: int, iters: int):
+    """The tile's block sizes {BO, BC, BI}, and the (o-groups of ``iters`` o-blocks,
+    c-blocks, i-blocks) the grid covers."""
+    block_o, block_c, block_i = _tile(outer, channels, inner)
+    counts = (triton.cdiv(outer, block_o * iters), triton.cdiv(channels, block_c), triton.cdiv(inner, block_i))
+    return {"BO": block_o, "BC": block_c, "BI": block_i}, counts
+
+
 @triton.jit
-def _tile_coords(
-    pid,
-    it,
-    outer,
-    C,
-    inner,
-    c_blocks,
-    i_blocks,
-    BO: tl.constexpr,
-    BC: tl.constexpr,
-    BI: tl.constexpr,
-    ITERS: tl.constexpr,
-):
-    """Memory offsets, mask and channels of step ``it`` of program ``pid``. Programs run
-    i-block fastest, then c-block, then groups of ITERS o-blocks."""
+def _tile_coords(pid, it, outer, C, inner, BO: tl.constexpr, BC: tl.constexpr, BI: tl.constexpr, ITERS: tl.constexpr):
+    """Memory offsets, mask and channels of step ``it`` of program ``pid``, and the program's
+    row of the per-channel partials. Programs run i-block fastest, then c-block, then groups of
+    ITERS o-blocks."""
+    c_blocks = tl.cdiv(C, BC)
+    i_blocks = tl.cdiv(inner, BI)
     i_block = pid % i_blocks
     c_block = (pid // i_blocks) % c_blocks
     o_group = pid // (i_blocks * c_blocks)
@@ -63,7 +64,7 @@ def _tile_coords(
     i = i_block.to(tl.int64) * BI + tl.arange(0, BI).to(tl.int64)
     offs = (o[:, None, None] * C + c[None, :, None]) * inner + i[None, None, :]
     mask = (o < outer)[:, None, None] & (c < C)[None, :, None] & (i < inner)[None, None, :]
-    return offs, mask, c
+    return offs, mask, c, o_group * i_blocks + i_block
 
 
 @triton.jit
@@ -74,8 +75,6 @@ def _bias_act_fwd_kernel(
     outer,
     C,
     inner,
-    c_blocks,
-    i_blocks,
     alpha: tl.float64,
     gain: tl.float64,
     HAS_BIAS: tl.constexpr,
@@ -84,7 +83,8 @@ def _bias_act_fwd_kernel(
     BC: tl.constexpr,
     BI: tl.constexpr,
 ):
-    offs, mask, c = _tile_coords(tl.program_id(0), 0, outer, C, inner, c_blocks, i_blocks, BO, BC, BI, 1)
+    """y of one [BO, BC, BI] tile."""
+    offs, mask, c, _ = _tile_coords(tl.program_id(0), 0, outer, C, inner, BO, BC, BI, 1)
     t = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     if HAS_BIAS:
         t += tl.load(b_ptr + c, mask=c < C, other=0.0).to(ACC)[None, :, None]
@@ -101,8 +101,6 @@ def _bias_act_bwd_kernel(
     outer,
     C,
     inner,
-    c_blocks,
-    i_blocks,
     alpha: tl.float64,
     gain: tl.float64,
     ACC: tl.constexpr,
@@ -111,19 +109,19 @@ def _bias_act_bwd_kernel(
     BI: tl.constexpr,
     ITERS: tl.constexpr,
 ):
+    """grad_x of ITERS [BO, BC, BI] tiles along o, and their per-channel sums (one partial
+    row per program's o-group and i-block, summed in torch: a fixed order)."""
     pid = tl.program_id(0)
     gain_acc = acc_scalar(gain, ACC)
     neg_gain = acc_scalar(alpha, ACC) * gain_acc
     acc = tl.zeros([BO, BC, BI], dtype=ACC)
     for it in tl.static_range(ITERS):
-        offs, mask, c = _tile_coords(pid, it, outer, C, inner, c_blocks, i_blocks, BO, BC, BI, ITERS)
+        offs, mask, c, row = _tile_coords(pid, it, outer, C, inner, BO, BC, BI, ITERS)
         g = tl.load(grad_ptr + offs, mask=mask, other=0.0).to(ACC)
         y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(ACC)
         gx = g * tl.where(y > 0, gain_acc, neg_gain)
         tl.store(grad_x_ptr + offs, cast_to(gx, grad_x_ptr.dtype.element_ty), mask=mask)
         acc += gx  # masked lanes hold 0 (g = 0 there)
-    # One partial per (program's o-group and i-block, channel): summed in torch, fixed order.
-    row = (pid // (i_blocks * c_blocks)) * i_blocks + pid % i_blocks
     c_sums = tl.sum(tl.sum(acc, axis=2), axis=0)
     tl.store(partial_ptr + row.to(tl.int64) * C + c, c_sums, mask=c < C)
 
@@ -134,27 +132,19 @@ def bias_act_fwd(x: torch.Tensor, b: torch.Tensor | None, alpha: float, gain: fl
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y
-    outer, channels, inner = _layout(x)
-    bo, bc, bi = _tile(outer, channels, inner)
-    c_blocks, i_blocks = triton.cdiv(channels, bc), triton.cdiv(inner, bi)
-    grid = (triton.cdiv(outer, bo) * c_blocks * i_blocks,)
+    layout = _layout(x)
+    tile, counts = _blocks(*layout, 1)
     with device_of(x):
-        _bias_act_fwd_kernel[grid](
+        _bias_act_fwd_kernel[(math.prod(counts),)](
             x,
-            b if b is not None else x,
+            x if b is None else b,
             y,
-            outer,
-            channels,
-            inner,
-            c_blocks,
-            i_blocks,
+            *layout,
             float(alpha),
             float(gain),
             HAS_BIAS=b is not None,
             ACC=acc_dtype(x),
-            BO=bo,
-            BC=bc,
-            BI=bi,
+            **tile,
         )
     return y
 
@@ -162,30 +152,13 @@ def bias_act_fwd(x: torch.Tensor, b: torch.Tensor | None, alpha: float, gain: fl
 def bias_act_bwd(grad: torch.Tensor, y: torch.Tensor, alpha: float, gain: float):
     """(grad_x, grad_b) of bias_act_fwd from its output y; grad has y's layout."""
     grad_x = torch.empty_like(y)
-    outer, channels, inner = _layout(y)
+    layout = _layout(y)
     if y.numel() == 0:
-        return grad_x, torch.zeros(channels, dtype=y.dtype, device=y.device)
-    bo, bc, bi = _tile(outer, channels, inner)
-    c_blocks, i_blocks = triton.cdiv(channels, bc), triton.cdiv(inner, bi)
-    o_groups = triton.cdiv(outer, bo * REDUCE_ITERS)
-    partial = torch.empty(o_groups * i_blocks, channels, dtype=acc_torch_dtype(y), device=y.device)
+        return grad_x, torch.zeros(layout[1], dtype=y.dtype, device=y.device)
+    tile, (o_groups, c_blocks, i_blocks) = _blocks(*layout, REDUCE_ITERS)
+    partial = torch.empty(o_groups * i_blocks, layout[1], dtype=acc_torch_dtype(y), device=y.device)
     with device_of(y):
         _bias_act_bwd_kernel[(o_groups * c_blocks * i_blocks,)](
-            grad,
-            y,
-            grad_x,
-            partial,
-            outer,
-            channels,
-            inner,
-            c_blocks,
-            i_blocks,
-            float(alpha),
-            float(gain),
-            ACC=acc_dtype(y),
-            BO=bo,
-            BC=bc,
-            BI=bi,
-            ITERS=REDUCE_ITERS,
+            grad, y, grad_x, partial, *layout, float(alpha), float(gain), ACC=acc_dtype(y), ITERS=REDUCE_ITERS, **tile
         )
     return grad_x, partial.sum(dim=0).to(y.dtype)

@@ -157,3 +157,31 @@ def row_mean(shift, shifted_mean):
     """The row's mean from merge_chunk_moments' shifted one: exactly ``shift`` (the row's
     value) for a constant row, whose centred values a - mean are then exactly 0."""
     return shift + shifted_mean
+
+
+@triton.jit
+def row_block(rows, C, alpha, ACC: tl.constexpr, ROWS: tl.constexpr):
+    """The row kernels' prologue: this program's ROWS rows r = n * C + c, their mask, c, n,
+    and ``alpha`` in ACC."""
+    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    return r, r < rows, r % C, r // C, acc_scalar(alpha, ACC)
+
+
+@triton.jit
+def row_chunk(rows_base, row_mask, start, M, BM: tl.constexpr):
+    """Columns ``start``.. of a row kernel's chunk loop: (cols, [ROWS, BM] mask, offsets)."""
+    cols = start + tl.arange(0, BM)
+    return cols, row_mask[:, None] & (cols < M)[None, :], rows_base[:, None] + cols[None, :]
+
+
+def launch_rows(kernel, x: torch.Tensor, pointers, scalars, **flags):
+    """Launch a row kernel, arguments (*pointers, rows, C, M, *scalars, **flags, ACC, ROWS,
+    BM), over the N * C rows of M = H * W elements of x [N, C, H, W]; nothing for no rows."""
+    rows, row_len = x.shape[0] * x.shape[1], x.shape[2] * x.shape[3]
+    if rows == 0:
+        return
+    block_rows, bm = row_tile(rows, row_len)
+    with device_of(x):
+        kernel[(triton.cdiv(rows, block_rows),)](
+            *pointers, rows, x.shape[1], row_len, *scalars, **flags, ACC=acc_dtype(x), ROWS=block_rows, BM=bm
+        )

@@ -14,17 +14,25 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import acc_dtype
 from .common import acc_scalar
 from .common import acc_torch_dtype
 from .common import cast_to
-from .common import device_of
 from .common import div_rn
+from .common import launch_rows
 from .common import lrelu
 from .common import merge_chunk_moments
+from .common import row_block
+from .common import row_chunk
 from .common import row_mean
-from .common import row_tile
 from .common import sqrt_rn
+
+
+@triton.jit
+def _rows(bias_ptr, rows, C, M, alpha, ACC: tl.constexpr, ROWS: tl.constexpr):
+    """row_block's (r, row_mask, n, alpha in ACC), the rows' bias in ACC and their offsets."""
+    r, row_mask, c, n, alpha_acc = row_block(rows, C, alpha, ACC, ROWS)
+    bias = tl.load(bias_ptr + c, mask=row_mask, other=0.0).to(ACC)
+    return r, row_mask, n, alpha_acc, bias, r * M
 
 
 @triton.jit
@@ -43,13 +51,9 @@ def _encode_norm_fwd_kernel(
     ROWS: tl.constexpr,
     BM: tl.constexpr,
 ):
-    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    row_mask = r < rows
-    c = r % C
-    n = r // C
-    alpha_acc = acc_scalar(alpha, ACC)
-    bias = tl.load(bias_ptr + c, mask=row_mask, other=0.0).to(ACC)
-    rows_base = r * M
+    """y, style and the (mean, std, rstd) stats of ROWS rows: their statistics in a first pass
+    over BM-wide chunks, then y in a second."""
+    r, row_mask, n, alpha_acc, bias, rows_base = _rows(bias_ptr, rows, C, M, alpha, ACC, ROWS)
     # Pass 1: the row's mean and sum of squared deviations, accumulated shifted by the row's
     # first activation (the loop's expression on column 0: the same rounding).
     x0 = tl.load(x_ptr + rows_base, mask=row_mask, other=0.0)
@@ -58,9 +62,8 @@ def _encode_norm_fwd_kernel(
     m2 = tl.zeros([ROWS], dtype=ACC)
     start = 0
     while start < M:
-        cols = start + tl.arange(0, BM)
-        mask = row_mask[:, None] & (cols < M)[None, :]
-        x = tl.load(x_ptr + rows_base[:, None] + cols[None, :], mask=mask, other=0.0)
+        _, mask, offs = row_chunk(rows_base, row_mask, start, M, BM)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0)
         a = lrelu(x.to(ACC) + bias[:, None], alpha_acc)
         mean, m2 = merge_chunk_moments(mean, m2, a, shift0, mask, start, M, BM)
         start += BM
@@ -71,9 +74,7 @@ def _encode_norm_fwd_kernel(
     # Pass 2: y = (a - mean) * rstd.
     start = 0
     while start < M:
-        cols = start + tl.arange(0, BM)
-        mask = row_mask[:, None] & (cols < M)[None, :]
-        offs = rows_base[:, None] + cols[None, :]
+        _, mask, offs = row_chunk(rows_base, row_mask, start, M, BM)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0)
         a = lrelu(x.to(ACC) + bias[:, None], alpha_acc)
         y = (a - mean[:, None]) * rstd[:, None]
@@ -104,26 +105,19 @@ def _encode_norm_bwd_kernel(
     ROWS: tl.constexpr,
     BM: tl.constexpr,
 ):
-    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    row_mask = r < rows
-    c = r % C
-    n = r // C
-    alpha_acc = acc_scalar(alpha, ACC)
-    bias = tl.load(bias_ptr + c, mask=row_mask, other=0.0).to(ACC)
+    """grad_x and the grad_bias partials of ROWS rows from their stats: two passes."""
+    r, row_mask, n, alpha_acc, bias, rows_base = _rows(bias_ptr, rows, C, M, alpha, ACC, ROWS)
     mean = tl.load(stats_ptr + r + 2 * n * C, mask=row_mask, other=0.0)
     std = tl.load(stats_ptr + r + 2 * n * C + C, mask=row_mask, other=1.0)
     rstd = tl.load(stats_ptr + r + 2 * n * C + 2 * C, mask=row_mask, other=0.0)
     g_mean = tl.load(grad_style_ptr + r + n * C, mask=row_mask, other=0.0).to(ACC)
     g_std = tl.load(grad_style_ptr + r + n * C + C, mask=row_mask, other=0.0).to(ACC)
-    rows_base = r * M
     # Pass 1: sum(grad_y) and sum(grad_y * y) per row.
     sum_g = tl.zeros([ROWS, BM], dtype=ACC)
     sum_gy = tl.zeros([ROWS, BM], dtype=ACC)
     start = 0
     while start < M:
-        cols = start + tl.arange(0, BM)
-        mask = row_mask[:, None] & (cols < M)[None, :]
-        offs = rows_base[:, None] + cols[None, :]
+        _, mask, offs = row_chunk(rows_base, row_mask, start, M, BM)
         gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
         a = lrelu(tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC) + bias[:, None], alpha_acc)
         sum_g += gy
@@ -138,9 +132,7 @@ def _encode_norm_bwd_kernel(
     sum_gx = tl.zeros([ROWS, BM], dtype=ACC)
     start = 0
     while start < M:
-        cols = start + tl.arange(0, BM)
-        mask = row_mask[:, None] & (cols < M)[None, :]
-        offs = rows_base[:, None] + cols[None, :]
+        _, mask, offs = row_chunk(rows_base, row_mask, start, M, BM)
         gy = tl.load(grad_y_ptr + offs, mask=mask, other=0.0).to(ACC)
         t = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC) + bias[:, None]
         d = lrelu(t, alpha_acc) - mean[:, None]
@@ -155,30 +147,11 @@ def _encode_norm_bwd_kernel(
 def encode_norm_fwd(x: torch.Tensor, bias: torch.Tensor, alpha: float, eps: float):
     """(y, style [N, 2C], stats [N, 3C] in the accumulation dtype) of a row-major
     x [N, C, H, W]; see the kernel spec."""
-    n, channels, height, width = x.shape
-    rows, row_len = n * channels, height * width
+    n, channels = x.shape[:2]
     y = torch.empty_like(x, memory_format=torch.contiguous_format)
     style = torch.empty(n, 2 * channels, dtype=x.dtype, device=x.device)
     stats = torch.empty(n, 3 * channels, dtype=acc_torch_dtype(x), device=x.device)
-    if rows == 0:
-        return y, style, stats
-    block_rows, bm = row_tile(rows, row_len)
-    with device_of(x):
-        _encode_norm_fwd_kernel[(triton.cdiv(rows, block_rows),)](
-            x,
-            bias,
-            y,
-            style,
-            stats,
-            rows,
-            channels,
-            row_len,
-            float(alpha),
-            float(eps),
-            ACC=acc_dtype(x),
-            ROWS=block_rows,
-            BM=bm,
-        )
+    launch_rows(_encode_norm_fwd_kernel, x, (x, bias, y, style, stats), (float(alpha), float(eps)))
     return y, style, stats
 
 
@@ -192,27 +165,8 @@ def encode_norm_bwd(
     eps: float,
 ):
     """(grad_x, grad_bias) of encode_norm_fwd; ``eps`` is already folded into stats."""
-    n, channels, height, width = x.shape
-    rows, row_len = n * channels, height * width
     grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
-    partial = torch.zeros(n, channels, dtype=acc_torch_dtype(x), device=x.device)
-    if rows > 0:
-        block_rows, bm = row_tile(rows, row_len)
-        with device_of(x):
-            _encode_norm_bwd_kernel[(triton.cdiv(rows, block_rows),)](
-                grad_y,
-                grad_style,
-                x,
-                bias,
-                stats,
-                grad_x,
-                partial,
-                rows,
-                channels,
-                row_len,
-                float(alpha),
-                ACC=acc_dtype(x),
-                ROWS=block_rows,
-                BM=bm,
-            )
+    partial = torch.zeros(x.shape[:2], dtype=acc_torch_dtype(x), device=x.device)
+    pointers = (grad_y, grad_style, x, bias, stats, grad_x, partial)
+    launch_rows(_encode_norm_bwd_kernel, x, pointers, (float(alpha),))
     return grad_x, partial.sum(dim=0).to(x.dtype)
