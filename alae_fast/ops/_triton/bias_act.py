@@ -25,7 +25,7 @@ from .common import lrelu
 from .common import pow2_block
 
 
-def _layout(x: torch.Tensor):
+def _layout(x: torch.Tensor) -> tuple[int, int, int]:
     """(outer, C, inner) of x in memory order."""
     channels = x.shape[1]
     if is_channels_last_4d(x):
