@@ -16,11 +16,14 @@ also computes (the float64 truth), for:
   wrong);
 * ``ddp_*``: a module whose ``forward(reals, fakes)`` returns the E,D loss (R1 inside forward)
   wrapped in ``DistributedDataParallel``, with ``find_unused_parameters`` False / True,
-  ``static_graph=True``, and with the unused parameters frozen; each variant runs two
+  ``static_graph=True`` (``_sync_it1``: no ``no_sync`` in the first iteration), and with the
+  unused parameters (E's FromRGB of the lower lods) frozen; each variant runs two
   iterations in a fresh copy of the model and its own process group whose timeout turns a
   hang into an error;
+* ``control_hang``: rank 0 all_reduces alone, to show that a hang is caught and reported;
 * ``*_accum``: two micro-batches per rank, accumulated (manual: one all_reduce at the end;
-  DDP: ``no_sync()`` on the first micro-batch).
+  DDP: ``no_sync()`` on the first micro-batch);
+* ``*_no_r1``: the DDP variants again with gamma 0, which tells R1's part in a failure.
 
 Then it times a manual step, the DDP steps that worked, and the all_reduce alone, for the
 tiny float64 model and a larger float32 one (CPU timings: one thread per rank).
@@ -221,6 +224,13 @@ def run_ddp(
         out.append(flat_grads(model).clone())
 
 
+def run_hang_control(group, out: list, where: dict) -> None:
+    """Control of the hang detection: rank 0 enters an all_reduce that no other rank joins."""
+    where.update(iteration=1, micro=1, stage="all_reduce on rank 0 only")
+    if dist.get_rank() == 0:
+        dist.all_reduce(torch.ones(1), group=group)
+
+
 def classify(exc: BaseException) -> tuple[str, str]:
     """(``hung`` for a collective timeout else ``raised``, a short message)."""
     lines = str(exc).splitlines()
@@ -397,6 +407,9 @@ def main(argv=None) -> int:
                 rec = probe_variant(name + sfx, fn, t0, s0, args.variant_timeout)
                 rec.update(micro_batches=micro, gamma=gamma)
                 results["variants"].append(rec)
+
+    rec = probe_variant("control_hang", run_hang_control, truth, scale, min(5.0, args.variant_timeout))
+    results["variants"].append(rec)
 
     if not args.no_timing:
         working = [v["name"] for v in results["variants"] if v["name"] in DDP_VARIANTS and v["verdict"] == "right"]

@@ -102,3 +102,10 @@ def test_every_ddp_variant_has_a_verdict(result):
             assert len(v["errors_per_iteration"]) == 2, name
         if v["verdict"] == "right":  # the probe's verdict agrees with the derived bound
             assert max(v["errors_per_iteration"]) <= tol, (name, v["errors_per_iteration"], tol)
+
+
+def test_hang_is_caught(result):
+    # rank 0 all_reduces alone: the per-variant group timeout must report it, not stall the probe.
+    v = _variant(result, "control_hang")
+    assert v["verdict"] == "hung"
+    assert v["where"]["stage"] == "all_reduce on rank 0 only"
