@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         metavar="CHECKPOINT",
-        help="continue from a checkpoint (default: <output_dir>/checkpoint.pt)",
+        help="continue from a checkpoint (default: <output_dir>/checkpoint.pt); 'auto': from "
+        "<output_dir>/checkpoint.pt when it exists, else start (for job scripts that restart themselves)",
     )
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... (train.device)")
     t.add_argument(
@@ -83,6 +84,8 @@ def _train(args) -> int:
     if args.impl:
         overrides.append(f"train.impl={args.impl}")
     resume = args.resume
+    if resume == "auto":
+        resume = _auto_resume(args.config, args.output, overrides)
     if args.config is not None:
         cfg = load_config(args.config, overrides)
     elif resume:
@@ -92,8 +95,29 @@ def _train(args) -> int:
         return 2
     if resume == "":
         resume = str(Path(cfg.train.output_dir) / "checkpoint.pt")
-    Trainer(cfg, data=args.data, resume=resume, progress=not args.no_progress).run()
+    try:
+        Trainer(cfg, data=args.data, resume=resume, progress=not args.no_progress).run()
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return 0
+
+
+def _auto_resume(config: str | None, output: str | None, overrides: list[str]) -> str | None:
+    """``--resume auto``: the output folder's checkpoint.pt when there is one, else None."""
+    from .train.config import load_config
+
+    if output is None and config is None:
+        raise ValueError("--resume auto needs --output or --config (to know the output folder)")
+    folder = Path(output) if output is not None else Path(load_config(config, overrides).train.output_dir)
+    checkpoint = folder / "checkpoint.pt"
+    if checkpoint.is_file():
+        return str(checkpoint)
+    if config is None:
+        raise ValueError(f"--resume auto: {checkpoint} does not exist yet; give --config to start the run")
+    return None
 
 
 def _eval(args) -> int:
@@ -123,6 +147,7 @@ def main(argv=None) -> int:
     from .data import MNISTDataError
     from .train.config import ConfigError
     from .train.config import builtin_configs
+    from .train.trainer import NonFiniteLossError
 
     args = _parser().parse_args(argv)
     try:
@@ -137,6 +162,9 @@ def main(argv=None) -> int:
     except (ConfigError, MNISTDataError, CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"alae-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as exc:
+        print(f"alae-fast {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

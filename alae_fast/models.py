@@ -49,9 +49,9 @@ class FastLosses(_reference.ALAEBase):
         return None if self.loss_impl == "fast" else self.loss_impl
 
     def d_loss_fn(
-        self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, r1_gamma: float
+        self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, r1_gamma: float, grad_scale: float = 1.0
     ) -> torch.Tensor:
-        return ops.d_loss_r1(d_fake, d_real, reals, r1_gamma, impl=self._ops_impl)
+        return ops.d_loss_r1(d_fake, d_real, reals, r1_gamma, grad_scale, impl=self._ops_impl)
 
     def g_loss_fn(self, d_fake: torch.Tensor) -> torch.Tensor:
         return ops.g_adv_loss(d_fake, impl=self._ops_impl)

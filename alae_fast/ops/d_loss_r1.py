@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..reference.losses import discriminator_logistic_r1
+from ..reference.losses import r1_gradient
 from . import _checks
 from ._spec import Example
 from ._spec import OpSpec
@@ -22,16 +23,17 @@ from .r1_penalty import r1_penalty
 __all__ = ["d_loss_r1", "d_loss_r1_ref"]
 
 
-def d_loss_r1_ref(d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, gamma: float = 10.0) -> torch.Tensor:
+def d_loss_r1_ref(
+    d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, gamma: float = 10.0, grad_scale: float = 1.0
+) -> torch.Tensor:
     """Reference twin of :func:`d_loss_r1` (the reference model's loss)."""
-    return discriminator_logistic_r1(d_fake, d_real, reals, gamma)
+    return discriminator_logistic_r1(d_fake, d_real, reals, gamma, grad_scale)
 
 
-def _compose(d_fake, d_real, reals, gamma, *, impl):
+def _compose(d_fake, d_real, reals, gamma, grad_scale, *, impl):
     loss = d_adv_loss(d_fake, d_real, impl=impl)
     if gamma != 0.0:
-        (grads,) = torch.autograd.grad(d_real.sum(), reals, create_graph=True)
-        loss = loss + r1_penalty(grads, gamma, impl=impl).mean()
+        loss = loss + r1_penalty(r1_gradient(d_real, reals, grad_scale), gamma, impl=impl).mean()
     return loss
 
 
@@ -47,7 +49,13 @@ SPEC = OpSpec("d_loss_r1", d_loss_r1_ref, None, compose=_compose, examples=(_EXA
 
 
 def d_loss_r1(
-    d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, gamma: float = 10.0, *, impl: str | None = None
+    d_fake: torch.Tensor,
+    d_real: torch.Tensor,
+    reals: torch.Tensor,
+    gamma: float = 10.0,
+    grad_scale: float = 1.0,
+    *,
+    impl: str | None = None,
 ) -> torch.Tensor:
     """E,D loss ``mean(softplus(d_fake) + softplus(-d_real) + gamma/2 |grad_reals d_real|^2)``.
 
@@ -56,6 +64,8 @@ def d_loss_r1(
         d_real: D's logits of the real images, [N], computed from ``reals``.
         reals: the real images, [N, C, H, W] (any rank >= 2), with ``requires_grad=True``.
         gamma: R1 weight (0 disables the penalty and the gradient computation).
+        grad_scale: float16 loss scale for the R1 gradient's computation, undone before the
+            gradient is squared (> 0; 1: none).
         impl: ``None`` (automatic), ``"ref"``, ``"triton"``, ``"cuda"`` or ``"cpu"``; an explicit choice
             applies to both ops inside, the
             automatic one is made by each op.
@@ -68,6 +78,9 @@ def d_loss_r1(
     _checks.same_device_dtype("d_loss_r1", d_fake=d_fake, d_real=d_real, reals=reals)
     _checks.same_shape("d_loss_r1", d_fake=d_fake, d_real=d_real)
     gamma = _checks.finite_float("d_loss_r1", "gamma", gamma)
+    grad_scale = _checks.finite_float("d_loss_r1", "grad_scale", grad_scale)
+    if grad_scale <= 0:
+        raise ValueError(f"alae_fast.ops.d_loss_r1: grad_scale must be > 0, got {grad_scale}")
     if reals.shape[0] != d_real.shape[0]:
         raise ValueError(
             f"alae_fast.ops.d_loss_r1: reals has batch {reals.shape[0]} but d_real "
@@ -79,4 +92,4 @@ def d_loss_r1(
             "reals: reals must have requires_grad=True and d_real must be computed "
             "from it (or pass gamma=0)"
         )
-    return SPEC(impl, d_fake, d_real, reals, gamma)
+    return SPEC(impl, d_fake, d_real, reals, gamma, grad_scale)

@@ -26,6 +26,11 @@ from .networks import MappingF
 __all__ = ["DLatent", "ALAEBase", "StyleALAE", "MLPALAE"]
 
 
+def _upcast(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision network outputs (under autocast) to float32: the losses are float32."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 class DLatent(nn.Module):
     """Holds the running average of w per style slot: buffer ``buff`` [num_layers, latent]."""
 
@@ -102,6 +107,17 @@ class ALAEBase(nn.Module):
         """E(x) as w [N, 1, latent], whatever the encoder's native output shape."""
         return self.encoder(x, lod, blend).reshape(x.shape[0], 1, self.latent_size)
 
+    # -- the running w average ---------------------------------------------------------------
+    #: None: :meth:`generate` updates the running w average itself. A list: it appends the mean
+    #: w of each batch instead, for the trainer to combine the micro-batches of one step.
+    deferred_w_means: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def update_w_average(self, mean: torch.Tensor) -> None:
+        """``buff <- lerp(buff, mean, 1 - dlatent_avg_beta)`` with ``mean`` [num_layers, latent]."""
+        buff = self.dlatent_avg.buff
+        buff.lerp_(mean.to(buff.dtype), 1.0 - self.dlatent_avg_beta)
+
     # -- sampling ---------------------------------------------------------------------------
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         """F(z): [N, latent] -> w [N, latent]."""
@@ -144,7 +160,10 @@ class ALAEBase(nn.Module):
 
         if self.dlatent_avg_beta is not None:
             with torch.no_grad():
-                self.dlatent_avg.buff.lerp_(styles.mean(dim=0), 1.0 - self.dlatent_avg_beta)
+                if self.deferred_w_means is not None:  # the trainer averages them over micro-batches
+                    self.deferred_w_means.append(styles.mean(dim=0))
+                else:
+                    self.update_w_average(styles.mean(dim=0))
 
         mix_prob = self.style_mixing_prob
         if mixing and mix_prob is not None and random.random() < mix_prob:
@@ -177,10 +196,10 @@ class ALAEBase(nn.Module):
     # -- losses -----------------------------------------------------------------------------
     # The loss formulas, on the logits and latents; the fast models override these three.
     def d_loss_fn(
-        self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, r1_gamma: float
+        self, d_fake: torch.Tensor, d_real: torch.Tensor, reals: torch.Tensor, r1_gamma: float, grad_scale: float = 1.0
     ) -> torch.Tensor:
         """The E,D loss of the logits (:func:`.losses.discriminator_logistic_r1`)."""
-        return losses.discriminator_logistic_r1(d_fake, d_real, reals, r1_gamma)
+        return losses.discriminator_logistic_r1(d_fake, d_real, reals, r1_gamma, grad_scale)
 
     def g_loss_fn(self, d_fake: torch.Tensor) -> torch.Tensor:
         """The F,G loss of the logits (:func:`.losses.generator_logistic_ns`)."""
@@ -190,16 +209,20 @@ class ALAEBase(nn.Module):
         """The E,G reciprocity loss (:func:`.losses.latent_l2`)."""
         return losses.latent_l2(w, target)
 
-    def d_loss(self, x: torch.Tensor, lod: int, blend: float, r1_gamma: float = 10.0) -> torch.Tensor:
+    def d_loss(
+        self, x: torch.Tensor, lod: int, blend: float, r1_gamma: float = 10.0, r1_grad_scale: float = 1.0
+    ) -> torch.Tensor:
         """E,D loss: softplus(D(E(G(F(z))))) + softplus(-D(E(x))) + gamma/2 ||grad_x D(E(x))||^2,
-        averaged over the batch. ``x`` must require grad (for R1)."""
+        averaged over the batch. ``x`` must require grad (for R1). ``r1_grad_scale``: the
+        float16 loss scale, applied to the R1 gradient's computation and undone before it is
+        squared."""
         with torch.no_grad():
             fake = self.generate(lod, blend, count=x.shape[0], noise=True)
         self.encoder.requires_grad_(True)
         self.mapping_d.requires_grad_(True)
         _, d_real = self.encode(x, lod, blend)
         _, d_fake = self.encode(fake, lod, blend)
-        return self.d_loss_fn(d_fake, d_real, x, r1_gamma)
+        return self.d_loss_fn(_upcast(d_fake), _upcast(d_real), x, r1_gamma, r1_grad_scale)
 
     def g_loss(self, batch_size: int, lod: int, blend: float) -> torch.Tensor:
         """F,G loss: softplus(-D(E(G(F(z))))) with E and D frozen."""
@@ -212,7 +235,7 @@ class ALAEBase(nn.Module):
         finally:
             self.encoder.requires_grad_(True)
             self.mapping_d.requires_grad_(True)
-        return self.g_loss_fn(d_fake)
+        return self.g_loss_fn(_upcast(d_fake))
 
     def ae_loss(self, batch_size: int, lod: int, blend: float) -> torch.Tensor:
         """E,G reciprocity loss in latent space: mean((E(G(w)) - w)^2) with w = F(z) as a
@@ -221,7 +244,7 @@ class ALAEBase(nn.Module):
         self.encoder.requires_grad_(True)
         s, fake = self.generate(lod, blend, z=z, mixing=False, noise=True, return_styles=True)
         w = self.encode_w(fake, lod, blend)
-        return self.ae_loss_fn(w, s.detach())
+        return self.ae_loss_fn(_upcast(w), _upcast(s.detach()))
 
     def forward(self, x: torch.Tensor, lod: int, blend: float, d_train: bool, ae: bool):
         """Official-style entry point: the AE loss if ``ae``, else the D loss if ``d_train``,

@@ -48,6 +48,7 @@ __all__ = [
 MODEL_KINDS = ("mlp", "style")
 DATASETS = ("mnist", "image_folder")
 IMPLS = ("ref", "fast", "triton", "cuda", "cpu")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 _CONFIG_PACKAGE = "alae_fast.configs"
 
@@ -112,6 +113,14 @@ class TrainConfig:
     (lod); the last entry is reused for higher lods. ``epochs_per_lod == 0``
     trains only at the final level of detail (no progressive growing).
     ``sample_every``, ``checkpoint_every`` and ``log_every`` count steps.
+
+    Batch sizes are global: with P processes (torchrun) and ``accumulate`` = K, each optimizer
+    step cuts the batch into M = P * K micro-batches of equal size, and the run follows the same
+    trajectory for every factoring of M. ``precision`` runs the networks under autocast
+    (losses, R1 and the optimizer stay float32); ``r1_interval`` = k applies R1 with weight
+    ``k * r1_gamma`` on one D step in k (lazy regularisation; 1 is the official behaviour).
+    A step with a non-finite loss or gradient is skipped; ``nonfinite_patience`` skips in a row
+    stop the run. ``keep_checkpoints`` step-numbered snapshots are kept beside checkpoint.pt.
     """
 
     epochs: int = 60
@@ -121,6 +130,12 @@ class TrainConfig:
     adam_betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
     adam_eps: float = 1e-8
     r1_gamma: float = 10.0
+    r1_interval: int = 1
+    accumulate: int = 1
+    precision: str = "fp32"
+    channels_last: bool = False
+    nonfinite_patience: int = 20
+    keep_checkpoints: int = 3
     ema_half_life_images: float = 10000.0
     max_steps: int | None = None
     max_minutes: float | None = None
@@ -345,6 +360,10 @@ def _check_values(cfg: Config) -> None:
         _require(0.0 <= b < 1.0, f"train.adam_betas[{i}]", "must be in [0, 1)", b)
     _require(t.adam_eps > 0, "train.adam_eps", "must be positive", t.adam_eps)
     _require(t.r1_gamma >= 0, "train.r1_gamma", "must be >= 0", t.r1_gamma)
+    for key in ("r1_interval", "accumulate", "nonfinite_patience"):
+        _require(getattr(t, key) > 0, f"train.{key}", "must be positive", getattr(t, key))
+    _require(t.keep_checkpoints >= 0, "train.keep_checkpoints", "must be >= 0", t.keep_checkpoints)
+    _require(t.precision in PRECISIONS, "train.precision", f"must be one of {list(PRECISIONS)}", t.precision)
     _require(t.ema_half_life_images >= 0, "train.ema_half_life_images", "must be >= 0", t.ema_half_life_images)
     if t.max_steps is not None:
         _require(t.max_steps > 0, "train.max_steps", "must be positive or null", t.max_steps)

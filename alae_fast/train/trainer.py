@@ -1,6 +1,6 @@
-"""The ALAE training loop.
+"""The ALAE training loop, on one process or many (torchrun).
 
-One iteration makes the three optimizer steps of ALAE on a batch of real images ``x``:
+One iteration makes the three optimizer steps of ALAE on a global batch of real images ``x``:
 
 1. E,D (``opt_e``): softplus(D(E(G(F(z))))) + softplus(-D(E(x))) + R1 on the reals;
 2. F,G (``opt_g``): softplus(-D(E(G(F(z))))) with E, D frozen;
@@ -11,14 +11,30 @@ without being freed (``set_to_none=False``), as in the PyTorch of the official c
 that received a gradient once keeps taking (zero-gradient) optimizer steps, which decays its
 Adam second moment exactly as the official training did.
 
-Data order is a function of (seed, epoch) and every RNG state goes into the checkpoint, so a
-resumed run continues bit-for-bit on CPU.
+The global batch is cut into M = processes x ``train.accumulate`` micro-batches of equal size,
+the unit of randomness: every draw of micro-batch j in a step (z, noise images, the
+style-mixing decision and cut-off) comes from a generator seeded by (seed, step, j, phase), and
+the data order is a function of (seed, epoch). Each process computes its micro-batches'
+gradients, the sum over micro-batches and processes is divided by M (one all-reduce per
+optimizer step), so the trajectory does not depend on how M is factored, up to float reduction
+order. The running w average is updated with the mean over all M micro-batches, and logged
+losses are global-batch means. A resumed run continues bit-for-bit on CPU.
+
+A step whose losses or gradients are not finite is undone (parameters, optimizer state, w
+average and EMA as before it) and skipped with a warning; ``train.nonfinite_patience`` skips in
+a row stop the run with :class:`NonFiniteLossError`. SIGTERM and SIGINT finish the current step,
+write a checkpoint and return.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import random
+import signal
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -42,17 +58,25 @@ from ..optim import LREQAdam as FusedLREQAdam
 from ..reference.optim import LREQAdam
 from ..utils.images import save_grid
 from ..utils.losslog import LossLog
-from ..utils.losslog import RunningMeans
 from .config import Config
 from .config import ConfigError
 from .config import config_from_dict
 from .config import config_to_dict
 from .config import save_config
+from .distributed import Processes
+from .distributed import flat
+from .distributed import start_processes
+from .distributed import unflatten_into
 from .schedule import LodSchedule
 
-__all__ = ["Trainer", "select_device", "seed_everything"]
+__all__ = ["Trainer", "NonFiniteLossError", "select_device", "seed_everything", "micro_batch_seed"]
 
 LOSS_NAMES = ("loss_d", "loss_g", "loss_ae")
+PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many steps in a row had a non-finite loss or gradient."""
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -70,6 +94,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def micro_batch_seed(seed: int, step: int, index: int, phase: int) -> int:
+    """The seed of global micro-batch ``index`` in optimizer step ``step`` and ``phase`` (0: E,D,
+    1: F,G, 2: E,G): the same on every process and for every split of the batch."""
+    return int(np.random.SeedSequence([seed, step, index, phase]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _rng_state() -> dict:
@@ -128,21 +158,36 @@ class _Images:
             return self.fixed[:n]
         return torch.stack([self.images[i] for i in range(min(n, self.size))])
 
-    def batches(self, order: torch.Tensor, batch_size: int, start_batch: int):
-        """Yield uint8 batches [B, C, R, R] of ``order`` from batch ``start_batch`` on; the last
+    def batches(
+        self, order: torch.Tensor, batch_size: int, start_batch: int, micro: range, micro_count: int, pin: bool = False
+    ):
+        """Yield, for each global batch of ``order`` from ``start_batch`` on, this process's
+        micro-batches: a list of uint8 tensors [b, C, R, R], one per global micro-batch index in
+        ``micro`` (b = batch_size / micro_count). Only those images are read. The last
         incomplete batch is dropped (as in the official loop)."""
         count = len(order) // batch_size
-        index_lists = [order[b * batch_size : (b + 1) * batch_size].tolist() for b in range(start_batch, count)]
-        images = self.images
+        b = batch_size // micro_count
+        lists = [
+            order[g * batch_size + j * b : g * batch_size + (j + 1) * b].tolist()
+            for g in range(start_batch, count)
+            for j in micro
+        ]
+        images, per_step = self.images, len(micro)
         if isinstance(images, torch.Tensor):
-            for idx in index_lists:
-                yield images[idx]
+            pieces: Any = (images[idx] for idx in lists)
         elif self.num_workers == 0:
-            for idx in index_lists:
-                yield torch.stack([images[i] for i in idx])
+            pieces = (torch.stack([images[i] for i in idx]) for idx in lists)
         else:
-            loader = torch.utils.data.DataLoader(images, batch_sampler=index_lists, num_workers=self.num_workers)
-            yield from loader
+            pieces = iter(
+                torch.utils.data.DataLoader(
+                    images, batch_sampler=lists, num_workers=self.num_workers, pin_memory=pin, persistent_workers=False
+                )
+            )
+        while True:
+            step = [p for _, p in zip(range(per_step), pieces)]
+            if len(step) < per_step:
+                return
+            yield step
 
 
 def _at_lod(x: torch.Tensor, lod: int, blend: float, in_transition: bool) -> torch.Tensor:
@@ -179,45 +224,96 @@ def describe_ops(impl: str, device: torch.device, kind: str = "style") -> str:
     return ", ".join(f"{op}={c}" for op, c in zip(names, chosen))
 
 
+class LossScale:
+    """Dynamic loss scale for float16: halved when a step's gradients overflow, doubled after
+    ``growth_interval`` finite steps in a row. ``value`` is 1.0 when disabled."""
+
+    def __init__(self, enabled: bool, init: float = 2.0**16, growth_interval: int = 2000):
+        self.enabled = enabled
+        self.value = init if enabled else 1.0
+        self.growth_interval = growth_interval
+        self.good_steps = 0
+
+    def update(self, finite: bool) -> None:
+        if not self.enabled:
+            return
+        if not finite:
+            self.value, self.good_steps = max(self.value / 2.0, 1.0), 0
+            return
+        self.good_steps += 1
+        if self.good_steps % self.growth_interval == 0:
+            self.value *= 2.0
+
+    def state_dict(self) -> dict:
+        return {"value": self.value, "good_steps": self.good_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.enabled and state:
+            self.value, self.good_steps = state["value"], state["good_steps"]
+
+
+def _cloned(state: dict) -> dict:
+    return {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
+
+
+def _nonfinite_tensors(state: Any, where: str = "") -> list[str]:
+    """Names of the floating tensors in a nested state dict that hold NaN or infinity."""
+    if isinstance(state, torch.Tensor):
+        return [where] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        return [n for k, v in state.items() for n in _nonfinite_tensors(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(state, (list, tuple)):
+        return [n for i, v in enumerate(state) for n in _nonfinite_tensors(v, f"{where}[{i}]")]
+    return []
+
+
 class Trainer:
-    """Trains an ALAE model from a :class:`Config`.
+    """Trains an ALAE model from a :class:`Config`, alone or as one process of a torchrun job.
 
     Args:
         cfg: the run's config.
         data: overrides ``cfg.data.path`` (the ``--data`` option).
         resume: path of a checkpoint to continue from.
-        progress: show a tqdm progress bar.
-        log: callable for one-line messages (default: print to stderr).
+        progress: show a tqdm progress bar (process 0 only).
+        log: callable for one-line messages (default: print to stderr; process 0 only).
     """
 
     def __init__(
         self, cfg: Config, *, data: str | None = None, resume: str | None = None, progress: bool = True, log=None
     ):
         self.cfg = cfg
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        self.progress = progress
-        self.device = select_device(cfg.train.device)
-        self.out = Path(cfg.train.output_dir)
-        seed_everything(cfg.train.seed)
+        t = cfg.train
+        if cfg.train.device != "auto":
+            select_device(cfg.train.device)  # a clear ConfigError for a device that is not there
+        self.procs: Processes = start_processes(cfg.train.device)
+        self.device = self.procs.device
+        main = self.procs.is_main
+        self.log = (log or (lambda msg: print(msg, file=sys.stderr))) if main else (lambda msg: None)
+        self.progress = progress and main
+        self.out = Path(t.output_dir)
+        self.micro_count = self.procs.world_size * t.accumulate
+        seed_everything(t.seed)  # the same initial weights on every process
 
-        if cfg.train.impl != "ref" and cfg.model.style_injection not in FAST_STYLE_INJECTIONS:
+        if t.impl != "ref" and cfg.model.style_injection not in FAST_STYLE_INJECTIONS:
             raise ConfigError(
                 f"model.style_injection={cfg.model.style_injection!r} has no fast "
                 f"implementation yet: train it with train.impl=ref "
-                f"(got train.impl={cfg.train.impl!r})"
+                f"(got train.impl={t.impl!r})"
             )
         self.data = _Images(cfg, data)
         # The model of the config (architecture and style injection), then the fast modules.
         self.model = build_model(cfg.model, truncation=False).to(self.device).train()
-        self.ops_summary = describe_ops(cfg.train.impl, self.device, cfg.model.kind)
+        if t.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.ops_summary = describe_ops(t.impl, self.device, cfg.model.kind)
         # Every impl but "ref" runs the fast modules, losses and optimizer step.
-        ops_impl = None if cfg.train.impl == "fast" else cfg.train.impl
-        if cfg.train.impl != "ref":
+        ops_impl = None if t.impl == "fast" else t.impl
+        if t.impl != "ref":
             optimize(self.model, ops_impl)
+        self.procs.broadcast_([*self.model.parameters(), *self.model.buffers()])
         self.ema = self.model.make_ema(cfg.model.truncation_psi, cfg.model.truncation_cutoff)
-        t = cfg.train
         opt_args: dict[str, Any] = dict(lr=t.learning_rates[0], betas=tuple(t.adam_betas), eps=t.adam_eps)
-        opt_cls = LREQAdam if cfg.train.impl == "ref" else partial(FusedLREQAdam, impl=ops_impl)
+        opt_cls = LREQAdam if t.impl == "ref" else partial(FusedLREQAdam, impl=ops_impl)
         self.opt_e = opt_cls(
             [{"params": self.model.encoder.parameters()}, {"params": self.model.mapping_d.parameters()}], **opt_args
         )
@@ -227,6 +323,15 @@ class Trainer:
         self.schedule = LodSchedule(
             cfg.model.layer_count, t.epochs_per_lod, t.lod_batch_sizes, t.learning_rates, self.data.size
         )
+        for i, b in enumerate(t.lod_batch_sizes[: cfg.model.layer_count]):
+            if b % self.micro_count:
+                raise ConfigError(
+                    f"train.lod_batch_sizes[{i}] = {b} is a global batch size and must be divisible by the "
+                    f"{self.micro_count} micro-batches of a step ({self.procs.world_size} processes x "
+                    f"train.accumulate {t.accumulate})"
+                )
+        self.autocast_dtype = PRECISION_DTYPES.get(t.precision)
+        self.loss_scale = LossScale(t.precision == "fp16")
         # Fixed inputs for the grids, drawn from their own generator so they do not depend on
         # (or disturb) the training RNG stream.
         g = torch.Generator().manual_seed(t.seed + 3456)
@@ -237,8 +342,13 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.current_lod: int | None = None
+        self.skipped_in_a_row = 0
         self.loss_log = LossLog(self.out / "losses.csv")
-        self.means = RunningMeans()
+        self._loss_sums = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=self.device)
+        self._loss_count = 0
+        self._stop_signal: int | None = None
+        self._start = time.time()
+        self._images_at_start = 0
         if resume is not None:
             self.load(resume)
 
@@ -251,6 +361,7 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "opt_e": self.opt_e.state_dict(),
             "opt_g": self.opt_g.state_dict(),
+            "loss_scale": self.loss_scale.state_dict(),
             "rng": _rng_state(),
             "progress": {
                 "step": self.step,
@@ -258,12 +369,35 @@ class Trainer:
                 "batch_in_epoch": self.batch_in_epoch,
                 "lod": self.current_lod,
             },
+            "processes": {"world_size": self.procs.world_size, "accumulate": self.cfg.train.accumulate},
             "versions": {"torch": torch.__version__},
         }
 
     def save(self, path: str | Path | None = None) -> Path:
-        """Write a checkpoint atomically (default ``<output_dir>/checkpoint.pt``)."""
-        return atomic_save(self.state_dict(), path or self.out / "checkpoint.pt")
+        """Write a checkpoint atomically (default ``<output_dir>/checkpoint.pt``, plus a
+        step-numbered snapshot of which the last ``train.keep_checkpoints`` are kept). Process 0
+        writes; a state with a non-finite tensor is never written (raises instead)."""
+        target = Path(path) if path is not None else self.out / "checkpoint.pt"
+        if not self.procs.is_main:
+            return target
+        state = self.state_dict()
+        bad = _nonfinite_tensors({k: state[k] for k in ("model", "ema", "opt_e", "opt_g")})
+        if bad:
+            raise NonFiniteLossError(
+                f"refusing to write checkpoint {target} at step {self.step}: non-finite values in {', '.join(bad[:5])}"
+            )
+        atomic_save(state, target)
+        keep = self.cfg.train.keep_checkpoints
+        if path is None and keep > 0:
+            snapshot = self.out / f"checkpoint-{self.step:07d}.pt"
+            snapshot.unlink(missing_ok=True)
+            try:
+                os.link(target, snapshot)  # the same file under a second name: no copy
+            except OSError:
+                atomic_save(state, snapshot)
+            for old in sorted(self.out.glob("checkpoint-*.pt"))[:-keep]:
+                old.unlink(missing_ok=True)
+        return target
 
     def load(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path)  # on CPU: RNG states must stay CPU tensors
@@ -276,39 +410,135 @@ class Trainer:
         self.ema.load_state_dict(ckpt["ema"])
         self.opt_e.load_state_dict(ckpt["opt_e"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.loss_scale.load_state_dict(ckpt.get("loss_scale", {}))
         p = ckpt["progress"]
         self.step, self.epoch = p["step"], p["epoch"]
         self.batch_in_epoch, self.current_lod = p["batch_in_epoch"], p["lod"]
         _set_rng_state(ckpt["rng"])
-        # Loss rows written after this checkpoint belong to the abandoned continuation.
-        self.loss_log.truncate_after(self.step)
+        if self.procs.is_main:  # rows written after this checkpoint belong to the abandoned continuation
+            self.loss_log.truncate_after(self.step)
+        before = ckpt.get("processes", {"world_size": 1, "accumulate": 1})
+        before_m = before["world_size"] * before["accumulate"]
+        if before_m != self.micro_count:
+            self.log(
+                f"warning: the checkpoint was trained with {before_m} micro-batches per step, this run uses "
+                f"{self.micro_count}: the random draws differ from here on (keep processes x train.accumulate "
+                "to continue the same trajectory)"
+            )
         self.log(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
 
     # -- one iteration ---------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, lod: int, blend: float) -> dict[str, float]:
-        """The three ALAE updates on real images ``x`` [N, C, R, R] at ``lod``; returns losses."""
-        m, n, gamma = self.model, x.shape[0], self.cfg.train.r1_gamma
-        x = x.detach().requires_grad_(True)
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-        self.opt_e.zero_grad(set_to_none=False)
-        loss_d = m.d_loss(x, lod, blend, gamma)
-        loss_d.backward()
-        self.opt_e.step()
+    def _seed_micro_batch(self, index: int, phase: int) -> None:
+        s = micro_batch_seed(self.cfg.train.seed, self.step, index, phase)
+        random.seed(s)
+        torch.manual_seed(s)
 
-        self.opt_g.zero_grad(set_to_none=False)
-        loss_g = m.g_loss(n, lod, blend)
-        loss_g.backward()
-        self.opt_g.step()
+    def r1_gamma_at(self, step: int) -> float:
+        """The R1 weight of ``step``: lazy regularisation applies ``r1_interval * r1_gamma`` on
+        one step in ``r1_interval`` and none on the others."""
+        t = self.cfg.train
+        if t.r1_interval == 1:
+            return t.r1_gamma
+        return t.r1_gamma * t.r1_interval if step % t.r1_interval == 0 else 0.0
 
-        self.opt_e.zero_grad(set_to_none=False)
-        self.opt_g.zero_grad(set_to_none=False)
-        loss_ae = m.ae_loss(n, lod, blend)
-        loss_ae.backward()
-        self.opt_e.step()
-        self.opt_g.step()
+    def _snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
+        """What an iteration changes before the EMA update, to undo a skipped step."""
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        states = [{p: _cloned(st) for p, st in o.state.items()} for o in (self.opt_e, self.opt_g)]
+        return tensors, [t.detach().clone() for t in tensors], states
 
-        self.ema.lerp(m, 0.5 ** (n / self.cfg.train.ema_half_life_images))
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "loss_ae": loss_ae.item()}
+    def _restore(self, snapshot) -> None:
+        tensors, copies, states = snapshot
+        with torch.no_grad():
+            for t, c in zip(tensors, copies):
+                t.copy_(c)
+        for opt, st in zip((self.opt_e, self.opt_g), states):
+            opt.state.clear()
+            opt.state.update(st)
+
+    def _reduce(self, optimizers, loss_sum: torch.Tensor) -> tuple[bool, torch.Tensor]:
+        """Average the stepping parameters' gradients over the M micro-batches (one all-reduce
+        carrying the loss too) and undo the loss scale; returns (all finite, global mean loss)."""
+        grads = [p.grad for o in optimizers for g in o.param_groups for p in g["params"] if p.grad is not None]
+        buffer = flat([*grads, loss_sum.reshape(1).to(grads[0].dtype)])
+        self.procs.all_reduce_sum_(buffer)
+        scale = self.micro_count * self.loss_scale.value
+        if scale != 1.0:
+            buffer[:-1].div_(scale)
+            buffer[-1:].div_(self.micro_count)
+            unflatten_into(buffer[:-1], grads)
+        return bool(torch.isfinite(buffer).all()), buffer[-1]
+
+    def _phase_loss(self, phase: int, x: torch.Tensor, lod: int, blend: float, gamma: float) -> torch.Tensor:
+        m, n = self.model, x.shape[0]
+        if phase == 0:
+            return m.d_loss(x, lod, blend, gamma, self.loss_scale.value)
+        if phase == 1:
+            return m.g_loss(n, lod, blend)
+        return m.ae_loss(n, lod, blend)
+
+    def train_step(self, micro: list[torch.Tensor], lod: int, blend: float) -> dict[str, torch.Tensor] | None:
+        """The three ALAE updates on this process's micro-batches ``micro`` (each [b, C, R, R] at
+        ``lod``); returns the global-batch mean losses (0-d tensors on the device), or None when
+        the step was skipped for a non-finite loss or gradient."""
+        m, t = self.model, self.cfg.train
+        first = self.procs.rank * t.accumulate  # global index of this process's first micro-batch
+        gamma = self.r1_gamma_at(self.step)
+        snapshot = self._snapshot()
+        losses: dict[str, torch.Tensor] = {}
+        phases = ((self.opt_e,), (self.opt_g,), (self.opt_e, self.opt_g))
+        try:
+            for phase, optimizers in enumerate(phases):
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=False)
+                m.deferred_w_means = [] if m.dlatent_avg_beta is not None else None
+                loss_sum = torch.zeros((), device=self.device)
+                for k, x in enumerate(micro):
+                    self._seed_micro_batch(first + k, phase)
+                    if phase == 0:
+                        x = x.detach().requires_grad_(True)
+                    with self._autocast():
+                        loss = self._phase_loss(phase, x, lod, blend, gamma)
+                    (loss * self.loss_scale.value if self.loss_scale.enabled else loss).backward()
+                    loss_sum += loss.detach()
+                finite, mean = self._reduce(optimizers, loss_sum)
+                self.loss_scale.update(finite)
+                if not finite:
+                    self._restore(snapshot)
+                    self._skipped(LOSS_NAMES[phase], mean, losses)
+                    return None
+                for opt in optimizers:
+                    opt.step()
+                if m.deferred_w_means:
+                    w_mean = torch.stack(m.deferred_w_means).sum(0)
+                    m.update_w_average(self.procs.all_reduce_sum_(w_mean) / self.micro_count)
+                losses[LOSS_NAMES[phase]] = mean
+        finally:
+            m.deferred_w_means = None
+        self.skipped_in_a_row = 0
+        global_batch = len(micro) * micro[0].shape[0] * self.procs.world_size
+        self.ema.lerp(m, 0.5 ** (global_batch / t.ema_half_life_images))
+        return losses
+
+    def _skipped(self, name: str, value: torch.Tensor, earlier: dict[str, torch.Tensor]) -> None:
+        self.skipped_in_a_row += 1
+        values = ", ".join(f"{k} = {float(v):.6g}" for k, v in [*earlier.items(), (name, value)])
+        what = f"step {self.step + 1}: {values}"
+        if self.loss_scale.enabled and math.isfinite(float(value)):
+            what += f" (float16 gradient overflow; loss scale now {self.loss_scale.value:g})"
+        patience = self.cfg.train.nonfinite_patience
+        if self.skipped_in_a_row >= patience:
+            raise NonFiniteLossError(
+                f"{self.skipped_in_a_row} steps in a row had a non-finite loss or gradient (train.nonfinite_patience"
+                f" = {patience}); the last, {what}. The last checkpoint written holds finite weights: lower the "
+                "learning rate or r1_gamma, or try train.precision=fp32, and resume from it"
+            )
+        print(f"alae-fast train: warning: skipped {what} (non-finite loss or gradient)", file=sys.stderr)
 
     # -- outputs ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -337,22 +567,67 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr
 
+    def _images_done(self) -> tuple[int, int]:
+        """(images trained so far, images of the whole schedule) over all processes."""
+        done = total = 0
+        for e in range(self.cfg.train.epochs):
+            b = self.schedule.plan(e).batch_size
+            per_epoch = self.data.size // b * b
+            total += per_epoch
+            done += per_epoch if e < self.epoch else self.batch_in_epoch * b if e == self.epoch else 0
+        return done, total
+
+    def throughput(self) -> dict[str, str]:
+        """kimg done, images/s and ETA of the whole schedule (and peak GPU memory on CUDA)."""
+        done, total = self._images_done()
+        elapsed = max(time.time() - self._start, 1e-9)
+        rate = (done - self._images_at_start) / elapsed
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        info = {"kimg": f"{done / 1000:.1f}", "img/s": f"{rate:.1f}"}
+        info["eta"] = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) and eta < 8.6e6 else "?"
+        if self.device.type == "cuda":
+            info["mem"] = f"{torch.cuda.max_memory_allocated(self.device) / 2**30:.2f}GiB"
+        return info
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+
     def run(self) -> dict[str, float]:
-        """Train until ``train.epochs`` (or ``train.max_steps``); returns the last losses."""
+        """Train until ``train.epochs`` (or ``train.max_steps``, ``train.max_minutes``, SIGTERM,
+        SIGINT); returns the last logged losses."""
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        try:
+            return self._run()
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+
+    def _run(self) -> dict[str, float]:
         cfg = self.cfg.train
-        self.out.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, self.out / "config.yaml")
+        if self.procs.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.out / "config.yaml")
+        procs = f"{self.procs.world_size} processes x " if self.procs.distributed else ""
         self.log(
-            f"training {self.cfg.name} on {self.device} ({self.data.size} images), "
+            f"training {self.cfg.name} on {self.device} ({self.data.size} images; {procs}"
+            f"{cfg.accumulate} micro-batch{'es' if cfg.accumulate > 1 else ''} per step, {cfg.precision}), "
             f"ops: {self.ops_summary}; output in {self.out}"
         )
         last: dict[str, float] = {}
         plan = None
-        start = self._start = time.time()
+        self._start = time.time()
+        self._images_at_start = self._images_done()[0]
+        start = self._start
         try:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             tqdm = None
+        pin = self.device.type == "cuda"
+        mine = range(self.procs.rank * cfg.accumulate, (self.procs.rank + 1) * cfg.accumulate)
+        stopped = False
         while self.epoch < cfg.epochs and not self._done():
             plan = self.schedule.plan(self.epoch)
             if self.current_lod != plan.lod:
@@ -376,74 +651,112 @@ class Trainer:
                 )
             bar = None
             if self.progress and tqdm is not None:
-                bar = tqdm(
-                    total=total,
-                    initial=self.batch_in_epoch,
-                    desc=f"epoch {self.epoch}",
-                    leave=False,
-                    dynamic_ncols=True,
-                )
-            for batch in self.data.batches(order, plan.batch_size, self.batch_in_epoch):
+                bar = tqdm(total=total, initial=self.batch_in_epoch, desc=f"epoch {self.epoch}", leave=False)
+            batches = self.data.batches(order, plan.batch_size, self.batch_in_epoch, mine, self.micro_count, pin)
+            for step_batches in batches:
                 images = self.batch_in_epoch * plan.batch_size
                 blend = self.schedule.blend(self.epoch, images)
-                x = uint8_to_float(batch).to(self.device)
-                x = _at_lod(x, plan.lod, blend, plan.in_transition)
-                last = self.train_step(x, plan.lod, blend)
+                micro = [_at_lod(self._to_device(b), plan.lod, blend, plan.in_transition) for b in step_batches]
+                losses = self.train_step(micro, plan.lod, blend)
                 self.step += 1
                 self.batch_in_epoch += 1
-                self.means.update(last)
+                if losses is not None:
+                    self._loss_sums += torch.stack([losses[k] for k in LOSS_NAMES]).double()
+                    self._loss_count += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in self.means.means().items()})
-                self._periodic(plan, blend)
+                last = self._periodic(plan, blend, bar) or last
+                if self.procs.any(self._stop_signal is not None):
+                    stopped = True
+                    break
                 if self._done():
                     break
             if bar is not None:
                 bar.close()
-            if self._done():
+            if stopped or self._done():
                 break
             self.epoch += 1
             self.batch_in_epoch = 0
-        if plan is None:
+        if stopped:
+            last = self._flush_log() or last
+            ck = self.save()
+            self.procs.barrier()
+            name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal"
+            self.log(
+                f"received {name}: stopped after step {self.step} and wrote {ck}; "
+                f"continue with `alae-fast train --resume auto --output {self.out}`"
+            )
+        elif plan is None:
             self.log(f"nothing to train: epoch {self.epoch} of {cfg.epochs}, step {self.step}")
         else:
-            self._flush_log()
+            last = self._flush_log() or last
             blend = (
                 self.schedule.blend(self.epoch, self.batch_in_epoch * plan.batch_size)
                 if self.epoch < cfg.epochs
                 else 1.0
             )
-            s, r = self.write_grids(plan.lod, blend, plan.in_transition and blend < 1, "final")
-            self.loss_log.plot(self.out / "losses.png")
+            if self.procs.is_main:
+                s, r = self.write_grids(plan.lod, blend, plan.in_transition and blend < 1, "final")
+                self.loss_log.plot(self.out / "losses.png")
             ck = self.save()
-            self.log(
-                f"done: {self.step} steps in {time.time() - start:.0f} s; wrote {s}, {r}, "
-                f"{self.out / 'losses.png'}, {ck}"
-            )
+            self.procs.barrier()
+            speed = ", ".join(f"{k} {v}" for k, v in self.throughput().items())
+            if self.procs.is_main:
+                self.log(
+                    f"done: {self.step} steps in {time.time() - start:.0f} s ({speed}); wrote {s}, {r}, "
+                    f"{self.out / 'losses.png'}, {ck}"
+                )
         return last
+
+    def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        else:
+            batch = batch.to(self.device)
+        x = uint8_to_float(batch)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
 
     def _done(self) -> bool:
         t = self.cfg.train
         if t.max_steps is not None and self.step >= t.max_steps:
             return True
-        return t.max_minutes is not None and time.time() - self._start >= 60 * t.max_minutes
+        if t.max_minutes is None:
+            return False
+        # Every process must stop at the same step: process 0's clock decides.
+        late = torch.tensor([1.0 if time.time() - self._start >= 60 * t.max_minutes else 0.0], device=self.device)
+        self.procs.broadcast_([late])
+        return bool(late.item())
 
-    def _flush_log(self) -> None:
-        means = self.means.means()
-        if means:
+    def _flush_log(self) -> dict[str, float]:
+        """Write the mean losses since the last flush (the one host synchronisation of the
+        losses) and return them."""
+        if self._loss_count == 0:
+            return {}
+        sums = (self._loss_sums / self._loss_count).tolist()
+        means = dict(zip(LOSS_NAMES, sums))
+        self._loss_sums.zero_()
+        self._loss_count = 0
+        if self.procs.is_main:
             epoch = self.epoch + self.batch_in_epoch / max(
                 1, self.data.size // max(1, self.schedule.plan(self.epoch).batch_size)
             )
             self.loss_log.append(self.step, round(epoch, 4), means)
-            self.means.reset()
+        return means
 
-    def _periodic(self, plan, blend: float) -> None:
+    def _periodic(self, plan, blend: float, bar) -> dict[str, float]:
         cfg = self.cfg.train
+        means: dict[str, float] = {}
         if self.step % cfg.log_every == 0:
-            self._flush_log()
+            means = self._flush_log()
+            if bar is not None and means:
+                shown = {k[5:]: f"{v:.3f}" for k, v in means.items()}
+                bar.set_postfix({**shown, **self.throughput()})
         if self.step % cfg.sample_every == 0:
-            self.write_grids(plan.lod, blend, plan.in_transition, f"step{self.step:07d}")
-            self.loss_log.plot(self.out / "losses.png")
+            if self.procs.is_main:
+                self.write_grids(plan.lod, blend, plan.in_transition, f"step{self.step:07d}")
+                self.loss_log.plot(self.out / "losses.png")
+            self.log(f"step {self.step}: " + ", ".join(f"{k} {v}" for k, v in self.throughput().items()))
         if self.step % cfg.checkpoint_every == 0:
-            self._flush_log()
+            means = self._flush_log() or means
             self.save()
+        return means

@@ -56,9 +56,9 @@ def test_style_run_goes_through_every_lod(tmp_path, mnist_dir):
     blends = []
     step = t.train_step
 
-    def spy(x, lod, blend):
-        blends.append((lod, blend, x.shape[-1]))
-        return step(x, lod, blend)
+    def spy(micro, lod, blend):
+        blends.append((lod, blend, micro[0].shape[-1]))
+        return step(micro, lod, blend)
 
     t.train_step = spy
     t.run()
