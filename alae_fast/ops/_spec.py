@@ -191,7 +191,8 @@ def _autocast_kernel(stage: Stage, device_type: str, key: str) -> Callable[..., 
     return run
 
 
-def _is_tensor_on(v: Any, device_type: str) -> bool:
+def _castable(v: Any, device_type: str) -> bool:
+    """A floating tensor on ``device_type``: what autocast casts."""
     return isinstance(v, torch.Tensor) and v.is_floating_point() and v.device.type == device_type
 
 
@@ -204,7 +205,7 @@ def _autocast_rule(policy: str, names: Sequence[str], values: Sequence[Any], dev
                 for n, v in zip(names, values)
                 if not _INCOMING_GRAD.match(n)
                 for t in (v if isinstance(v, (list, tuple)) else (v,))
-                if _is_tensor_on(t, device_type)
+                if _castable(t, device_type)
             ),
             None,
         )
@@ -224,7 +225,7 @@ def autocast_cast(policy: str, names: Sequence[str], values: Sequence[Any], devi
     def cast(name, v):
         if isinstance(v, (list, tuple)):
             return type(v)(cast(name, e) for e in v)
-        return v.to(rule(name, v.dtype)) if _is_tensor_on(v, device_type) else v
+        return v.to(rule(name, v.dtype)) if _castable(v, device_type) else v
 
     return [cast(n, v) for n, v in zip(names, values)]
 
@@ -238,7 +239,7 @@ def autocast_dtypes(op: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, t
     if spec is None or spec.autocast is None or not torch.is_autocast_enabled(device_type):
         return None
     rule = _autocast_rule(spec.autocast, list(tensors), list(tensors.values()), device_type)
-    return {n: rule(n, t.dtype) if _is_tensor_on(t, device_type) else t.dtype for n, t in tensors.items()}
+    return {n: rule(n, t.dtype) if _castable(t, device_type) else t.dtype for n, t in tensors.items()}
 
 
 def _register_autograd(

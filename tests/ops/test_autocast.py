@@ -234,7 +234,7 @@ def test_public_checks_outside_autocast_are_unchanged():
         alae_fast.ops.bias_act(x, b)
     with torch.autocast("cpu", torch.bfloat16):
         assert alae_fast.ops.bias_act(x, b).dtype == torch.bfloat16
-        # Autocast on for another device type: the CPU tensors are taken as given.
+    # Autocast on for another device type: the CPU tensors are taken as given.
     with torch.autocast("cuda", torch.bfloat16, enabled=torch.cuda.is_available()):
         with pytest.raises(TypeError, match="all inputs must have one dtype"):
             alae_fast.ops.bias_act(x, b)
