@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from ._spec import autocast_dtypes
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -32,13 +34,18 @@ def tensor(
 
 
 def same_device_dtype(op: str, **tensors: torch.Tensor) -> None:
-    """All ``tensors`` on one device and of one dtype."""
+    """All ``tensors`` on one device and of one dtype, or of the dtypes that ``op``'s autocast
+    policy casts to one where autocast is on (the main input first)."""
     (a, first), *rest = tensors.items()
+    resolved = None
     for b, t in rest:
         if t.device != first.device:
             where = f"alae_fast.ops.{op}: {a} is on {first.device} but {b} is on {t.device}"
             raise ValueError(f"{where}; all inputs must be on one device")
         if t.dtype != first.dtype:
+            resolved = resolved or autocast_dtypes(op, tensors)
+            if resolved is not None and resolved[a] == resolved[b]:
+                continue
             raise TypeError(
                 f"alae_fast.ops.{op}: {a} is {first.dtype} but {b} is {t.dtype}; all inputs must have one dtype"
             )

@@ -74,6 +74,7 @@ _backward = define(
         x.new_empty(x.shape[1]),
     ),
     backward=first_order_only("adain", "the generator is not on the R1 path"),
+    autocast="input",
 )
 _forward = define(
     "adain(Tensor x, Tensor style, Tensor? noise, Tensor? noise_weight, Tensor? bias, "
@@ -84,6 +85,7 @@ _forward = define(
     save=("x", "style", "noise", "noise_weight", "bias"),
     save_outputs={"stats": 1},
     backward=_grad_forward,
+    autocast="input",
 )
 
 _INPUTS = dict(x=Rand((3, 5, 7, 7), 0), style=Rand((3, 10), 1), noise=Rand((3, 1, 7, 7), 2), alpha=0.2, eps=1e-8)

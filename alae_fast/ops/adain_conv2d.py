@@ -197,6 +197,7 @@ _backward = define(
     triton=lambda: _triton.adain_conv2d,
     fake=_backward_fake,
     backward=first_order_only("adain_conv2d", "the generator is not on the R1 path"),
+    autocast="lower",
 )
 _forward = define(
     "adain_conv2d(Tensor x, Tensor scale, Tensor shift, Tensor? center, Tensor weight, "
@@ -207,6 +208,7 @@ _forward = define(
     fake=_forward_fake,
     save=("x", "scale", "shift", "center", "weight", "noise", "noise_weight", "act_bias"),
     backward=_grad_forward,
+    autocast="lower",
 )
 
 
@@ -244,6 +246,7 @@ _stats = define(
     save=("x", "noise", "noise_weight", "act_bias"),
     save_outputs={"stats": 0},
     backward=_grad_stats,
+    autocast="input",
 )
 
 

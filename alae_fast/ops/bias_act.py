@@ -62,6 +62,7 @@ backward_op = define(
     fake=lambda grad, y, alpha, gain: (_layout.empty_like(y), y.new_empty(y.shape[1:2])),
     save=("y",),
     backward=_grad_backward,
+    autocast="input",
 )
 _forward = define(
     "bias_act(Tensor x, Tensor? b, float alpha, float gain) -> Tensor",
@@ -72,6 +73,7 @@ _forward = define(
     fake=lambda x, b, alpha, gain: _layout.empty_like(x),
     save_outputs={"y": 0},
     backward=_grad_forward,
+    autocast="input",
 )
 
 _EXAMPLE = Example("bias_act", dict(x=Rand((3, 5, 7, 7), 0), b=Rand((5,), 1, 0.5), alpha=0.2, gain=2**0.5), ("x", "b"))

@@ -36,6 +36,7 @@ _forward: Any = define(  # its gradient is itself
     triton=lambda: _triton.blur,
     fake=_layout.empty_like,
     backward=lambda s, grad: {"x": _forward(grad, s.impl)},
+    autocast="input",
 )
 
 SPEC = OpSpec("blur", blur_ref, _forward, examples=(Example("blur", dict(x=Rand((3, 5, 7, 7), 0)), ("x",)),))

@@ -50,6 +50,7 @@ _backward = define(
     fake=lambda grad, f, r: (_layout.empty_dense(f), _layout.empty_dense(r)),
     save=("grad", "d_fake", "d_real"),
     backward=_grad_backward,
+    autocast="float32",
 )
 _forward = define(
     "d_adv_loss(Tensor d_fake, Tensor d_real) -> Tensor",
@@ -58,6 +59,7 @@ _forward = define(
     fake=lambda f, r: f.new_empty(()),
     save=("d_fake", "d_real"),
     backward=_grad_forward,
+    autocast="float32",
 )
 
 _EXAMPLE = Example("d_adv_loss", dict(d_fake=Rand((3,), 1, 2.0), d_real=Rand((3,), 2, 2.0)), ("d_fake", "d_real"))

@@ -45,7 +45,8 @@ def _example_call(fn, t):
 
 _INPUTS = dict(d_fake=Rand((3,), 1), reals=Rand((3, 5, 7, 7), 2), w=Rand((5, 7, 7), 3, 0.3))
 _EXAMPLE = Example("d_loss_r1", _INPUTS, ("d_fake", "reals", "w"), call=_example_call)
-SPEC = OpSpec("d_loss_r1", d_loss_r1_ref, None, compose=_compose, examples=(_EXAMPLE,))
+# Under autocast the ops inside run in float32; the twin too (a loss, as PyTorch runs losses).
+SPEC = OpSpec("d_loss_r1", d_loss_r1_ref, None, compose=_compose, examples=(_EXAMPLE,), autocast="float32")
 
 
 def d_loss_r1(

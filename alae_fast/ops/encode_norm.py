@@ -97,6 +97,7 @@ _backward = define(
     fake=lambda grad_y, grad_style, x, bias, stats, alpha, eps: (_layout.empty_dense(x), bias.new_empty(bias.shape)),
     save=("grad_y", "grad_style", "x", "bias"),
     backward=_grad_backward,
+    autocast="input",
 )
 
 
@@ -113,6 +114,7 @@ _forward = define(
     save=("x", "bias"),
     save_outputs={"stats": 2},
     backward=_grad_forward,
+    autocast="input",
 )
 
 _EXAMPLE = Example(

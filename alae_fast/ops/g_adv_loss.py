@@ -42,6 +42,7 @@ _backward = define(
     fake=lambda grad, f: _layout.empty_dense(f),
     save=("grad", "d_fake"),
     backward=_grad_backward,
+    autocast="float32",
 )
 _forward = define(
     "g_adv_loss(Tensor d_fake) -> Tensor",
@@ -50,6 +51,7 @@ _forward = define(
     fake=lambda f: f.new_empty(()),
     save=("d_fake",),
     backward=lambda s, grad: {"d_fake": _backward(grad, s.d_fake, s.impl)},
+    autocast="float32",
 )
 
 _EXAMPLE = Example("g_adv_loss", dict(d_fake=Rand((3,), 1, 2.0)), ("d_fake",))

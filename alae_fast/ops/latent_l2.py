@@ -41,6 +41,7 @@ _backward = define(
     fake=lambda grad, a, b: (_layout.empty_dense(a), _layout.empty_dense(b)),
     save=("grad", "a", "b"),
     backward=_grad_backward,
+    autocast="float32",
 )
 _forward = define(
     "latent_l2(Tensor a, Tensor b) -> Tensor",
@@ -49,6 +50,7 @@ _forward = define(
     fake=lambda a, b: a.new_empty(()),
     save=("a", "b"),
     backward=_grad_forward,
+    autocast="float32",
 )
 
 _EXAMPLE = Example("latent_l2", dict(a=Rand((3, 5), 1), b=Rand((3, 5), 2)), ("a", "b"))

@@ -63,6 +63,7 @@ _forward = define(
     save=("x", "weight"),
     save_outputs={"y": 0},
     backward=_grad_forward,
+    autocast="lower",
 )
 
 # On CUDA the automatic choice is Triton: there is no separate CUDA kernel.

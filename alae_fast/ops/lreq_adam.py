@@ -39,6 +39,7 @@ def lreq_adam_step_ref(
         p.addcdiv_(grad, denom, value=-step_size)
 
 
+# No autocast policy: the optimizer runs outside autocast, on the float32 parameters as given.
 _op = define(
     "lreq_adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg_sqs, "
     "float[] step_sizes, float beta2, float eps, float weight_decay) -> ()",

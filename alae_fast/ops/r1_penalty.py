@@ -57,6 +57,7 @@ _backward = define(
     fake=lambda grad, grads, gamma: torch.empty_like(grads, memory_format=_layout.memory_format(grads)),
     save=("grad", "grads"),
     backward=_grad_backward,
+    autocast="float32",
 )
 _forward = define(
     "r1_penalty(Tensor grads, float gamma) -> Tensor",
@@ -65,6 +66,7 @@ _forward = define(
     fake=lambda grads, gamma: grads.new_empty(grads.shape[:1]),
     save=("grads",),
     backward=lambda s, grad: {"grads": _backward(grad, s.grads, s.gamma, s.impl)},
+    autocast="float32",
 )
 
 _EXAMPLE = Example("r1_penalty", dict(grads=Rand((3, 5, 7, 7), 0), gamma=10.0), ("grads",))

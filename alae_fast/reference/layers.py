@@ -255,16 +255,28 @@ class Blur(nn.Module):
         return F.conv2d(x, self.weight.to(x.dtype), groups=self.channels, padding=1)
 
 
+# Half-precision inputs whose normalisation statistics are computed in float32 (PyTorch's CPU
+# autocast lists neither instance_norm nor mean/var: they would run in the input's dtype).
+_HALF = (torch.float16, torch.bfloat16)
+
+
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Normalise each row to unit mean square over dim 1: ``x / sqrt(mean(x^2) + eps)``."""
+    """Normalise each row to unit mean square over dim 1: ``x / sqrt(mean(x^2) + eps)``
+    (float16/bfloat16: computed in float32, returned in x's dtype)."""
+    if x.dtype in _HALF:
+        return pixel_norm(x.float(), eps).to(x.dtype)
     return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps)
 
 
 def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-(n, c) mean and population standard deviation (no eps) over H, W.
 
-    Returns two tensors of shape [N, C, 1, 1]. This is what the encoder reads its styles from.
+    Returns two tensors of shape [N, C, 1, 1] of x's dtype (computed in float32 for float16 and
+    bfloat16). This is what the encoder reads its styles from.
     """
+    if x.dtype in _HALF:
+        m, std = instance_stats(x.float())
+        return m.to(x.dtype), std.to(x.dtype)
     m = x.mean(dim=(2, 3), keepdim=True)
     std = (x - m).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
     return m, std
@@ -272,7 +284,10 @@ def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def instance_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """Instance normalisation without affine parameters: ``(x - mean) / sqrt(var + eps)``,
-    biased variance over H, W (the computation of ``nn.InstanceNorm2d(affine=False)``)."""
+    biased variance over H, W (the computation of ``nn.InstanceNorm2d(affine=False)``); float16
+    and bfloat16 are normalised in float32 and rounded once to x's dtype."""
+    if x.dtype in _HALF:
+        return F.instance_norm(x.float(), eps=eps).to(x.dtype)
     return F.instance_norm(x, eps=eps)
 
 

@@ -113,6 +113,29 @@ def test_instance_norm_matches_formula():
     torch.testing.assert_close(L.instance_norm(x, 1e-5), (x - m) / torch.sqrt(v + 1e-5))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_normalisation_statistics_are_computed_in_float32(dtype):
+    # Computed in float32 and rounded once: each result is within half an ulp of the float64
+    # truth of the rounded input (half ulp <= eps / 2 * |value|), plus float32's own error
+    # (~1e-6 of the largest value for 256-element means; 1e-5 allows for it). Statistics in
+    # bfloat16 arithmetic miss this bound: instance_norm by 5x (the mean, rounded before the
+    # subtraction, biases every output of a channel with a large mean).
+    g = torch.Generator().manual_seed(11)
+    x = (torch.randn(4, 8, 16, 16, generator=g, dtype=torch.float64) * 0.3 + 3.0).to(dtype)
+    x64 = x.double()
+
+    def check(ours, truth):
+        assert ours.dtype == dtype
+        bound = torch.finfo(dtype).eps / 2 * truth.abs() + 1e-5 * truth.abs().max()
+        assert ((ours.double() - truth).abs() <= bound).all(), (ours.double() - truth).abs().max().item()
+
+    check(L.instance_norm(x, 1e-8), L.instance_norm(x64, 1e-8))
+    for ours, truth in zip(L.instance_stats(x), L.instance_stats(x64), strict=True):
+        check(ours, truth)
+    rows = x.flatten(1)
+    check(L.pixel_norm(rows), L.pixel_norm(rows.double()))
+
+
 def test_noise_modes():
     torch.manual_seed(4)
     x = torch.zeros(3, 2, 4, 4)
