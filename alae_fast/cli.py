@@ -109,9 +109,12 @@ def _auto_resume(config: str | None, output: str | None, overrides: list[str]) -
     """``--resume auto``: the output folder's checkpoint.pt when there is one, else None."""
     from .train.config import load_config
 
-    if output is None and config is None:
+    if output is not None:
+        folder = Path(output)
+    elif config is not None:
+        folder = Path(load_config(config, overrides).train.output_dir)
+    else:
         raise ValueError("--resume auto needs --output or --config (to know the output folder)")
-    folder = Path(output) if output is not None else Path(load_config(config, overrides).train.output_dir)
     checkpoint = folder / "checkpoint.pt"
     if checkpoint.is_file():
         return str(checkpoint)

@@ -134,7 +134,7 @@ class ALAEBase(nn.Module):
             torch.full_like(layer_idx, self.truncation_psi, dtype=styles.dtype),
             torch.ones_like(layer_idx, dtype=styles.dtype),
         )
-        return torch.lerp(self.dlatent_avg.buff, styles, coefs)
+        return torch.lerp(self.dlatent_avg.buff.to(styles.dtype), styles, coefs)
 
     def generate(
         self,
