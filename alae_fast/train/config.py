@@ -117,7 +117,8 @@ class TrainConfig:
     Batch sizes are global: with P processes (torchrun) and ``accumulate`` = K, each optimizer
     step cuts the batch into M = P * K micro-batches of equal size, and the run follows the same
     trajectory for every factoring of M. ``precision`` runs the networks under autocast
-    (losses, R1 and the optimizer stay float32); ``r1_interval`` = k applies R1 with weight
+    (losses, R1 and the optimizer stay float32; fp16 with a dynamic loss scale starting at
+    ``fp16_loss_scale``); ``r1_interval`` = k applies R1 with weight
     ``k * r1_gamma`` on one D step in k (lazy regularisation; 1 is the official behaviour).
     A step with a non-finite loss or gradient is skipped; ``nonfinite_patience`` skips in a row
     stop the run. ``keep_checkpoints`` step-numbered snapshots are kept beside checkpoint.pt.
@@ -133,6 +134,7 @@ class TrainConfig:
     r1_interval: int = 1
     accumulate: int = 1
     precision: str = "fp32"
+    fp16_loss_scale: float = 65536.0
     channels_last: bool = False
     nonfinite_patience: int = 20
     keep_checkpoints: int = 3
@@ -362,6 +364,7 @@ def _check_values(cfg: Config) -> None:
     _require(t.r1_gamma >= 0, "train.r1_gamma", "must be >= 0", t.r1_gamma)
     for key in ("r1_interval", "accumulate", "nonfinite_patience"):
         _require(getattr(t, key) > 0, f"train.{key}", "must be positive", getattr(t, key))
+    _require(t.fp16_loss_scale >= 1, "train.fp16_loss_scale", "must be >= 1", t.fp16_loss_scale)
     _require(t.keep_checkpoints >= 0, "train.keep_checkpoints", "must be >= 0", t.keep_checkpoints)
     _require(t.precision in PRECISIONS, "train.precision", f"must be one of {list(PRECISIONS)}", t.precision)
     _require(t.ema_half_life_images >= 0, "train.ema_half_life_images", "must be >= 0", t.ema_half_life_images)

@@ -331,7 +331,7 @@ class Trainer:
                     f"train.accumulate {t.accumulate})"
                 )
         self.autocast_dtype = PRECISION_DTYPES.get(t.precision)
-        self.loss_scale = LossScale(t.precision == "fp16")
+        self.loss_scale = LossScale(t.precision == "fp16", t.fp16_loss_scale)
         # Fixed inputs for the grids, drawn from their own generator so they do not depend on
         # (or disturb) the training RNG stream.
         g = torch.Generator().manual_seed(t.seed + 3456)
@@ -507,10 +507,11 @@ class Trainer:
                     (loss * self.loss_scale.value if self.loss_scale.enabled else loss).backward()
                     loss_sum += loss.detach()
                 finite, mean = self._reduce(optimizers, loss_sum)
+                scale_searching = self.loss_scale.enabled and self.loss_scale.value > 1.0
                 self.loss_scale.update(finite)
                 if not finite:
                     self._restore(snapshot)
-                    self._skipped(LOSS_NAMES[phase], mean, losses)
+                    self._skipped(LOSS_NAMES[phase], mean, losses, scale_searching)
                     return None
                 for opt in optimizers:
                     opt.step()
@@ -525,12 +526,16 @@ class Trainer:
         self.ema.lerp(m, 0.5 ** (global_batch / t.ema_half_life_images))
         return losses
 
-    def _skipped(self, name: str, value: torch.Tensor, earlier: dict[str, torch.Tensor]) -> None:
-        self.skipped_in_a_row += 1
+    def _skipped(self, name: str, value: torch.Tensor, earlier: dict[str, torch.Tensor], scale_searching: bool) -> None:
         values = ", ".join(f"{k} = {float(v):.6g}" for k, v in [*earlier.items(), (name, value)])
         what = f"step {self.step + 1}: {values}"
-        if self.loss_scale.enabled and math.isfinite(float(value)):
-            what += f" (float16 gradient overflow; loss scale now {self.loss_scale.value:g})"
+        if scale_searching:  # float16: the dynamic loss scale is still coming down to the gradients' range
+            print(
+                f"alae-fast train: skipped {what} (float16 overflow; loss scale now {self.loss_scale.value:g})",
+                file=sys.stderr,
+            )
+            return
+        self.skipped_in_a_row += 1
         patience = self.cfg.train.nonfinite_patience
         if self.skipped_in_a_row >= patience:
             raise NonFiniteLossError(
