@@ -90,9 +90,9 @@ def write_markdown() -> None:
     ]
     for result in results:
         lines += _table(result)
-    # Keep the section scripts/triton_compile_check.py --write-results writes.
+    # Keep the "## " sections that scripts write (Triton compile check, distributed training).
     old = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
-    kept = old[old.index("## Triton compile check") :] if "## Triton compile check" in old else ""
+    kept = old[old.index("\n## ") + 1 :] if "\n## " in old else ""
     RESULTS_MD.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
 
 

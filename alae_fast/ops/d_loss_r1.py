@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from ..reference.losses import discriminator_logistic_r1
-from ..reference.losses import r1_gradient
 from . import _checks
 from ._spec import Example
 from ._spec import OpSpec
@@ -33,7 +32,12 @@ def d_loss_r1_ref(
 def _compose(d_fake, d_real, reals, gamma, grad_scale, *, impl):
     loss = d_adv_loss(d_fake, d_real, impl=impl)
     if gamma != 0.0:
-        loss = loss + r1_penalty(r1_gradient(d_real, reals, grad_scale), gamma, impl=impl).mean()
+        # Written out rather than calling reference.losses.r1_gradient: Dynamo breaks the graph
+        # at autograd.grad, and a break inside an inlined call fails in the compiled backward.
+        (grads,) = torch.autograd.grad(
+            d_real.sum() * grad_scale if grad_scale != 1.0 else d_real.sum(), reals, create_graph=True
+        )
+        loss = loss + r1_penalty(grads / grad_scale if grad_scale != 1.0 else grads, gamma, impl=impl).mean()
     return loss
 
 

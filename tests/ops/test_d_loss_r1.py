@@ -85,6 +85,20 @@ def test_gradcheck_and_gradgradcheck_float64_through_r1(impl, device):
     assert torch.autograd.gradgradcheck(loss_of, (w, b))
 
 
+@impl_device
+def test_grad_scale_is_undone_before_the_gradient_is_squared(impl, device):
+    """float16 training scales the R1 gradient's backward pass; a power of two scales and
+    unscales every float exactly, so loss and gradients are bit-identical to no scaling."""
+    require(impl, device)
+    critic, reals, fakes = _setup(device, n=4)
+    plain, plain_grads = _loss_and_grads(d_loss_r1, critic, reals, fakes, 10.0, impl=impl)
+    scaled, scaled_grads = _loss_and_grads(d_loss_r1, critic, reals, fakes, 10.0, grad_scale=1024.0, impl=impl)
+    assert torch.equal(scaled, plain)
+    assert all(torch.equal(a, b) for a, b in zip(scaled_grads, plain_grads))
+    # Not unscaling would multiply R1 by 1024^2: the loss would move.
+    assert not torch.equal(d_loss_r1_ref(critic(fakes), critic(reals), reals, 10.0 * 1024**2), plain)
+
+
 def test_bad_inputs_raise_clear_errors():
     # Every check runs before the impl is resolved, so one run covers all impls.
     critic, reals, fakes = _setup("cpu", n=4)
@@ -99,6 +113,8 @@ def test_bad_inputs_raise_clear_errors():
         d_loss_r1(d_fake, d_real, torch.zeros(4, 3, 2, 2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"gamma must be finite"):
         d_loss_r1(d_fake, d_real, reals, float("inf"))
+    with pytest.raises(ValueError, match=r"grad_scale must be > 0, got 0.0"):
+        d_loss_r1(d_fake, d_real, reals, 10.0, 0.0)
     with pytest.raises(ValueError, match=r"d_fake must not be empty"):
         d_loss_r1(d_fake[:0], d_real[:0], reals[:0])
 
