@@ -45,8 +45,9 @@ def main() -> None:
 
         return wrapper
 
-    # Every collective of a step goes through these three (gradients + loss, w average, stop flag).
-    for name in ("all_reduce_sum_", "any", "broadcast_"):
+    # Every collective of a step goes through all_reduce_sum_ (one per phase: gradients, loss,
+    # w average, and the stop flags in the last).
+    for name in ("all_reduce_sum_", "broadcast_"):
         setattr(distributed.Processes, name, timed(getattr(distributed.Processes, name)))
 
     out = tempfile.mkdtemp(prefix="sync_overhead_")

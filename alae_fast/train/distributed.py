@@ -72,14 +72,6 @@ class Processes:
         if self.distributed:
             dist.barrier()
 
-    def any(self, flag: bool) -> bool:
-        """True on every process when ``flag`` is true on any (a collective)."""
-        if not self.distributed:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
-
 
 def start_processes(device_name: str = "auto") -> Processes:
     """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,

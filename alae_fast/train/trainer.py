@@ -347,6 +347,8 @@ class Trainer:
         self._loss_sums = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=self.device)
         self._loss_count = 0
         self._stop_signal: int | None = None
+        self._stop_now = False
+        self._late = False
         self._start = time.time()
         self._images_at_start = 0
         if resume is not None:
@@ -461,18 +463,24 @@ class Trainer:
             opt.state.clear()
             opt.state.update(st)
 
-    def _reduce(self, optimizers, loss_sum: torch.Tensor) -> tuple[bool, torch.Tensor]:
-        """Average the stepping parameters' gradients over the M micro-batches (one all-reduce
-        carrying the loss too) and undo the loss scale; returns (all finite, global mean loss)."""
+    def _reduce(self, optimizers, tail: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One all-reduce (a sum over the processes) of the stepping parameters' gradients and
+        the ``tail`` tensors after them. The gradients come back divided by M and the loss
+        scale. Returns (a 0-d flag: everything is finite, the summed tail tensors)."""
         grads = [p.grad for o in optimizers for g in o.param_groups for p in g["params"] if p.grad is not None]
-        buffer = flat([*grads, loss_sum.reshape(1).to(grads[0].dtype)])
+        buffer = flat([*grads, *[t.reshape(-1).to(grads[0].dtype) for t in tail]])
         self.procs.all_reduce_sum_(buffer)
+        finite = torch.isfinite(buffer).all()
+        n = buffer.numel() - sum(t.numel() for t in tail)
         scale = self.micro_count * self.loss_scale.value
         if scale != 1.0:
-            buffer[:-1].div_(scale)
-            buffer[-1:].div_(self.micro_count)
-            unflatten_into(buffer[:-1], grads)
-        return bool(torch.isfinite(buffer).all()), buffer[-1]
+            buffer[:n].div_(scale)
+            unflatten_into(buffer[:n], grads)
+        summed = []
+        for t in tail:
+            summed.append(buffer[n : n + t.numel()].view(t.shape))
+            n += t.numel()
+        return finite, summed
 
     def _phase_loss(self, phase: int, x: torch.Tensor, lod: int, blend: float, gamma: float) -> torch.Tensor:
         m, n = self.model, x.shape[0]
@@ -485,19 +493,25 @@ class Trainer:
     def train_step(self, micro: list[torch.Tensor], lod: int, blend: float) -> dict[str, torch.Tensor] | None:
         """The three ALAE updates on this process's micro-batches ``micro`` (each [b, C, R, R] at
         ``lod``); returns the global-batch mean losses (0-d tensors on the device), or None when
-        the step was skipped for a non-finite loss or gradient."""
+        the step was undone and skipped for a non-finite loss or gradient.
+
+        Each phase makes one all-reduce of its gradients, its loss and its w-average update;
+        the step reads one set of numbers back to the host, at its end: whether every phase was
+        finite, and whether any process received SIGTERM/SIGINT or ran out of time."""
         m, t = self.model, self.cfg.train
         first = self.procs.rank * t.accumulate  # global index of this process's first micro-batch
         gamma = self.r1_gamma_at(self.step)
         snapshot = self._snapshot()
         losses: dict[str, torch.Tensor] = {}
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        flags = torch.zeros(2, device=self.device)
         phases = ((self.opt_e,), (self.opt_g,), (self.opt_e, self.opt_g))
         try:
             for phase, optimizers in enumerate(phases):
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=False)
                 m.deferred_w_means = [] if m.dlatent_avg_beta is not None else None
-                loss_sum = torch.zeros((), device=self.device)
+                loss_sum = torch.zeros(1, device=self.device)
                 for k, x in enumerate(micro):
                     self._seed_micro_batch(first + k, phase)
                     if phase == 0:
@@ -506,28 +520,38 @@ class Trainer:
                         loss = self._phase_loss(phase, x, lod, blend, gamma)
                     (loss * self.loss_scale.value if self.loss_scale.enabled else loss).backward()
                     loss_sum += loss.detach()
-                finite, mean = self._reduce(optimizers, loss_sum)
-                scale_searching = self.loss_scale.enabled and self.loss_scale.value > 1.0
-                self.loss_scale.update(finite)
-                if not finite:
-                    self._restore(snapshot)
-                    self._skipped(LOSS_NAMES[phase], mean, losses, scale_searching)
-                    return None
-                for opt in optimizers:
+                tail = [loss_sum]
+                if m.deferred_w_means:
+                    tail.append(torch.stack(m.deferred_w_means).sum(0))
+                if phase == len(phases) - 1:  # the flags ride along with the last reduction
+                    tail.append(torch.tensor([self._stop_signal is not None, self._out_of_time()], device=self.device))
+                phase_finite, summed = self._reduce(optimizers, tail)
+                finite &= phase_finite
+                for opt in optimizers:  # a non-finite step is undone below, optimizer state included
                     opt.step()
                 if m.deferred_w_means:
-                    w_mean = torch.stack(m.deferred_w_means).sum(0)
-                    m.update_w_average(self.procs.all_reduce_sum_(w_mean) / self.micro_count)
-                losses[LOSS_NAMES[phase]] = mean
+                    m.update_w_average(summed[1] / self.micro_count)
+                losses[LOSS_NAMES[phase]] = summed[0][0] / self.micro_count if self.micro_count > 1 else summed[0][0]
+                if phase == len(phases) - 1:
+                    flags = summed[-1]
         finally:
             m.deferred_w_means = None
+        # The one host synchronisation of the step.
+        ok, stop, late = torch.cat([finite.reshape(1).to(flags.dtype), flags]).tolist()
+        self._stop_now, self._late = stop > 0, late > 0
+        scale_searching = self.loss_scale.enabled and self.loss_scale.value > 1.0
+        self.loss_scale.update(ok > 0)
+        if not ok:
+            self._restore(snapshot)
+            self._skipped(losses, scale_searching)
+            return None
         self.skipped_in_a_row = 0
         global_batch = len(micro) * micro[0].shape[0] * self.procs.world_size
         self.ema.lerp(m, 0.5 ** (global_batch / t.ema_half_life_images))
         return losses
 
-    def _skipped(self, name: str, value: torch.Tensor, earlier: dict[str, torch.Tensor], scale_searching: bool) -> None:
-        values = ", ".join(f"{k} = {float(v):.6g}" for k, v in [*earlier.items(), (name, value)])
+    def _skipped(self, losses: dict[str, torch.Tensor], scale_searching: bool) -> None:
+        values = ", ".join(f"{k} = {float(v):.6g}" for k, v in losses.items())
         what = f"step {self.step + 1}: {values}"
         if scale_searching:  # float16: the dynamic loss scale is still coming down to the gradients' range
             print(
@@ -671,7 +695,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                 last = self._periodic(plan, blend, bar) or last
-                if self.procs.any(self._stop_signal is not None):
+                if self._stop_now:  # agreed by every process in the step's last reduction
                     stopped = True
                     break
                 if self._done():
@@ -725,12 +749,11 @@ class Trainer:
         t = self.cfg.train
         if t.max_steps is not None and self.step >= t.max_steps:
             return True
-        if t.max_minutes is None:
-            return False
-        # Every process must stop at the same step: process 0's clock decides.
-        late = torch.tensor([1.0 if time.time() - self._start >= 60 * t.max_minutes else 0.0], device=self.device)
-        self.procs.broadcast_([late])
-        return bool(late.item())
+        return self._late  # train.max_minutes, as agreed by every process in the last step
+
+    def _out_of_time(self) -> bool:
+        t = self.cfg.train
+        return t.max_minutes is not None and time.time() - self._start >= 60 * t.max_minutes
 
     def _flush_log(self) -> dict[str, float]:
         """Write the mean losses since the last flush (the one host synchronisation of the
