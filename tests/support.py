@@ -374,3 +374,35 @@ def run_losses(cfg) -> tuple[list[list[float]], str]:
     messages = []
     Trainer(cfg, progress=False, log=messages.append).run()
     return loss_values(Path(cfg.train.output_dir) / "losses.csv"), "\n".join(messages)
+
+
+# ---- the registry's examples ----------------------------------------------------------------------
+
+
+def public_op(spec, impl):
+    """The public function of registry entry ``spec`` with ``impl`` bound."""
+    import alae_fast.ops
+
+    fn = getattr(alae_fast.ops, spec.name)
+    return lambda *a, **kw: fn(*a, **kw, impl=impl)
+
+
+def example_leaves(t, grad, dtype=None):
+    """Fresh copies of an example's inputs ``t`` (``dtype``: floating tensors cast), the ones
+    named in ``grad`` requiring grad."""
+
+    def copy(k, v):
+        if isinstance(v, list):
+            return [copy(k, e) for e in v]
+        if not torch.is_tensor(v):
+            return v
+        v = v.detach().clone() if dtype is None else v.detach().to(dtype)
+        return v.requires_grad_(k in grad)
+
+    return {k: copy(k, v) for k, v in t.items()}
+
+
+def tensor_outputs(out):
+    """The tensors among an op's outputs, as a list."""
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    return [o for o in out if torch.is_tensor(o)]

@@ -11,7 +11,10 @@ import torch
 from support import FP32_GRAD
 from support import FP32_OUT
 from support import IMPL_DEVICES
+from support import example_leaves
+from support import public_op
 from support import require
+from support import tensor_outputs
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import alae_fast.ops
@@ -75,32 +78,10 @@ def _by_hand(policy, main, named, low):
     return {k: cast(k, v) for k, v in named.items()}
 
 
-def _outputs(out):
-    out = out if isinstance(out, (tuple, list)) else (out,)
-    return [o for o in out if torch.is_tensor(o)]
-
-
-def _public(spec, impl):
-    fn = getattr(alae_fast.ops, spec.name)
-    return lambda *a, **kw: fn(*a, **kw, impl=impl)
-
-
-def _leaves(t, grad, dtype=None):
-    def copy(k, v):
-        if isinstance(v, list):
-            return [copy(k, e) for e in v]
-        if not torch.is_tensor(v):
-            return v
-        v = v.detach().clone() if dtype is None else v.detach().to(dtype)
-        return v.requires_grad_(k in grad)
-
-    return {k: copy(k, v) for k, v in t.items()}
-
-
 def _grads(ex, t, out, seed=5):
     """Gradients of the example's ``grad`` inputs (backward outside autocast, as a trainer
     calls it) for a seeded upstream in each output's dtype."""
-    outs = [o for o in _outputs(out) if o.requires_grad]
+    outs = [o for o in tensor_outputs(out) if o.requires_grad]
     g = torch.Generator().manual_seed(seed)
     ups = [torch.randn(o.shape, generator=g, dtype=torch.float64).to(o) for o in outs]
     return list(torch.autograd.grad(outs, [t[k] for k in ex.grad], ups, allow_unused=True))
@@ -150,17 +131,17 @@ def test_examples_under_autocast_follow_the_policy(spec, ex, impl, device, dtype
         assert main == POLICIES[spec.name][1]
     if mixed:  # the main input already in the low dtype, the rest (parameters) float32
         base[main] = base[main].to(dtype)
-    t, rt = _leaves(base, ex.grad), _leaves(base, ex.grad)
+    t, rt = example_leaves(base, ex.grad), example_leaves(base, ex.grad)
     with torch.autocast(device, dtype):
-        ours, ref = ex.run(_public(spec, impl), t), ex.run(_public(spec, "ref"), rt)
+        ours, ref = ex.run(public_op(spec, impl), t), ex.run(public_op(spec, "ref"), rt)
     # The same op outside autocast on the inputs cast by hand: the same numbers, bit for bit.
     hand = _by_hand(policy, main, base, dtype)
-    hand_t, hand_rt = _leaves(hand, ex.grad), _leaves(hand, ex.grad)
-    hand_ours, hand_ref = ex.run(_public(spec, impl), hand_t), ex.run(_public(spec, "ref"), hand_rt)
-    truth_t = _leaves(hand, ex.grad, torch.float64)
+    hand_t, hand_rt = example_leaves(hand, ex.grad), example_leaves(hand, ex.grad)
+    hand_ours, hand_ref = ex.run(public_op(spec, impl), hand_t), ex.run(public_op(spec, "ref"), hand_rt)
+    truth_t = example_leaves(hand, ex.grad, torch.float64)
     truth = ex.run(spec.ref, truth_t)
     computed_in = {"input": hand[main].dtype, "lower": dtype, "float32": torch.float32}[policy]
-    for o, r, ho, hr, tr in zip(*map(_outputs, (ours, ref, hand_ours, hand_ref, truth)), strict=True):
+    for o, r, ho, hr, tr in zip(*map(tensor_outputs, (ours, ref, hand_ours, hand_ref, truth)), strict=True):
         assert o.dtype == r.dtype == ho.dtype == hr.dtype, (o.dtype, r.dtype, ho.dtype, hr.dtype)
         torch.testing.assert_close(o, ho, rtol=0, atol=0)
         torch.testing.assert_close(r, hr, rtol=0, atol=0)
@@ -197,10 +178,10 @@ def _recorded_calls():
     calls = {}
     for spec in REGISTRY.values():
         for ex in spec.examples:
-            t = _leaves(ex.make("cpu"), ex.grad)
+            t = example_leaves(ex.make("cpu"), ex.grad)
             recorder = _Recorder()
             with recorder:
-                out = ex.run(_public(spec, "cpu"), t)
+                out = ex.run(public_op(spec, "cpu"), t)
                 if ex.grad:
                     _grads(ex, t, out)
             for func, args in recorder.calls.items():
@@ -223,7 +204,7 @@ def test_the_registered_autocast_kernel_routes_a_direct_call(name, args):
     with torch.autocast("cpu", torch.bfloat16):
         out = stage.op(*mixed.values())
     expected = stage.op(*_by_hand(policy, main, mixed, torch.bfloat16).values())
-    for o, e in zip(_outputs(out), _outputs(expected), strict=True):
+    for o, e in zip(tensor_outputs(out), tensor_outputs(expected), strict=True):
         assert o.dtype == e.dtype
         torch.testing.assert_close(o, e, rtol=0, atol=0)
 

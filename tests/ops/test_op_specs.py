@@ -12,7 +12,10 @@ from support import FP32_GRAD
 from support import FP32_OUT
 from support import IMPL_DEVICES
 from support import assert_low_precision_close
+from support import example_leaves
+from support import public_op
 from support import require
+from support import tensor_outputs
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import alae_fast.ops
@@ -25,37 +28,12 @@ CASE_IDS = [f"{ex.name}-{impl}-{device}" for _, ex, impl, device in CASES]
 case = pytest.mark.parametrize("spec,ex,impl,device", CASES, ids=CASE_IDS)
 
 
-def _public(spec, impl):
-    fn = getattr(alae_fast.ops, spec.name)
-    return lambda *a, **kw: fn(*a, **kw, impl=impl)
-
-
-def _leaves(t, grad, dtype=None):
-    """Fresh copies of the example's inputs (``dtype``: floating tensors cast), the ``grad``
-    ones requiring grad."""
-
-    def copy(k, v):
-        if isinstance(v, list):
-            return [copy(k, e) for e in v]
-        if not torch.is_tensor(v):
-            return v
-        v = v.detach().clone() if dtype is None else v.detach().to(dtype)
-        return v.requires_grad_(k in grad)
-
-    return {k: copy(k, v) for k, v in t.items()}
-
-
-def _outputs(out):
-    out = out if isinstance(out, (tuple, list)) else (out,)
-    return [o for o in out if torch.is_tensor(o)]
-
-
 def _grads(spec, ex, t, out, rounded_to=torch.float64, seed=5):
     """Gradients of the example's ``grad`` inputs for a seeded upstream gradient (its values
     rounded to ``rounded_to`` first, so that a float64 truth sees the same upstream)."""
     if spec.grad_order == 0 or not ex.grad:
         return []
-    outs = [o for o in _outputs(out) if o.requires_grad]
+    outs = [o for o in tensor_outputs(out) if o.requires_grad]
     g = torch.Generator().manual_seed(seed)
     ups = [torch.randn(o.shape, generator=g, dtype=torch.float64).to(rounded_to).to(o) for o in outs]
     return list(torch.autograd.grad(outs, [t[k] for k in ex.grad], ups, allow_unused=True))
@@ -87,10 +65,10 @@ class _Recorder(TorchDispatchMode):
 @case
 def test_opcheck_every_op_the_example_runs(spec, ex, impl, device):
     require(impl, device)
-    t = _leaves(ex.make(device), ex.grad)
+    t = example_leaves(ex.make(device), ex.grad)
     recorder = _Recorder()
     with recorder:
-        _grads(spec, ex, t, ex.run(_public(spec, impl), t))
+        _grads(spec, ex, t, ex.run(public_op(spec, impl), t))
     expected = {spec.stage.name} if spec.stage is not None else set()
     assert expected <= {f.name().split("::")[1] for f in recorder.calls}
     assert recorder.calls, "the example ran no registered op"
@@ -103,12 +81,12 @@ def test_torch_compile_matches_the_reference(spec, ex, impl, device):
     require(impl, device)
     torch._dynamo.reset()
     base = ex.make(device)
-    t, rt = _leaves(base, ex.grad), _leaves(base, ex.grad)
-    public = _public(spec, impl)
+    t, rt = example_leaves(base, ex.grad), example_leaves(base, ex.grad)
+    public = public_op(spec, impl)
     # A composition takes autograd.grad inside, which Dynamo does not trace: graph breaks.
     compiled = torch.compile(lambda inputs: ex.run(public, inputs), fullgraph=spec.compose is None)
     ours, ref = compiled(t), ex.run(spec.ref, rt)
-    for o, r in zip(_outputs(ours), _outputs(ref), strict=True):
+    for o, r in zip(tensor_outputs(ours), tensor_outputs(ref), strict=True):
         torch.testing.assert_close(o, r, **FP32_OUT)
     if spec.compose is not None:
         return  # its backward is a double backward, which compiled autograd does not support
@@ -122,11 +100,11 @@ GRAD_CASES = [c for c in CASES if c[0].grad_order > 0]
 @pytest.mark.parametrize("spec,ex,impl,device", GRAD_CASES, ids=[f"{c[1].name}-{c[2]}-{c[3]}" for c in GRAD_CASES])
 def test_gradcheck_float64_to_the_declared_order(spec, ex, impl, device):
     require(impl, device)
-    t = _leaves(ex.make(device, torch.float64), ex.grad)
-    public = _public(spec, impl)
+    t = example_leaves(ex.make(device, torch.float64), ex.grad)
+    public = public_op(spec, impl)
 
     def fn(*xs):
-        return tuple(_outputs(ex.run(public, dict(t, **dict(zip(ex.grad, xs))))))
+        return tuple(tensor_outputs(ex.run(public, dict(t, **dict(zip(ex.grad, xs))))))
 
     xs = tuple(t[k] for k in ex.grad)
     # fast_mode: random projections of the Jacobian (still fails on a wrong gradient), cheap
@@ -147,11 +125,11 @@ def test_gradcheck_float64_to_the_declared_order(spec, ex, impl, device):
 def test_low_precision_within_twice_pytorch_error(spec, ex, impl, device, dtype):
     require(impl, device)
     base = ex.make(device)
-    t, rt = _leaves(base, ex.grad, dtype), _leaves(base, ex.grad, dtype)
-    truth_t = _leaves(t, ex.grad, torch.float64)  # the truth of the rounded inputs
-    ours, ref = ex.run(_public(spec, impl), t), ex.run(spec.ref, rt)
+    t, rt = example_leaves(base, ex.grad, dtype), example_leaves(base, ex.grad, dtype)
+    truth_t = example_leaves(t, ex.grad, torch.float64)  # the truth of the rounded inputs
+    ours, ref = ex.run(public_op(spec, impl), t), ex.run(spec.ref, rt)
     truth = ex.run(spec.ref, truth_t)
-    for o, r, tr in zip(_outputs(ours), _outputs(ref), _outputs(truth), strict=True):
+    for o, r, tr in zip(tensor_outputs(ours), tensor_outputs(ref), tensor_outputs(truth), strict=True):
         assert_low_precision_close(o, r, tr)
     for g, rg, tg in zip(
         _grads(spec, ex, t, ours, dtype),
