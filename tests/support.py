@@ -406,3 +406,33 @@ def tensor_outputs(out):
     """The tensors among an op's outputs, as a list."""
     out = out if isinstance(out, (tuple, list)) else (out,)
     return [o for o in out if torch.is_tensor(o)]
+
+
+def record_op_calls(fn, keep_requires_grad: bool = False) -> dict:
+    """Runs ``fn()`` and returns {op overload: detached copies of its arguments} for the first
+    call of every ``torch.ops.alae_fast`` op it makes. ``keep_requires_grad``: copies require
+    grad where the argument did and the op is differentiable (for opcheck's autograd checks)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from alae_fast.ops._spec import STAGES
+
+    calls: dict = {}
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.namespace == "alae_fast" and func not in calls:
+                grad = keep_requires_grad and STAGES[func.name().split("::")[1]].differentiable
+
+                def copy(v):
+                    if isinstance(v, list):
+                        return [copy(e) for e in v]
+                    if not torch.is_tensor(v):
+                        return v
+                    return v.detach().clone().requires_grad_(grad and v.requires_grad)
+
+                calls[func] = [copy(a) for a in args]
+            return func(*args, **(kwargs or {}))
+
+    with Recorder():
+        fn()
+    return calls

@@ -13,9 +13,9 @@ from support import FP32_OUT
 from support import IMPL_DEVICES
 from support import example_leaves
 from support import public_op
+from support import record_op_calls
 from support import require
 from support import tensor_outputs
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import alae_fast.ops
 from alae_fast.ops._spec import REGISTRY
@@ -155,23 +155,6 @@ def test_examples_under_autocast_follow_the_policy(spec, ex, impl, device, dtype
         _close_to_truth(g, rg, tg, computed_in, FP32_GRAD)
 
 
-class _Recorder(TorchDispatchMode):
-    """The first call of every torch.ops.alae_fast op, with detached copies of its arguments."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.namespace == "alae_fast" and func not in self.calls:
-
-            def copy(v):
-                return [copy(e) for e in v] if isinstance(v, list) else v.detach().clone() if torch.is_tensor(v) else v
-
-            self.calls[func] = [copy(a) for a in args]
-        return func(*args, **(kwargs or {}))
-
-
 def _recorded_calls():
     """(stage name, args) of every registered op with a policy that an example runs (float32,
     forward and backward, on the CPU kernels)."""
@@ -179,12 +162,13 @@ def _recorded_calls():
     for spec in REGISTRY.values():
         for ex in spec.examples:
             t = example_leaves(ex.make("cpu"), ex.grad)
-            recorder = _Recorder()
-            with recorder:
+
+            def run(ex=ex, t=t, spec=spec):
                 out = ex.run(public_op(spec, "cpu"), t)
                 if ex.grad:
                     _grads(ex, t, out)
-            for func, args in recorder.calls.items():
+
+            for func, args in record_op_calls(run).items():
                 calls.setdefault(func.name().split("::")[1], args)
     return sorted((n, a) for n, a in calls.items() if STAGES[n].autocast is not None)
 

@@ -14,9 +14,9 @@ from support import IMPL_DEVICES
 from support import assert_low_precision_close
 from support import example_leaves
 from support import public_op
+from support import record_op_calls
 from support import require
 from support import tensor_outputs
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import alae_fast.ops
 from alae_fast.ops._spec import REGISTRY
@@ -39,40 +39,15 @@ def _grads(spec, ex, t, out, rounded_to=torch.float64, seed=5):
     return list(torch.autograd.grad(outs, [t[k] for k in ex.grad], ups, allow_unused=True))
 
 
-class _Recorder(TorchDispatchMode):
-    """Records every torch.ops.alae_fast op call with copies of its arguments."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.namespace == "alae_fast" and func not in self.calls:
-            # Inputs of an op that refuses differentiation must not require grad.
-            grad = STAGES[func.name().split("::")[1]].differentiable
-
-            def copy(v):
-                if isinstance(v, list):
-                    return [copy(e) for e in v]
-                if not torch.is_tensor(v):
-                    return v
-                return v.detach().clone().requires_grad_(grad and v.requires_grad)
-
-            self.calls[func] = [copy(a) for a in args]
-        return func(*args, **(kwargs or {}))
-
-
 @case
 def test_opcheck_every_op_the_example_runs(spec, ex, impl, device):
     require(impl, device)
     t = example_leaves(ex.make(device), ex.grad)
-    recorder = _Recorder()
-    with recorder:
-        _grads(spec, ex, t, ex.run(public_op(spec, impl), t))
+    calls = record_op_calls(lambda: _grads(spec, ex, t, ex.run(public_op(spec, impl), t)), keep_requires_grad=True)
     expected = {spec.stage.name} if spec.stage is not None else set()
-    assert expected <= {f.name().split("::")[1] for f in recorder.calls}
-    assert recorder.calls, "the example ran no registered op"
-    for func, args in recorder.calls.items():
+    assert expected <= {f.name().split("::")[1] for f in calls}
+    assert calls, "the example ran no registered op"
+    for func, args in calls.items():
         torch.library.opcheck(func, args)
 
 
