@@ -161,7 +161,7 @@ class ALAEBase(nn.Module):
         if self.dlatent_avg_beta is not None:
             with torch.no_grad():
                 if self.deferred_w_means is not None:  # the trainer averages them over micro-batches
-                    self.deferred_w_means.append(styles.mean(dim=0))
+                    self.deferred_w_means.append(styles.mean(dim=0).to(self.dlatent_avg.buff.dtype))
                 else:
                     self.update_w_average(styles.mean(dim=0))
 

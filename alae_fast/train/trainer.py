@@ -554,10 +554,7 @@ class Trainer:
         values = ", ".join(f"{k} = {float(v):.6g}" for k, v in losses.items())
         what = f"step {self.step + 1}: {values}"
         if scale_searching:  # float16: the dynamic loss scale is still coming down to the gradients' range
-            print(
-                f"alae-fast train: skipped {what} (float16 overflow; loss scale now {self.loss_scale.value:g})",
-                file=sys.stderr,
-            )
+            self._warn(f"skipped {what} (float16 overflow; loss scale now {self.loss_scale.value:g})")
             return
         self.skipped_in_a_row += 1
         patience = self.cfg.train.nonfinite_patience
@@ -567,7 +564,12 @@ class Trainer:
                 f" = {patience}); the last, {what}. The last checkpoint written holds finite weights: lower the "
                 "learning rate or r1_gamma, or try train.precision=fp32, and resume from it"
             )
-        print(f"alae-fast train: warning: skipped {what} (non-finite loss or gradient)", file=sys.stderr)
+        self._warn(f"warning: skipped {what} (non-finite loss or gradient)")
+
+    def _warn(self, message: str) -> None:
+        """To stderr from process 0 (the others took the same decision)."""
+        if self.procs.is_main:
+            print(f"alae-fast train: {message}", file=sys.stderr)
 
     # -- outputs ---------------------------------------------------------------------------
     @torch.no_grad()

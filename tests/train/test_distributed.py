@@ -10,9 +10,11 @@ checked; with 4 steps that is ~1000x the float32 rounding of one sum.
 
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,10 @@ def _torchrun(nproc: int, args: list[str], *, nnodes: int = 1, node_rank: int = 
     else:
         cmd += [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--master_addr=127.0.0.1", f"--master_port={port}"]
     return subprocess.Popen(cmd + args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in e)
 
 
 def _python(args: list[str]):
@@ -186,3 +192,19 @@ def test_each_process_reads_only_its_own_micro_batches(tmp_path, mnist_dir):
     assert read == mine
     assert [len(s) for s in steps] == [2, 2]
     assert torch.equal(torch.cat([torch.cat(s) for s in steps]), source[mine])
+
+
+def test_sigterm_to_one_process_stops_every_process_after_the_same_step(tmp_path, mnist_dir):
+    """A preempted job's processes may see SIGTERM at different times: the flag travels in the
+    step's last all-reduce, so all finish the same step and process 0 writes the checkpoint."""
+    cfg, out = _config(tmp_path, "term", "train.max_steps=2000", "train.epochs=2000")
+    proc = _torchrun(2, _train_args(cfg))
+    csv, deadline = out / "losses.csv", time.time() + 120
+    while not (csv.exists() and len(loss_values(csv)) >= 3) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    ranks = {env["RANK"]: int(w) for w in workers if "RANK" in (env := _environ(int(w)))}
+    os.kill(ranks["1"], signal.SIGTERM)  # not process 0: it learns of it from the all-reduce
+    log = _finish(proc, timeout=120)
+    step = load_checkpoint(out / "checkpoint.pt")["progress"]["step"]
+    assert f"stopped after step {step}" in log and 3 <= step < 2000
