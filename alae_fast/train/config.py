@@ -39,6 +39,8 @@ __all__ = [
     "builtin_configs",
     "config_from_dict",
     "config_to_dict",
+    "config_to_yaml",
+    "describe_builtin",
     "load_config",
     "override_config",
     "save_config",
@@ -94,8 +96,11 @@ class ModelConfig:
 class DataConfig:
     """Training data.
 
-    ``dataset`` is ``"mnist"`` or ``"image_folder"`` (then ``path`` is the
-    folder). ``limit`` keeps only the first N training images, for short runs.
+    ``dataset`` is ``"mnist"`` or ``"image_folder"`` (then ``path`` is a folder of images, or a
+    dataset made by ``alae-fast prepare-dataset``, recognised by its manifest). ``limit`` keeps
+    only the first N training images, for short runs. ``num_workers`` loader processes read
+    each training process's images. ``mirror`` flips each training image left-right with
+    probability 1/2 (the official ``DATASET.FLIP_IMAGES``, on in its image configs).
     """
 
     dataset: str = "mnist"
@@ -103,6 +108,7 @@ class DataConfig:
     resolution: int = 32
     limit: int | None = None
     num_workers: int = 0
+    mirror: bool = False
 
 
 @dataclass
@@ -110,7 +116,10 @@ class TrainConfig:
     """Optimisation schedule and run bookkeeping.
 
     ``lod_batch_sizes`` and ``learning_rates`` are indexed by level of detail
-    (lod); the last entry is reused for higher lods. ``epochs_per_lod == 0``
+    (lod); the last entry is reused for higher lods. ``lod_batch_sizes`` is one list, or a
+    mapping {micro-batch count: list} like the official ``LOD_2_BATCH_{1,2,4,8}GPU`` tables:
+    a step with M = P * K micro-batches uses the table of the largest count <= M (the smallest
+    table when every count is larger), so 8 GPUs and 4 GPUs x accumulate 2 train alike. ``epochs_per_lod == 0``
     trains only at the final level of detail (no progressive growing).
     ``sample_every``, ``checkpoint_every`` and ``log_every`` count steps.
 
@@ -126,7 +135,7 @@ class TrainConfig:
 
     epochs: int = 60
     epochs_per_lod: int = 10
-    lod_batch_sizes: list[int] = field(default_factory=lambda: [128, 128, 128, 64])
+    lod_batch_sizes: list[int] | dict[int, list[int]] = field(default_factory=lambda: [128, 128, 128, 64])
     learning_rates: list[float] = field(default_factory=lambda: [0.0015] * 4)
     adam_betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
     adam_eps: float = 1e-8
@@ -150,9 +159,20 @@ class TrainConfig:
     grid_size: int = 32
     output_dir: str = "runs/default"
 
-    def batch_size_for_lod(self, lod: int) -> int:
-        """Batch size at level of detail ``lod`` (last entry reused beyond the list)."""
-        return self.lod_batch_sizes[min(lod, len(self.lod_batch_sizes) - 1)]
+    def batch_table(self, micro_count: int = 1) -> tuple[int | None, list[int]]:
+        """The global batch size per lod for a step of ``micro_count`` micro-batches, and the
+        key of the ``lod_batch_sizes`` table it came from (None for a plain list)."""
+        tables = self.lod_batch_sizes
+        if isinstance(tables, list):
+            return None, tables
+        fitting = [k for k in tables if k <= micro_count]
+        key = max(fitting) if fitting else min(tables)
+        return key, tables[key]
+
+    def batch_size_for_lod(self, lod: int, micro_count: int = 1) -> int:
+        """Global batch size at level of detail ``lod`` (last entry reused beyond the list)."""
+        sizes = self.batch_table(micro_count)[1]
+        return sizes[min(lod, len(sizes) - 1)]
 
     def learning_rate_for_lod(self, lod: int) -> float:
         """Learning rate at level of detail ``lod`` (last entry reused beyond the list)."""
@@ -228,9 +248,14 @@ def _split_optional(tp: Any) -> tuple[Any, bool]:
 
 def _type_name(tp: Any) -> str:
     inner, optional = _split_optional(tp)
-    if typing.get_origin(inner) is list:
+    if typing.get_origin(inner) in (typing.Union, types.UnionType):
+        name = " | ".join(_type_name(a) for a in typing.get_args(inner))
+    elif typing.get_origin(inner) is list:
         (elem,) = typing.get_args(inner)
         name = f"list[{_type_name(elem)}]"
+    elif typing.get_origin(inner) is dict:
+        key, elem = typing.get_args(inner)
+        name = f"dict[{_type_name(key)}, {_type_name(elem)}]"
     else:
         name = getattr(inner, "__name__", str(inner))
     return f"{name} | None" if optional else name
@@ -247,11 +272,22 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     def bad() -> ConfigError:
         return ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
 
+    if typing.get_origin(inner) in (typing.Union, types.UnionType):
+        # A union of containers (list | dict): the value's own container type picks the member.
+        for member in typing.get_args(inner):
+            if isinstance(value, _CONTAINERS.get(typing.get_origin(member), ())):
+                return _coerce(value, member, key)
+        raise bad()
     if typing.get_origin(inner) is list:
         if not isinstance(value, (list, tuple)):
             raise bad()
         (elem,) = typing.get_args(inner)
         return [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
+    if typing.get_origin(inner) is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        key_type, elem = typing.get_args(inner)
+        return {_coerce(k, key_type, f"{key} key {k!r}"): _coerce(v, elem, f"{key}[{k!r}]") for k, v in value.items()}
     # bool is a subclass of int, but `epochs: true` is surely a mistake.
     if isinstance(value, bool) and inner is not bool:
         raise bad()
@@ -264,6 +300,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise bad()
     raise TypeError(f"unsupported config field type {tp!r} for {key}")  # programming error
+
+
+_CONTAINERS: dict[Any, tuple[type, ...]] = {list: (list, tuple), dict: (dict,)}
 
 
 def _unknown_key_error(key: str, valid: Iterable[str], where: str) -> ConfigError:
@@ -337,8 +376,6 @@ def _check_values(cfg: Config) -> None:
         )
 
     _require(d.dataset in DATASETS, "data.dataset", f"must be one of {list(DATASETS)}", d.dataset)
-    if d.dataset == "image_folder":
-        _require(bool(d.path), "data.path", "is required when data.dataset is 'image_folder'", d.path)
     # The generator doubles resolution per lod starting at 4x4.
     _require(
         d.resolution >= 4 and d.resolution & (d.resolution - 1) == 0,
@@ -352,11 +389,16 @@ def _check_values(cfg: Config) -> None:
 
     _require(t.epochs > 0, "train.epochs", "must be positive", t.epochs)
     _require(t.epochs_per_lod >= 0, "train.epochs_per_lod", "must be >= 0", t.epochs_per_lod)
-    for key in ("lod_batch_sizes", "learning_rates"):
-        values = getattr(t, key)
-        _require(len(values) > 0, f"train.{key}", "must be a non-empty list", values)
+    tables = t.lod_batch_sizes if isinstance(t.lod_batch_sizes, dict) else {None: t.lod_batch_sizes}
+    _require(len(tables) > 0, "train.lod_batch_sizes", "must be a non-empty list or mapping", tables)
+    lists = {f"train.lod_batch_sizes{'' if k is None else f'[{k}]'}": v for k, v in tables.items()}
+    for table in tables:
+        if table is not None:
+            _require(table > 0, "train.lod_batch_sizes", "must map positive micro-batch counts to lists", table)
+    for key, values in {**lists, "train.learning_rates": t.learning_rates}.items():
+        _require(len(values) > 0, key, "must be a non-empty list", values)
         for i, v in enumerate(values):
-            _require(v > 0 and math.isfinite(v), f"train.{key}[{i}]", "must be positive", v)
+            _require(v > 0 and math.isfinite(v), f"{key}[{i}]", "must be positive", v)
     _require(len(t.adam_betas) == 2, "train.adam_betas", "must have exactly 2 entries", t.adam_betas)
     for i, b in enumerate(t.adam_betas):
         _require(0.0 <= b < 1.0, f"train.adam_betas[{i}]", "must be in [0, 1)", b)
@@ -416,11 +458,23 @@ def validate_config(cfg: Config) -> Config:
     return config_from_dict(config_to_dict(cfg))
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block-style sections with one-line lists, the layout of the built-in configs."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """``cfg`` as YAML text that :func:`load_config` reads back to an equal config."""
+    return yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
+
+
 def save_config(cfg: Config, path: str | os.PathLike[str]) -> Path:
     """Write ``cfg`` as YAML to ``path`` (atomically; parent dirs are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+    text = config_to_yaml(cfg)
     # Temp file + os.replace: a crash mid-write never leaves a truncated config.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -437,6 +491,16 @@ def builtin_configs() -> list[str]:
     """Names of the YAML configs shipped in :mod:`alae_fast.configs`, sorted."""
     root = importlib.resources.files(_CONFIG_PACKAGE)
     return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def describe_builtin(name: str) -> str:
+    """One line on built-in config ``name``: its image size and channels, then the first line of
+    the YAML's opening comment (what it trains)."""
+    cfg = load_config(name)
+    lines = [line.lstrip("# ").strip() for line in _read_builtin(name).splitlines() if line.startswith("#")]
+    colour = "RGB" if cfg.model.channels == 3 else "grayscale" if cfg.model.channels == 1 else f"{cfg.model.channels}ch"
+    size = f"{cfg.data.resolution}x{cfg.data.resolution} {colour}"
+    return f"{size:<17} {cfg.model.kind:<5} {lines[0].rstrip('.') if lines else ''}"
 
 
 def _read_builtin(name: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -30,7 +32,27 @@ MNIST_MODEL_COMMON = dict(
 
 
 def test_builtin_names():
-    assert builtin_configs() == ["mnist-mlp", "mnist-style"]
+    assert builtin_configs() == ["bedroom", "celeba", "celeba-hq256", "ffhq", "mnist-mlp", "mnist-style", "smoke-rgb32"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lod_batch_sizes=5", "train.lod_batch_sizes: expected list[int] | dict[int, list[int]], got int 5"),
+        ("train.lod_batch_sizes={x: [8]}", "train.lod_batch_sizes key 'x': expected int"),
+        ("train.lod_batch_sizes={1: 8}", "train.lod_batch_sizes[1]: expected list[int], got int 8"),
+    ],
+)
+def test_batch_tables_are_typed(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("mnist-style", [override])
+
+
+def test_batch_tables_round_trip_through_yaml(tmp_path):
+    cfg = load_config("mnist-style", ["train.lod_batch_sizes={1: [8, 4], 4: [16]}"])
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(str(tmp_path / "c.yaml")) == cfg
+    assert cfg.train.lod_batch_sizes == {1: [8, 4], 4: [16]}
 
 
 def test_mnist_mlp_values():
@@ -173,7 +195,10 @@ def test_good_resolution():
         ("train.adam_betas=[0.0]", "train.adam_betas"),
         ("train.adam_betas=[0.0, 1.0]", "train.adam_betas[1]"),
         ("train.impl=magic", "train.impl"),
-        ("data.dataset=image_folder", "data.path"),
+        ("train.lod_batch_sizes={1: [8], 2: [8, -4]}", "train.lod_batch_sizes[2][1]"),
+        ("train.lod_batch_sizes={0: [8]}", "train.lod_batch_sizes"),
+        ("train.lod_batch_sizes={}", "train.lod_batch_sizes"),
+        ("train.lod_batch_sizes={1: []}", "train.lod_batch_sizes[1]"),
     ],
 )
 def test_value_checks(override, key):
