@@ -49,6 +49,9 @@ from ..checkpoints import atomic_save
 from ..checkpoints import build_model
 from ..checkpoints import load_checkpoint
 from ..data import ImageFolderDataset
+from ..data import PreparedDataset
+from ..data import collate_uint8
+from ..data import is_prepared
 from ..data import uint8_to_float
 from ..data.mnist import load_mnist
 from ..data.transforms import pad_to
@@ -96,9 +99,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: The ``phase`` of :func:`micro_batch_seed` that draws the mirror flips of the real images.
+MIRROR_PHASE = 3
+
+
 def micro_batch_seed(seed: int, step: int, index: int, phase: int) -> int:
     """The seed of global micro-batch ``index`` in optimizer step ``step`` and ``phase`` (0: E,D,
-    1: F,G, 2: E,G): the same on every process and for every split of the batch."""
+    1: F,G, 2: E,G, 3: the mirror flips): the same on every process and for every split of the batch."""
     return int(np.random.SeedSequence([seed, step, index, phase]).generate_state(1, np.uint64)[0] >> 1)
 
 
@@ -131,7 +138,7 @@ class _Images:
             )
         path = data_override or d.path
         # The items: one uint8 tensor [N, C, R, R] (MNIST) or a dataset read from disk.
-        self.images: torch.Tensor | ImageFolderDataset
+        self.images: torch.Tensor | ImageFolderDataset | PreparedDataset
         self.fixed: torch.Tensor | None = None
         if d.dataset == "mnist":
             if m.channels != 1:
@@ -146,12 +153,24 @@ class _Images:
             self.fixed = pad_to(test, 32).unsqueeze(1)
         else:
             if path is None:
-                raise ConfigError("data.path (or --data) is required for data.dataset image_folder")
-            self.images = ImageFolderDataset(path, d.resolution, channels=m.channels)
+                raise ConfigError(
+                    "data.path: the images to train on are required for data.dataset image_folder: give "
+                    "--data DIR (a folder of images or a dataset made by alae-fast prepare-dataset)"
+                )
+            if is_prepared(path):
+                self.images = PreparedDataset(path, d.resolution, channels=m.channels)
+            else:  # every image is decoded, cropped and resized at every read: slow for big sets
+                self.images = ImageFolderDataset(path, d.resolution, channels=m.channels)
         self.size = len(self.images)
         if d.limit is not None:
             self.size = min(self.size, d.limit)
         self.num_workers = d.num_workers
+        if isinstance(self.images, PreparedDataset):
+            self.source = f"a prepared dataset ({self.images.storage})"
+        elif isinstance(self.images, ImageFolderDataset):
+            self.source = "an image folder, decoded at every read: alae-fast prepare-dataset makes reading fast"
+        else:
+            self.source = "MNIST"
 
     def fixed_batch(self, n: int) -> torch.Tensor:
         if self.fixed is not None:
@@ -175,12 +194,19 @@ class _Images:
         images, per_step = self.images, len(micro)
         if isinstance(images, torch.Tensor):
             pieces: Any = (images[idx] for idx in lists)
+        elif isinstance(images, PreparedDataset) and self.num_workers == 0:
+            pieces = (images.__getitems__(idx) for idx in lists)
         elif self.num_workers == 0:
             pieces = (torch.stack([images[i] for i in idx]) for idx in lists)
         else:
             pieces = iter(
                 torch.utils.data.DataLoader(
-                    images, batch_sampler=lists, num_workers=self.num_workers, pin_memory=pin, persistent_workers=False
+                    images,
+                    batch_sampler=lists,
+                    num_workers=self.num_workers,
+                    pin_memory=pin,
+                    persistent_workers=False,
+                    collate_fn=collate_uint8,
                 )
             )
         while True:
@@ -320,13 +346,15 @@ class Trainer:
         self.opt_g = opt_cls(
             [{"params": self.model.decoder.parameters()}, {"params": self.model.mapping_f.parameters()}], **opt_args
         )
+        table, batch_sizes = t.batch_table(self.micro_count)
+        self.batch_table_name = "train.lod_batch_sizes" + ("" if table is None else f"[{table}]")
         self.schedule = LodSchedule(
-            cfg.model.layer_count, t.epochs_per_lod, t.lod_batch_sizes, t.learning_rates, self.data.size
+            cfg.model.layer_count, t.epochs_per_lod, batch_sizes, t.learning_rates, self.data.size
         )
-        for i, b in enumerate(t.lod_batch_sizes[: cfg.model.layer_count]):
+        for i, b in enumerate(batch_sizes[: cfg.model.layer_count]):
             if b % self.micro_count:
                 raise ConfigError(
-                    f"train.lod_batch_sizes[{i}] = {b} is a global batch size and must be divisible by the "
+                    f"{self.batch_table_name}[{i}] = {b} is a global batch size and must be divisible by the "
                     f"{self.micro_count} micro-batches of a step ({self.procs.world_size} processes x "
                     f"train.accumulate {t.accumulate})"
                 )
@@ -643,8 +671,9 @@ class Trainer:
             save_config(self.cfg, self.out / "config.yaml")
         procs = f"{self.procs.world_size} processes x " if self.procs.distributed else ""
         self.log(
-            f"training {self.cfg.name} on {self.device} ({self.data.size} images; {procs}"
-            f"{cfg.accumulate} micro-batch{'es' if cfg.accumulate > 1 else ''} per step, {cfg.precision}), "
+            f"training {self.cfg.name} on {self.device} ({self.data.size} images from {self.data.source}; {procs}"
+            f"{cfg.accumulate} micro-batch{'es' if cfg.accumulate > 1 else ''} per step, {cfg.precision}, "
+            f"batch sizes from {self.batch_table_name}), "
             f"ops: {self.ops_summary}; output in {self.out}"
         )
         last: dict[str, float] = {}
@@ -687,7 +716,10 @@ class Trainer:
             for step_batches in batches:
                 images = self.batch_in_epoch * plan.batch_size
                 blend = self.schedule.blend(self.epoch, images)
-                micro = [_at_lod(self._to_device(b), plan.lod, blend, plan.in_transition) for b in step_batches]
+                micro = [
+                    _at_lod(self._to_device(b, j), plan.lod, blend, plan.in_transition)
+                    for j, b in zip(mine, step_batches)
+                ]
                 losses = self.train_step(micro, plan.lod, blend)
                 self.step += 1
                 self.batch_in_epoch += 1
@@ -739,12 +771,19 @@ class Trainer:
                 )
         return last
 
-    def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, batch: torch.Tensor, index: int) -> torch.Tensor:
+        """Global micro-batch ``index`` of this step as float images on the device; with
+        ``data.mirror`` each image is flipped left-right when its seeded coin says so (a
+        function of (seed, step, image), whatever the split of the batch)."""
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         else:
             batch = batch.to(self.device)
         x = uint8_to_float(batch)
+        if self.cfg.data.mirror:
+            g = torch.Generator().manual_seed(micro_batch_seed(self.cfg.train.seed, self.step, index, MIRROR_PHASE))
+            flip = torch.rand(len(x), generator=g) < 0.5
+            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
 
     def _done(self) -> bool:

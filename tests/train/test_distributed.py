@@ -27,6 +27,7 @@ from alae_fast.checkpoints import load_checkpoint
 from alae_fast.data import uint8_to_float
 from alae_fast.train.config import save_config
 from alae_fast.train.trainer import Trainer
+from alae_fast.train.trainer import MIRROR_PHASE
 from alae_fast.train.trainer import _at_lod
 from alae_fast.train.trainer import _Images
 from alae_fast.train.trainer import micro_batch_seed
@@ -81,7 +82,8 @@ def _config(tmp: Path, name: str, *extra: str) -> tuple[Path, Path]:
     """A tiny StyleALAE config (global batch 8) written to YAML; returns (yaml, output dir)."""
     out = tmp / name
     path = tmp / f"{name}.yaml"
-    save_config(style_cfg(out, f"train.max_steps={STEPS}", *extra), path)
+    # data.mirror: the flips of the real images must not depend on the split either.
+    save_config(style_cfg(out, f"train.max_steps={STEPS}", "data.mirror=true", *extra), path)
     return path, out
 
 
@@ -146,14 +148,19 @@ def test_logged_losses_are_global_batch_means(runs, mnist_dir):
     cfg = style_cfg(runs["one"] / "check", "train.max_steps=1", "train.accumulate=2")
     t = Trainer(cfg, progress=False, log=lambda m: None)
     order = torch.randperm(t.data.size, generator=torch.Generator().manual_seed(cfg.train.seed * 1_000_003))
-    x = _at_lod(uint8_to_float(t.data.images[order[:8]]), 0, 1.0, False)
+    x = uint8_to_float(t.data.images[order[:8]])
 
     d_losses = []
     for j in range(2):
+        # data.mirror: image i of micro-batch j is flipped when the j-th coin stream says so.
+        g = torch.Generator().manual_seed(micro_batch_seed(cfg.train.seed, 0, j, MIRROR_PHASE))
+        flip = (torch.rand(4, generator=g) < 0.5).view(-1, 1, 1, 1)
+        xj = x[4 * j : 4 * (j + 1)]
+        xj = _at_lod(torch.where(flip, xj.flip(-1), xj), 0, 1.0, False)
         s = micro_batch_seed(cfg.train.seed, 0, j, 0)
         random.seed(s)
         torch.manual_seed(s)
-        xj = x[4 * j : 4 * (j + 1)].clone().requires_grad_(True)
+        xj = xj.clone().requires_grad_(True)
         d_losses.append(t.model.d_loss(xj, 0, 1.0, cfg.train.r1_gamma).item())
     logged = loss_values(runs["one"] / "losses.csv")[0][0]
     assert logged == pytest.approx(sum(d_losses) / 2, rel=1e-6)

@@ -386,3 +386,35 @@ def test_progress_reports_images_per_second_kimg_and_eta(tmp_path, mnist_dir):
     Trainer(mlp_cfg(tmp_path, "train.max_steps=2"), progress=False, log=messages.append).run()
     done = next(m for m in messages if m.startswith("done"))
     assert "kimg 0.3" in done and "img/s" in done and "eta" in done  # 2 steps x 128 images
+
+
+# ---- image data: mirror flips, batch tables ----------------------------------------------------
+
+
+def test_mirror_flips_each_image_by_its_seeded_coin(tmp_path, mnist_dir):
+    t = Trainer(style_cfg(tmp_path, "data.mirror=true"), progress=False, log=lambda m: None)
+    ramp = torch.arange(32, dtype=torch.uint8).mul(7).expand(16, 1, 32, 32).clone()  # left-right asymmetric
+    ramp += torch.arange(16, dtype=torch.uint8).view(16, 1, 1, 1)  # and each image its own
+    plain = uint8_to_float(ramp)
+    x = t._to_device(ramp, 0)
+    flipped = [bool(torch.equal(x[i], plain[i].flip(-1))) for i in range(16)]
+    for i in range(16):
+        assert flipped[i] or torch.equal(x[i], plain[i])
+    assert 0 < sum(flipped) < 16
+    assert torch.equal(t._to_device(ramp, 0), x)  # a function of (seed, step, micro-batch)
+    assert not torch.equal(t._to_device(ramp, 1), x)
+    t.step = 1
+    assert not torch.equal(t._to_device(ramp, 0), x)
+    off = Trainer(style_cfg(tmp_path / "off"), progress=False, log=lambda m: None)
+    assert torch.equal(off._to_device(ramp, 0), plain)
+
+
+def test_batch_table_is_picked_by_the_micro_batch_count_and_named(tmp_path, mnist_dir):
+    logs: list[str] = []
+    cfg = style_cfg(tmp_path, "train.lod_batch_sizes={1: [8], 2: [4]}", "train.accumulate=2", "train.max_steps=1")
+    t = Trainer(cfg, progress=False, log=logs.append)
+    assert t.schedule.plan(0).batch_size == 4
+    t.run()
+    assert any("batch sizes from train.lod_batch_sizes[2]" in line for line in logs)
+    with pytest.raises(ConfigError, match=r"lod_batch_sizes\[2\]\[0\] = 6 .* 4 micro-batches"):
+        Trainer(style_cfg(tmp_path, "train.lod_batch_sizes={1: [8], 2: [6]}", "train.accumulate=4"), progress=False)
