@@ -1,4 +1,4 @@
-"""Command line: ``alae-fast train``, ``alae-fast eval-mnist``, ``alae-fast doctor``."""
+"""Command line: ``alae-fast train``, ``prepare-dataset``, ``configs``, ``eval-mnist``, ``doctor``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=5 (repeatable)",
     )
-    t.add_argument("--data", help="data directory (MNIST IDX files or an image folder)")
+    t.add_argument(
+        "--data",
+        help="data directory (data.path): MNIST IDX files, an image folder, or a dataset made by prepare-dataset",
+    )
     t.add_argument("--output", help="output directory (train.output_dir)")
     t.add_argument(
         "--resume",
@@ -56,7 +59,33 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=int, help="use only the first N train and test images (quick check; the protocol uses all)"
     )
 
-    sub.add_parser("configs", help="list the built-in configs")
+    c = sub.add_parser("configs", help="list the built-in configs, or print one (resolved) as YAML")
+    c.add_argument("name", nargs="?", help="a built-in config name or a YAML file: print it with every default filled")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    pd = sub.add_parser(
+        "prepare-dataset",
+        help="convert a folder or zip of images (PNG, JPEG, WebP, BMP; nested) into a training dataset",
+        description="Each image is converted to RGB (or L), centre-cropped to a square and resized "
+        "with a Lanczos filter to RESOLUTION, then stored as uint8 with a manifest (dataset.json). "
+        "Unreadable files are skipped and listed. Train from it with --data DST.",
+    )
+    pd.add_argument("src", help="a folder of images (searched recursively) or a .zip of them")
+    pd.add_argument("dst", help="output folder")
+    pd.add_argument("--resolution", type=int, required=True, help="side of the square images (a power of two >= 4)")
+    pd.add_argument("--channels", type=int, choices=(1, 3), default=3, help="3: RGB (default), 1: grayscale")
+    pd.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: the CPU count, at most 8; 0: none)"
+    )
+    pd.add_argument(
+        "--storage",
+        choices=("raw", "png"),
+        default="raw",
+        help="raw: one uint8 array read through a memory map (default, fastest to read); png: a zip of PNGs "
+        "(2-3x smaller, decoded at every read); see benchmarks/RESULTS.md, 'Data loader'",
+    )
+    pd.add_argument("--overwrite", action="store_true", help="replace a dataset already prepared in DST")
+    pd.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     d = sub.add_parser(
         "doctor",
@@ -77,6 +106,8 @@ def _train(args) -> int:
     from .train.trainer import Trainer
 
     overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={args.data}")
     if args.output:
         overrides.append(f"train.output_dir={args.output}")
     if args.device:
@@ -96,7 +127,7 @@ def _train(args) -> int:
     if resume == "":
         resume = str(Path(cfg.train.output_dir) / "checkpoint.pt")
     try:
-        Trainer(cfg, data=args.data, resume=resume, progress=not args.no_progress).run()
+        Trainer(cfg, resume=resume, progress=not args.no_progress).run()
     finally:
         import torch.distributed as dist
 
@@ -121,6 +152,41 @@ def _auto_resume(config: str | None, output: str | None, overrides: list[str]) -
     if config is None:
         raise ValueError(f"--resume auto: {checkpoint} does not exist yet; give --config to start the run")
     return None
+
+
+def _configs(args) -> int:
+    from .train.config import builtin_configs
+    from .train.config import config_to_yaml
+    from .train.config import describe_builtin
+    from .train.config import load_config
+
+    if args.name is None:
+        names = builtin_configs()
+        width = max(map(len, names))
+        for name in names:
+            print(f"{name:<{width}}  {describe_builtin(name)}")
+        return 0
+    print(config_to_yaml(load_config(args.name, args.overrides)), end="")
+    return 0
+
+
+def _prepare(args) -> int:
+    import os
+
+    from .data.prepared import prepare_dataset
+
+    workers = min(8, os.cpu_count() or 1) if args.workers is None else args.workers
+    prepare_dataset(
+        args.src,
+        args.dst,
+        args.resolution,
+        channels=args.channels,
+        workers=workers,
+        storage=args.storage,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
+    return 0
 
 
 def _eval(args) -> int:
@@ -149,7 +215,6 @@ def main(argv=None) -> int:
     from .checkpoints import CheckpointError
     from .data import MNISTDataError
     from .train.config import ConfigError
-    from .train.config import builtin_configs
     from .train.trainer import NonFiniteLossError
 
     args = _parser().parse_args(argv)
@@ -160,9 +225,10 @@ def main(argv=None) -> int:
             return _eval(args)
         if args.command == "doctor":
             return _doctor(args)
-        print("\n".join(builtin_configs()))
-        return 0
-    except (ConfigError, MNISTDataError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        if args.command == "prepare-dataset":
+            return _prepare(args)
+        return _configs(args)
+    except (ConfigError, MNISTDataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"alae-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:

@@ -436,3 +436,42 @@ def record_op_calls(fn, keep_requires_grad: bool = False) -> dict:
     with Recorder():
         fn()
     return calls
+
+
+def mixed_image_folder(root: Path) -> tuple[list[str], list[str]]:
+    """Write the images a real download mixes, into nested folders below ``root``: RGB, RGBA,
+    grayscale, palette (with transparency), CMYK JPEG, 16-bit grayscale and WebP files of odd
+    sizes, two corrupt files (a PNG cut in half, random bytes named .jpg) and a text file.
+
+    Returns:
+        (readable image names, corrupt names), relative POSIX paths, sorted.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+
+    def pixels(h: int, w: int, c: int) -> np.ndarray:
+        return rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+
+    files: dict[str, Image.Image] = {
+        "rgb/a.png": Image.fromarray(pixels(37, 23, 3)),
+        "rgb/deeper/b.jpg": Image.fromarray(pixels(50, 81, 3)),
+        "rgba.png": Image.fromarray(pixels(33, 40, 4), "RGBA"),
+        "gray/c.png": Image.fromarray(pixels(29, 31, 1)[..., 0], "L"),
+        "palette.png": Image.fromarray(pixels(41, 27, 3)).quantize(16),
+        "cmyk.jpg": Image.fromarray(pixels(45, 38, 4), "CMYK"),
+        "gray16.png": Image.fromarray(rng.integers(0, 65536, (35, 36), dtype=np.uint16)),
+        "photo.webp": Image.fromarray(pixels(34, 52, 3)),
+    }
+    for name, image in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"transparency": 0} if image.mode == "P" else {}
+        image.save(path, **kwargs)
+    whole = (root / "rgb" / "a.png").read_bytes()
+    (root / "broken").mkdir()
+    (root / "broken" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (root / "noise.jpg").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
+    (root / "README.txt").write_text("not an image\n")
+    return sorted(files), ["broken/cut.png", "noise.jpg"]
