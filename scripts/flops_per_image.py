@@ -41,10 +41,11 @@ H100_SXM = dict(bf16=989.4e12, tf32=494.7e12, fp32=66.9e12, hbm=3.35e12)
 #: The utilisation the consumption estimate assumes; see ``UTILISATION_NOTE``.
 UTILISATION = 0.30
 UTILISATION_NOTE = (
-    "30% of peak: conv-GAN training with small per-GPU batches (4-32) reaches roughly 30-40% of "
-    "tensor-core peak at best; here the high-resolution levels have only 16-64 channels (low "
-    "arithmetic intensity), AdaIN/instance norm, noise and leaky ReLU are separate memory-bound "
-    "kernels in eager mode, and R1's double backward cannot be compiled, so the lower end is used"
+    "30% of peak, an assumption (no GPU measurement behind it): the lower end of the 30-40% that "
+    "conv-GAN training with small per-GPU batches (4-32) reaches with its element-wise work fused; "
+    "lower end because the high-resolution levels have only 16-64 channels (low arithmetic "
+    "intensity) and R1's double backward stays eager. The unfused reference cannot reach it "
+    "(see the eager roofline)"
 )
 
 
