@@ -117,3 +117,25 @@ def run_op_case(benchmark, op: str, mode: str, shape, impl: str, forward, moved:
     fn = forward if mode == "forward" else (lambda: _backward(forward()))
     label = str(list(shape)) if isinstance(shape, tuple) else f"[{shape}]"
     run_case(benchmark, op=op, mode=mode, shape=label, impl=impl, fn=fn, nbytes=moved[mode != "forward"])
+
+
+# ---- the "## " sections of RESULTS.md that a benchmark module writes itself ---------------------
+def write_section(heading: str, lines: list[str], path=None) -> None:
+    """Replace the section of RESULTS.md that starts with the line ``heading`` (up to the next
+    line starting with "## ") by ``lines``, or append it when absent; everything else is kept.
+    ``conftest.write_markdown`` keeps every "## " section when it rebuilds the device tables."""
+    from pathlib import Path
+
+    path = Path(path) if path is not None else Path(__file__).resolve().parent / "RESULTS.md"
+    old = path.read_text().splitlines(keepends=True) if path.exists() else []
+    block = "\n".join(lines).rstrip("\n") + "\n"
+    starts = [i for i, line in enumerate(old) if line.rstrip("\n") == heading]
+    if starts:
+        start = starts[0]
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+        after = "".join(old[end:])
+        text = "".join(old[:start]) + block + ("\n" + after if after else "")
+    else:
+        before = "".join(old).rstrip("\n")
+        text = before + "\n\n" + block if before else block
+    path.write_text(text)
