@@ -438,40 +438,42 @@ def record_op_calls(fn, keep_requires_grad: bool = False) -> dict:
     return calls
 
 
-def mixed_image_folder(root: Path) -> tuple[list[str], list[str]]:
-    """Write the images a real download mixes, into nested folders below ``root``: RGB, RGBA,
-    grayscale, palette (with transparency), CMYK JPEG, 16-bit grayscale and WebP files of odd
-    sizes, two corrupt files (a PNG cut in half, random bytes named .jpg) and a text file.
+def mixed_image_folder(root: Path, corrupt: bool = True) -> tuple[list[str], list[str]]:
+    """Write the images a real download mixes into nested folders below ``root``: RGB, RGBA,
+    grayscale, palette (one with transparency), CMYK JPEG, 16-bit grayscale, WebP and BMP files
+    of odd sizes, a text file and (``corrupt``) two unreadable files: a PNG cut in half and
+    random bytes named .jpg.
 
     Returns:
-        (readable image names, corrupt names), relative POSIX paths, sorted.
+        (readable image names, corrupt names): relative POSIX paths, sorted.
     """
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(7)
+    def save(name: str, image, **kwargs) -> None:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        image.save(root / name, **kwargs)
 
-    def pixels(h: int, w: int, c: int) -> np.ndarray:
-        return rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+    def pixels(width: int, height: int, seed: int, channels: int = 3):
+        return np.random.default_rng(seed).integers(0, 256, size=(height, width, channels), dtype=np.uint8)
 
-    files: dict[str, Image.Image] = {
-        "rgb/a.png": Image.fromarray(pixels(37, 23, 3)),
-        "rgb/deeper/b.jpg": Image.fromarray(pixels(50, 81, 3)),
-        "rgba.png": Image.fromarray(pixels(33, 40, 4), "RGBA"),
-        "gray/c.png": Image.fromarray(pixels(29, 31, 1)[..., 0], "L"),
-        "palette.png": Image.fromarray(pixels(41, 27, 3)).quantize(16),
-        "cmyk.jpg": Image.fromarray(pixels(45, 38, 4), "CMYK"),
-        "gray16.png": Image.fromarray(rng.integers(0, 65536, (35, 36), dtype=np.uint16)),
-        "photo.webp": Image.fromarray(pixels(34, 52, 3)),
-    }
-    for name, image in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {"transparency": 0} if image.mode == "P" else {}
-        image.save(path, **kwargs)
-    whole = (root / "rgb" / "a.png").read_bytes()
-    (root / "broken").mkdir()
-    (root / "broken" / "cut.png").write_bytes(whole[: len(whole) // 2])
-    (root / "noise.jpg").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
-    (root / "README.txt").write_text("not an image\n")
-    return sorted(files), ["broken/cut.png", "noise.jpg"]
+    save("rgb.png", Image.fromarray(pixels(37, 23, 1)))
+    save("sub/rgba.png", Image.fromarray(pixels(50, 81, 2, 4)))
+    save("sub/gray.png", Image.fromarray(pixels(23, 37, 4)[..., 0]))
+    save("pal/p.png", Image.fromarray(pixels(30, 30, 5)).quantize(16))
+    alpha = bytes([0, 128, 255, 64] + [255] * 4)
+    save("pal/pt.png", Image.fromarray(pixels(19, 33, 6)).quantize(8), transparency=alpha)
+    save("cmyk.jpg", Image.fromarray(pixels(29, 17, 7, 4), "CMYK"))
+    save("deep/er/g16.png", Image.fromarray(pixels(21, 40, 9)[..., 0].astype(np.uint16) * 257))
+    save("w.WEBP", Image.fromarray(pixels(26, 18, 10)), lossless=True)
+    save("b.bmp", Image.fromarray(pixels(16, 16, 11)))
+    (root / "notes.txt").write_text("not an image")
+    good = ["rgb.png", "sub/rgba.png", "sub/gray.png", "pal/p.png", "pal/pt.png", "cmyk.jpg"]
+    good += ["deep/er/g16.png", "w.WEBP", "b.bmp"]
+    if not corrupt:
+        return sorted(good), []
+    save("bad/half.png", Image.fromarray(pixels(32, 32, 12)))
+    whole = (root / "bad/half.png").read_bytes()
+    (root / "bad/half.png").write_bytes(whole[: len(whole) // 2])
+    (root / "x.jpg").write_bytes(np.random.default_rng(13).bytes(500))
+    return sorted(good), ["bad/half.png", "x.jpg"]

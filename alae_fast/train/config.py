@@ -389,13 +389,18 @@ def _check_values(cfg: Config) -> None:
 
     _require(t.epochs > 0, "train.epochs", "must be positive", t.epochs)
     _require(t.epochs_per_lod >= 0, "train.epochs_per_lod", "must be >= 0", t.epochs_per_lod)
-    tables = t.lod_batch_sizes if isinstance(t.lod_batch_sizes, dict) else {None: t.lod_batch_sizes}
+    tables: dict[int | None, list[int]] = {None: t.lod_batch_sizes} if isinstance(t.lod_batch_sizes, list) else {}
+    if isinstance(t.lod_batch_sizes, dict):
+        tables.update(t.lod_batch_sizes.items())
     _require(len(tables) > 0, "train.lod_batch_sizes", "must be a non-empty list or mapping", tables)
-    lists = {f"train.lod_batch_sizes{'' if k is None else f'[{k}]'}": v for k, v in tables.items()}
+    lists: dict[str, list[int] | list[float]] = {
+        f"train.lod_batch_sizes{'' if k is None else f'[{k}]'}": v for k, v in tables.items()
+    }
+    lists["train.learning_rates"] = t.learning_rates
     for table in tables:
         if table is not None:
             _require(table > 0, "train.lod_batch_sizes", "must map positive micro-batch counts to lists", table)
-    for key, values in {**lists, "train.learning_rates": t.learning_rates}.items():
+    for key, values in lists.items():
         _require(len(values) > 0, key, "must be a non-empty list", values)
         for i, v in enumerate(values):
             _require(v > 0 and math.isfinite(v), f"{key}[{i}]", "must be positive", v)

@@ -100,10 +100,7 @@ def _printed_with(argv, capsys) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize(
-    ("micro_count", "table"),
-    [(1, 1), (2, 2), (3, 2), (4, 4), (6, 4), (8, 8), (16, 8)],
-)
+@pytest.mark.parametrize(("micro_count", "table"), [(1, 1), (2, 2), (3, 2), (4, 4), (6, 4), (8, 8), (16, 8)])
 def test_the_batch_table_is_the_largest_count_not_above_the_micro_batches(micro_count, table, capsys):
     printed = _printed("ffhq", capsys)
     tables = printed["train"]["lod_batch_sizes"]

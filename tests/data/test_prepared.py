@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support import mixed_image_folder
 
 from alae_fast.data import ImageFolderDataset
 from alae_fast.data import PreparedDataset
@@ -51,38 +52,11 @@ def _prepare(src, dst, **kwargs):
     return report, lines
 
 
-def _mixed_folder(root, corrupt=True) -> list[str]:
-    """Images of many modes and odd sizes in nested folders; returns the good names, sorted."""
-    _save(root / "rgb.png", Image.fromarray(_random(37, 23, seed=1)))
-    _save(root / "sub/rgba.png", Image.fromarray(np.dstack([_random(50, 81, seed=2), _random(50, 81, seed=3)[..., 0]])))
-    _save(root / "sub/gray.png", Image.fromarray(_random(23, 37, seed=4)[..., 0]))
-    _save(root / "pal/p.png", Image.fromarray(_random(30, 30, seed=5)).quantize(16))
-    transparent = Image.fromarray(_random(19, 33, seed=6)).quantize(8)
-    _save(root / "pal/pt.png", transparent, transparency=bytes([0, 128, 255, 64, 255, 255, 255, 255]))
-    _save(
-        root / "cmyk.jpg",
-        Image.fromarray(np.dstack([_random(29, 17, seed=7), _random(29, 17, seed=8)[..., 0]]), "CMYK"),
-    )
-    _save(root / "deep/er/g16.png", Image.fromarray(_random(21, 40, seed=9)[..., 0].astype(np.uint16) * 257))
-    _save(root / "w.WEBP", Image.fromarray(_random(26, 18, seed=10)), lossless=True)
-    _save(root / "b.bmp", Image.fromarray(_random(16, 16, seed=11)))
-    if corrupt:
-        buffer = root / "bad/half.png"
-        _save(buffer, Image.fromarray(_random(32, 32, seed=12)))
-        buffer.write_bytes(buffer.read_bytes()[: buffer.stat().st_size // 2])
-        (root / "x.jpg").write_bytes(np.random.default_rng(13).bytes(500))
-    (root / "notes.txt").write_text("not an image")
-    return sorted(
-        ["rgb.png", "sub/rgba.png", "sub/gray.png", "pal/p.png", "pal/pt.png", "cmyk.jpg"]
-        + ["deep/er/g16.png", "w.WEBP", "b.bmp"]
-    )
-
-
 # ----------------------------------------------------------------------------- writer
 
 
 def test_mixed_folder_workers_identical_and_manifest(tmp_path):
-    good = _mixed_folder(tmp_path / "src")
+    good, _ = mixed_image_folder(tmp_path / "src")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. PIL's palette-transparency warning
         report0, lines0 = _prepare(tmp_path / "src", tmp_path / "p0", resolution=16)
@@ -113,7 +87,7 @@ def test_mixed_folder_workers_identical_and_manifest(tmp_path):
 
 
 def test_prepared_equals_image_folder_dataset(tmp_path):
-    _mixed_folder(tmp_path / "src", corrupt=False)
+    mixed_image_folder(tmp_path / "src", corrupt=False)
     for channels in (1, 3):
         _prepare(tmp_path / "src", tmp_path / f"p{channels}", resolution=16, channels=channels)
         prepared = PreparedDataset(tmp_path / f"p{channels}")
@@ -179,7 +153,7 @@ def test_square_image_float_int32_and_exif(tmp_path):
 
 
 def test_png_storage_and_zip_source_match_raw(tmp_path):
-    good = _mixed_folder(tmp_path / "src", corrupt=False)
+    good, _ = mixed_image_folder(tmp_path / "src", corrupt=False)
     _prepare(tmp_path / "src", tmp_path / "raw")
     _prepare(tmp_path / "src", tmp_path / "png", storage="png")
     with zipfile.ZipFile(tmp_path / "src.zip", "w") as archive:

@@ -26,8 +26,8 @@ import alae_fast
 from alae_fast.checkpoints import load_checkpoint
 from alae_fast.data import uint8_to_float
 from alae_fast.train.config import save_config
-from alae_fast.train.trainer import Trainer
 from alae_fast.train.trainer import MIRROR_PHASE
+from alae_fast.train.trainer import Trainer
 from alae_fast.train.trainer import _at_lod
 from alae_fast.train.trainer import _Images
 from alae_fast.train.trainer import micro_batch_seed
