@@ -274,4 +274,7 @@ def _comparison(rows: list[dict], gpu: list[dict], pct: str) -> list[str]:
     return lines + [
         "",
         "Storages from which at most 2 loader cores keep one H100 fed at that rate: " + "; ".join(enough) + ".",
+        "This is why `alae-fast prepare-dataset` stores `raw` by default: it reads with a fraction of a core "
+        "per GPU where the PNG zip needs several at 1024², for 2-3x the disk (MB/image above); `--storage png` "
+        "is there for disk-limited machines with cores to spare.",
     ]
