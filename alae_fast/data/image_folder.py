@@ -87,6 +87,20 @@ def square_image(image: Image.Image, resolution: int, channels: int) -> np.ndarr
     return array
 
 
+def list_image_files(root: Path) -> tuple[list[str], list[str]]:
+    """The image files (by suffix, case-insensitively) and the other files below ``root``, as
+    sorted relative POSIX paths: the same order on every machine, whatever the walk order and
+    the OS separator. Symlinked folders are not followed (os.walk's default), which rules out
+    cycles."""
+    images: list[str] = []
+    others: list[str] = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            relative = Path(dirpath, name).relative_to(root).as_posix()
+            (images if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS else others).append(relative)
+    return sorted(images), sorted(others)
+
+
 def _is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
@@ -137,16 +151,10 @@ class ImageFolderDataset(Dataset):
         self.resolution = resolution
         self.channels = channels
 
-        found = []
-        for dirpath, _, filenames in os.walk(self.root):
-            for name in filenames:
-                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                    found.append(Path(dirpath, name))
-        # Sort on the relative POSIX path: independent of the walk order and of the OS separator.
-        found.sort(key=lambda p: p.relative_to(self.root).as_posix())
+        found = list_image_files(self.root)[0]
         if not found:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {self.root}")
-        self.paths: list[Path] = found
+        self.paths: list[Path] = [self.root / name for name in found]
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from .image_folder import IMAGE_EXTENSIONS
+from .image_folder import list_image_files
 from .image_folder import square_image
 
 __all__ = [
@@ -109,18 +110,6 @@ class PrepareReport:
 
 
 # ----------------------------------------------------------------------------- writer
-
-
-def _list_folder(src: Path) -> tuple[list[str], list[str]]:
-    """Image candidates and ignored files under ``src``, as sorted relative POSIX paths."""
-    candidates: list[str] = []
-    ignored: list[str] = []
-    # os.walk does not follow symlinked directories (no cycles), like ImageFolderDataset.
-    for dirpath, _, filenames in os.walk(src):
-        for name in filenames:
-            relative = Path(dirpath, name).relative_to(src).as_posix()
-            (candidates if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS else ignored).append(relative)
-    return sorted(candidates), sorted(ignored)
 
 
 def _list_zip(src: Path) -> tuple[list[str], list[str]]:
@@ -271,7 +260,7 @@ def prepare_dataset(
         raise FileExistsError(
             f"{dst_path} already holds a prepared dataset; pass overwrite=True (--overwrite) to replace it"
         )
-    candidates, ignored = _list_zip(src_path) if is_zip else _list_folder(src_path)
+    candidates, ignored = _list_zip(src_path) if is_zip else list_image_files(src_path)
     if not candidates:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {src_path}")
     # The old manifest goes first: an interrupted rerun must not look complete.
