@@ -21,6 +21,8 @@ SUBMODULES = (
     "data",
     "doctor",
     "evaluate",
+    "inference",
+    "metrics",
     "models",
     "nn",
     "ops",
@@ -32,7 +34,7 @@ SUBMODULES = (
 )
 
 # Submodules stay out of __all__: `from alae_fast import *` should not import all of them.
-__all__ = ["__version__", "optimize"]
+__all__ = ["__version__", "optimize", "load"]
 
 
 def __getattr__(name: str) -> ModuleType:
@@ -51,3 +53,11 @@ def optimize(model, impl=None):
     from .nn import optimize as _optimize
 
     return _optimize(model, impl)
+
+
+def load(path, *, ema: bool = True, device=None, impl=None):
+    """Load a trained model (our checkpoint or an official ALAE file) for use; see
+    :func:`alae_fast.checkpoints.load`."""
+    from .checkpoints import load as _load
+
+    return _load(path, ema=ema, device=device, impl=impl)

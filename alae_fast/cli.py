@@ -1,4 +1,5 @@
-"""Command line: ``alae-fast train``, ``prepare-dataset``, ``configs``, ``eval-mnist``, ``doctor``."""
+"""Command line: ``alae-fast train``, ``prepare-dataset``, ``configs``, ``eval-mnist``, ``doctor``, and the
+commands that use a trained model (:mod:`alae_fast.cli_model`)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--device", choices=("cpu", "cuda"), help="device to check (default: cuda when available, else cpu)")
     d.add_argument("--json", help="also write the results as JSON to this file")
+
+    from .cli_model import add_model_commands
+
+    add_model_commands(sub)
     return p
 
 
@@ -213,12 +218,16 @@ def _doctor(args) -> int:
 
 def main(argv=None) -> int:
     from .checkpoints import CheckpointError
+    from .cli_model import MODEL_COMMANDS
+    from .cli_model import run_model_command
     from .data import MNISTDataError
     from .train.config import ConfigError
     from .train.trainer import NonFiniteLossError
 
     args = _parser().parse_args(argv)
     try:
+        if args.command in MODEL_COMMANDS:
+            return run_model_command(args)
         if args.command == "train":
             return _train(args)
         if args.command == "eval-mnist":

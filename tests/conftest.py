@@ -57,3 +57,35 @@ def mnist_dir(monkeypatch):
     monkeypatch.setenv("ALAE_FAST_DATA", str(MNIST_DIR))
     monkeypatch.setenv("XDG_CACHE_HOME", os.devnull + "-nonexistent-cache")
     return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def style_run(tmp_path_factory):
+    """A finished 16-step run of the tiny MNIST StyleALAE (support.style_cfg, lod 3 at the end):
+    its output folder, holding checkpoint.pt."""
+    from support import style_cfg
+
+    from alae_fast.train.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("style_run")
+    Trainer(style_cfg(out, f"data.path={MNIST_DIR}"), progress=False).run()
+    return out
+
+
+@pytest.fixture(scope="session")
+def mnist_pngs(tmp_path_factory):
+    """The first four MNIST test digits as 28x28 PNG files, and one RGB PNG of a digit."""
+    import numpy as np
+    from PIL import Image
+
+    from alae_fast.data import load_mnist
+
+    folder = tmp_path_factory.mktemp("digits")
+    digits, _ = load_mnist("test", MNIST_DIR)
+    paths = []
+    for k in range(4):
+        paths.append(folder / f"digit{k}.png")
+        Image.fromarray(digits[k].numpy()).save(paths[-1])
+    rgb = folder.parent / f"{folder.name}-rgb.png"
+    Image.fromarray(np.repeat(digits[0].numpy()[:, :, None], 3, axis=2)).save(rgb)
+    return paths, rgb

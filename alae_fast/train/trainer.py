@@ -45,6 +45,7 @@ import torch
 from torch.nn import functional as F
 
 from ..checkpoints import CHECKPOINT_FORMAT
+from ..checkpoints import CheckpointError
 from ..checkpoints import atomic_save
 from ..checkpoints import build_model
 from ..checkpoints import load_checkpoint
@@ -431,6 +432,11 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path)  # on CPU: RNG states must stay CPU tensors
+        if "opt_e" not in ckpt:
+            raise CheckpointError(
+                f"{path} has no optimizer state (it was converted from an official file): it is for "
+                "inference (generate, encode, ...), not for resuming training"
+            )
         saved = config_from_dict(ckpt["config"])
         if saved.model != self.cfg.model:
             raise ConfigError(

@@ -61,17 +61,24 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
     return grid[:, :, 0] if c == 1 else grid
 
 
-def save_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: int | None = None) -> Path:
+def save_grid(
+    images: torch.Tensor, path: str | os.PathLike[str], nrow: int | None = None, scale: int = 1, padding: int = 2
+) -> Path:
     """Write :func:`make_grid` of ``images`` as a PNG at ``path``.
 
-    ``nrow`` defaults to ``ceil(sqrt(N))`` (a near-square grid). Parent
+    ``nrow`` defaults to ``ceil(sqrt(N))`` (a near-square grid); ``scale`` enlarges the picture
+    by that integer factor, each pixel a ``scale x scale`` block (small images stay sharp). Parent
     directories are created; the file is written to a temporary name in the
     same directory and moved into place, so a viewer never sees half a PNG.
     """
     if nrow is None:
         n = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() > 0 else 0
         nrow = max(1, math.ceil(math.sqrt(n)))
-    grid = make_grid(images, nrow=nrow)
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    grid = make_grid(images, nrow=nrow, padding=padding)
+    if scale > 1:
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
