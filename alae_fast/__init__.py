@@ -21,6 +21,7 @@ SUBMODULES = (
     "data",
     "doctor",
     "evaluate",
+    "metrics",
     "models",
     "nn",
     "ops",
