@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,82 @@ def test_package_import_stays_light():
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+def fake_module(monkeypatch, name: str, **attrs) -> None:
+    module = types.ModuleType(name)
+    for key, value in attrs.items():
+        setattr(module, key, value)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_inception_adapter_wiring(monkeypatch, hub):
+    """With a fake torch-fidelity: the extractor is built as documented, from the cached weights,
+    in eval mode, and the adapter repeats grey images to RGB and returns [N, 2048]."""
+    built = {}
+
+    class FakeInception(torch.nn.Module):
+        def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+            super().__init__()
+            built.update(name=name, features_list=features_list, path=feature_extractor_weights_path)
+            assert Path(feature_extractor_weights_path).read_bytes() == b"inception"
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            assert x.dtype == torch.uint8 and x.shape[1] == 3 and not self.training
+            return (x.float().mean(dim=(1, 2, 3))[:, None].expand(-1, 2048) * self.scale,)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    fake_module(monkeypatch, "torch_fidelity")
+    fake_module(monkeypatch, "torch_fidelity.feature_extractor_inceptionv3", FeatureExtractorInceptionV3=FakeInception)
+    hub.mkdir(parents=True)
+    (hub / "weights-inception-2015-12-05-6726825d.pth").write_bytes(b"inception")
+    features = inception_features("cpu")
+    assert built == dict(
+        name="inception-v3-compat", features_list=["2048"], path=str(hub / "weights-inception-2015-12-05-6726825d.pth")
+    )
+    grey = torch.full((5, 1, 8, 8), 7, dtype=torch.uint8)
+    out = features(grey)
+    assert out.shape == (5, 2048) and torch.all(out == 7)
+    with pytest.raises(ValueError, match="uint8"):
+        features(grey.float())
+
+
+def test_inception_adapter_offline_without_weights(monkeypatch, hub):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setenv("ALAE_FAST_OFFLINE", "1")
+    fake_module(monkeypatch, "torch_fidelity")
+    fake_module(monkeypatch, "torch_fidelity.feature_extractor_inceptionv3", FeatureExtractorInceptionV3=object)
+    with pytest.raises(MetricsSetupError, match="weights-inception-2015-12-05-6726825d.pth"):
+        inception_features("cpu")
+
+
+def test_lpips_adapter_wiring(monkeypatch, hub):
+    """With a fake lpips: the VGG16 file is in torch.hub's cache before LPIPS(net="vgg") is built
+    (torchvision looks there), and the adapter gives one distance per pair from RGB inputs."""
+    built = {}
+
+    class FakeLPIPS(torch.nn.Module):
+        def __init__(self, net="alex", verbose=True, **kwargs):
+            super().__init__()
+            built.update(net=net, verbose=verbose, vgg_cached=(hub / "vgg16-397923af.pth").is_file())
+
+        def forward(self, a, b):
+            assert a.shape[1] == 3 and b.shape[1] == 3 and not self.training
+            return (a - b).pow(2).mean(dim=(1, 2, 3)).view(-1, 1, 1, 1)
+
+    downloads = []
+
+    def fake_download(url, dst, *args, **kwargs):
+        downloads.append(url)
+        Path(dst).write_bytes(b"vgg")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    fake_module(monkeypatch, "lpips", LPIPS=FakeLPIPS)
+    distance = lpips_distance("cpu")
+    assert downloads == ["https://download.pytorch.org/models/vgg16-397923af.pth"]
+    assert built == dict(net="vgg", verbose=False, vgg_cached=True)
+    a = torch.zeros(4, 1, 6, 6)
+    b = torch.full((4, 1, 6, 6), 0.5)
+    d = distance(a, b)
+    assert d.shape == (4,) and torch.allclose(d, torch.full((4,), 0.25))
