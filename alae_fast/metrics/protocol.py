@@ -11,7 +11,13 @@ three channels before either network sees them.
 ``generate``, ``reconstruct``, ``mapping``, ``decoder``, ``num_layers``, ``latent_size`` and
 ``dlatent_avg_beta``). It is run in eval mode under ``torch.no_grad()``; its training flags and
 ``dlatent_avg_beta`` are restored afterwards, so its state is unchanged (``generate`` would
-otherwise update the running w average).
+otherwise update the running w average). Inputs are put on ``device`` (default: the model's
+device, where the model must already be).
+
+Seeding: the latents (and PPL's t) come from ``torch.Generator().manual_seed(seed)`` on the CPU;
+the decoder's noise images from the global RNG, seeded once per pass with a value derived from
+``seed`` (not ``seed`` itself, which would make the noise replay the latents' numbers) and
+restored afterwards. Numbers repeat exactly for the same seed on the same machine.
 """
 
 from __future__ import annotations
