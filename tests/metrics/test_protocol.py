@@ -474,3 +474,10 @@ def test_bad_inputs(call, match):
         call(model, uint8_batches(real_images(20, side=4), [8]))
     if match == "names":
         assert all(name in str(info.value) for name in ("fid", "rec_fid", "ppl_full", "ppl_end"))
+
+
+def test_caller_rng_state_is_restored():
+    model = style_model()
+    state = torch.get_rng_state()
+    perceptual_path_length(model, 2, num=4, batch_size=4, crop="none", distance=mean_squared_distance)
+    assert torch.equal(torch.get_rng_state(), state)
