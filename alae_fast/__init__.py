@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 SUBMODULES = (
     "checkpoints",
     "cli",
+    "cli_model",
     "configs",
     "data",
     "doctor",

@@ -167,10 +167,8 @@ def _official_models(ckpt: Any, path, ema: bool) -> dict:
     for official in OFFICIAL_MODULES:
         key = official + suffix if official != "dlatent_avg" else official
         if key not in ckpt["models"] or ckpt["models"][key] is None:
-            other = "without --ema / ema=False" if ema else "with the EMA weights (ema=True)"
-            raise CheckpointError(
-                f"{path} has no '{key}' module; it holds {sorted(ckpt['models'])} (try loading it {other})"
-            )
+            other = "--weights model (ema=False)" if ema else "--weights ema (ema=True)"
+            raise CheckpointError(f"{path} has no '{key}' module; it holds {sorted(ckpt['models'])} (try {other})")
         models[official] = ckpt["models"][key]
     return models
 

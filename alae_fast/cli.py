@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    from .checkpoints import CheckpointError
     from .checkpoints import load_checkpoint
     from .train.config import config_from_dict
     from .train.config import load_config
@@ -122,10 +123,16 @@ def _train(args) -> int:
     resume = args.resume
     if resume == "auto":
         resume = _auto_resume(args.config, args.output, overrides)
+    saved = load_checkpoint(resume) if resume else None
+    if saved is not None and "opt_e" not in saved:
+        raise CheckpointError(
+            f"{resume} has no optimizer state (it was converted from an official file): it is for "
+            "inference (generate, encode, ...), not for resuming training"
+        )
     if args.config is not None:
         cfg = load_config(args.config, overrides)
-    elif resume:
-        cfg = override_config(config_from_dict(load_checkpoint(resume)["config"]), overrides)
+    elif saved is not None:
+        cfg = override_config(config_from_dict(saved["config"]), overrides)
     else:
         print("alae-fast train: --config is required (or --resume CHECKPOINT)", file=sys.stderr)
         return 2
@@ -221,6 +228,7 @@ def main(argv=None) -> int:
     from .cli_model import MODEL_COMMANDS
     from .cli_model import run_model_command
     from .data import MNISTDataError
+    from .metrics.networks import MetricsSetupError
     from .train.config import ConfigError
     from .train.trainer import NonFiniteLossError
 
@@ -237,7 +245,15 @@ def main(argv=None) -> int:
         if args.command == "prepare-dataset":
             return _prepare(args)
         return _configs(args)
-    except (ConfigError, MNISTDataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (
+        ConfigError,
+        MNISTDataError,
+        CheckpointError,
+        MetricsSetupError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+    ) as exc:
         print(f"alae-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:

@@ -132,7 +132,8 @@ def add_model_commands(sub) -> None:
         "--ppl-crop",
         choices=("auto", "face", "celeba", "none"),
         default="auto",
-        help="PPL crop (official: face; celeba for CelebA); auto: celeba for a celeba config, none for 1-channel models",
+        help="PPL crop (official: face; celeba for CelebA); auto: celeba for a celeba config, "
+        "none for 1-channel models",
     )
     q.add_argument("--json", help="also write the results as JSON to this file")
 
@@ -331,7 +332,12 @@ def real_batches(model, data: str, num: int, batch_size: int):
 def _metrics(args) -> None:
     from .metrics import compute_metrics
 
+    from .metrics import METRICS
+
     names = [n.strip() for n in args.metrics.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ValueError(f"--metrics: unknown metric(s) {unknown or names}; choose from {', '.join(METRICS)}")
     model = _load(args)
     result = compute_metrics(
         model,
