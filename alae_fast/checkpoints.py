@@ -248,9 +248,9 @@ def _for_inference(model: ALAEBase, lod: int, config, source: str, device, impl:
     style mixing while sampling; record the level it runs at, its config and where it came from."""
     model.dlatent_avg_beta = None
     model.style_mixing_prob = None
-    model.trained_lod = lod  # type: ignore[assignment]
-    model.config = config  # type: ignore[assignment]
-    model.source = source  # type: ignore[assignment]
+    model.trained_lod = lod
+    model.config = config
+    model.source = source
     if impl != "ref":
         from .nn.optimize import optimize
 

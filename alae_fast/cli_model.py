@@ -306,6 +306,7 @@ def real_batches(model, data: str, num: int, batch_size: int):
     from .data import pad_to
 
     resolution, channels = 4 * 2 ** (model.layer_count - 1), model.channels
+    images: torch.Tensor | PreparedDataset | ImageFolderDataset
     if model.config.data.dataset == "mnist":
         images = pad_to(load_mnist("train", data, download=False)[0], 32).unsqueeze(1)
     elif is_prepared(data):
@@ -330,9 +331,8 @@ def real_batches(model, data: str, num: int, batch_size: int):
 
 
 def _metrics(args) -> None:
-    from .metrics import compute_metrics
-
     from .metrics import METRICS
+    from .metrics import compute_metrics
 
     names = [n.strip() for n in args.metrics.split(",") if n.strip()]
     unknown = [n for n in names if n not in METRICS]

@@ -57,7 +57,7 @@ STYLE_LEVELS = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}
 def model_lod(model: ALAEBase, lod: int | None = None) -> int:
     """``lod``, else the level the model was trained up to (``trained_lod``), else its last."""
     if lod is None:
-        lod = getattr(model, "trained_lod", model.layer_count - 1)
+        lod = model.trained_lod if model.trained_lod is not None else model.layer_count - 1
     if not 0 <= lod < model.layer_count:
         raise ValueError(f"lod must be in [0, {model.layer_count - 1}] for this model, got {lod}")
     return int(lod)
@@ -401,8 +401,7 @@ def read_images(
     if not files:
         raise ValueError("no input images given")
     resolution = 4 * 2 ** (model.layer_count - 1)
-    config = getattr(model, "config", None)
-    mnist_padding = config is not None and config.data.dataset == "mnist"
+    mnist_padding = model.config is not None and model.config.data.dataset == "mnist"
     it = files
     if progress and len(files) > 64:
         from tqdm import tqdm

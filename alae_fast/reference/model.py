@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+from typing import Any
 
 import torch
 from torch import nn
@@ -111,6 +112,14 @@ class ALAEBase(nn.Module):
     #: None: :meth:`generate` updates the running w average itself. A list: it appends the mean
     #: w of each batch instead, for the trainer to combine the micro-batches of one step.
     deferred_w_means: list[torch.Tensor] | None = None
+
+    # -- set by alae_fast.load on a model loaded for use ------------------------------------
+    #: The level of detail the model was trained up to (the inference functions run it there).
+    trained_lod: int | None = None
+    #: Its :class:`~alae_fast.train.config.Config` (for an official file: the inferred architecture).
+    config: Any = None
+    #: "alae_fast" or "official": the kind of file it came from.
+    source: str | None = None
 
     @torch.no_grad()
     def update_w_average(self, mean: torch.Tensor) -> None:
