@@ -111,7 +111,14 @@ def build_model(model_cfg, *, truncation: bool = True) -> ALAEBase:
         style_mixing_prob=model_cfg.style_mixing_prob,
     )
     if model_cfg.kind == "mlp":
-        return MLPALAE(layer_count=model_cfg.layer_count, **common)
+        return MLPALAE(
+            layer_count=model_cfg.layer_count,
+            images=model_cfg.mlp_images,
+            encoder_slopes=tuple(model_cfg.mlp_encoder_slopes),
+            generator_slopes=tuple(model_cfg.mlp_generator_slopes),
+            mapping_f=model_cfg.mapping_f,
+            **common,
+        )
     return StyleALAE(
         startf=model_cfg.startf,
         maxf=model_cfg.maxf,

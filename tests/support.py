@@ -308,11 +308,12 @@ def assert_reorder_close(actual, expected, budget: ReductionBudget, what: str = 
 
 
 def mlp_cfg(out_dir, *extra):
-    """The MNIST MLP ALAE on 512 images, latent 16, CPU, a log line every step."""
+    """The MNIST MLP ALAE (the master variant) on 512 images, latent 16, CPU, a log line every
+    step."""
     from alae_fast.train.config import load_config
 
     return load_config(
-        "mnist-mlp",
+        "mnist-mlp-master",
         [
             f"train.output_dir={out_dir}",
             "data.limit=512",

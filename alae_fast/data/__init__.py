@@ -8,7 +8,9 @@ from .mnist import MNIST_FILES
 from .mnist import MNISTDataError
 from .mnist import find_mnist_dir
 from .mnist import load_mnist
+from .mnist import load_mnist_split
 from .mnist import mnist_images
+from .mnist import same_writers_order
 from .prepared import PreparedDataset
 from .prepared import PrepareReport
 from .prepared import collate_uint8
@@ -20,6 +22,8 @@ from .transforms import uint8_to_float
 
 __all__ = [
     "load_mnist",
+    "load_mnist_split",
+    "same_writers_order",
     "mnist_images",
     "find_mnist_dir",
     "MNISTDataError",

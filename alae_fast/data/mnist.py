@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import http.client
 import os
+import random
 import struct
 import tempfile
 import urllib.request
@@ -39,7 +40,16 @@ from .transforms import downsample_to
 from .transforms import pad_to
 from .transforms import uint8_to_float
 
-__all__ = ["MNIST_FILES", "MNISTDataError", "find_mnist_dir", "load_mnist", "mnist_images"]
+__all__ = [
+    "MNIST_FILES",
+    "MNISTDataError",
+    "SAME_WRITERS_TRAIN",
+    "find_mnist_dir",
+    "load_mnist",
+    "load_mnist_split",
+    "mnist_images",
+    "same_writers_order",
+]
 
 #: Original file names -> published md5 of the gzip file.
 MNIST_FILES: dict[str, str] = {
@@ -352,3 +362,41 @@ def mnist_images(
         return uint8_to_float(images).unsqueeze(1), labels
     x = uint8_to_float(pad_to(images, 32)).unsqueeze(1)
     return downsample_to(x, resolution), labels
+
+
+#: Size of the training part of the same-writers split (the official ``mnist_ref`` split).
+SAME_WRITERS_TRAIN = 50000
+
+
+def same_writers_order() -> torch.Tensor:
+    """The official ``mnist_ref`` order of the 60000 training images: python's
+    ``random.seed(0); random.shuffle`` of their indices in file order (the global ``random``
+    state is left alone). The first :data:`SAME_WRITERS_TRAIN` are its training set, the other
+    10000 its test set."""
+    order = list(range(60000))
+    random.Random(0).shuffle(order)
+    return torch.tensor(order, dtype=torch.int64)
+
+
+def load_mnist_split(
+    split: str, part: str, data: str | os.PathLike | None = None, *, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One side of a train/test split of MNIST, as :func:`load_mnist` returns it (uint8
+    ``[N, 28, 28]``, int64 labels).
+
+    Args:
+        split: ``"different-writers"`` (the standard files: 60000 train, 10000 test) or
+            ``"same-writers"`` (the 60000 training images in :func:`same_writers_order`: the
+            first 50000 train, the last 10000 test).
+        part: ``"train"`` or ``"test"``.
+    """
+    if part not in _SPLITS:
+        raise ValueError(f"part must be one of {sorted(_SPLITS)}, got {part!r}")
+    if split == "different-writers":
+        return load_mnist(part, data, download=download)
+    if split != "same-writers":
+        raise ValueError(f"split must be 'different-writers' or 'same-writers', got {split!r}")
+    images, labels = load_mnist("train", data, download=download)
+    order = same_writers_order()
+    idx = order[:SAME_WRITERS_TRAIN] if part == "train" else order[SAME_WRITERS_TRAIN:]
+    return images[idx], labels[idx]

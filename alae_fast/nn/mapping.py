@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import cast
 
 import torch
-from torch.nn import functional as F
 
 from .. import ops
 from ..reference import networks as ref
@@ -28,6 +27,8 @@ class MappingF(ref.MappingF):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_size:
             raise ValueError(f"z must have shape [N, {self.latent_size}], got {list(z.shape)}")
+        if self.identity:
+            return z.unsqueeze(1).expand(-1, self.num_layers, -1)
         x = pixel_norm(z)
         for block in self.map_blocks:
             fc = cast(ref.Linear, block.fc)
@@ -53,17 +54,15 @@ class MappingDFC(ref.MappingDFC, MappingD):
 
 
 class EncoderFC(ref.EncoderFC):
-    """Fast :class:`alae_fast.reference.EncoderFC`: three ``linear_act`` layers."""
+    """Fast :class:`alae_fast.reference.EncoderFC`: three ``linear_act`` layers with its slopes."""
 
     impl: str | None = None
 
-    def forward(self, x: torch.Tensor, lod: int = 0, blend: float = 1.0) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"x must have shape [N, {self.channels}, H, W], got {list(x.shape)}")
-        x = F.interpolate(x, 28).flatten(1)
-        for fc in (self.fc_1, self.fc_2, self.fc_3):
-            x = ops.linear_act(x, fc.weight, fc.bias, alpha=LRELU_SLOPE, impl=self.impl)
-        return x
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a1, a2, a3 = self.slopes
+        x = ops.linear_act(self._flat_input(x), self.fc_1.weight, self.fc_1.bias, alpha=a1, impl=self.impl)
+        h = ops.linear_act(x, self.fc_2.weight, self.fc_2.bias, alpha=a2, impl=self.impl)
+        return ops.linear_act(h, self.fc_3.weight, self.fc_3.bias, alpha=a3, impl=self.impl), h
 
 
 class GeneratorFC(ref.GeneratorFC):
@@ -73,13 +72,8 @@ class GeneratorFC(ref.GeneratorFC):
     impl: str | None = None
 
     def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0, noise=True) -> torch.Tensor:
-        x = styles[:, 0] if styles.dim() == 3 else styles
-        if x.dim() != 2 or x.shape[1] != self.latent_size:
-            raise ValueError(
-                f"styles must have shape [N, L, {self.latent_size}] or "
-                f"[N, {self.latent_size}], got {list(styles.shape)}"
-            )
-        x = ops.linear_act(x, self.fc_1.weight, self.fc_1.bias, alpha=LRELU_SLOPE, impl=self.impl)
-        x = ops.linear_act(x, self.fc_2.weight, self.fc_2.bias, alpha=LRELU_SLOPE, impl=self.impl)
+        x = self._latent(styles)
+        x = ops.linear_act(x, self.fc_1.weight, self.fc_1.bias, alpha=self.slopes[0], impl=self.impl)
+        x = ops.linear_act(x, self.fc_2.weight, self.fc_2.bias, alpha=self.slopes[1], impl=self.impl)
         x = ops.linear_act(x, self.fc_3.weight, self.fc_3.bias, alpha=1.0, impl=self.impl)
-        return F.interpolate(x.view(x.shape[0], self.channels, 28, 28), 2 ** (2 + lod))
+        return self._image(x, lod)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from . import losses
+from .networks import MLP_ENCODER_SLOPES
+from .networks import MLP_GENERATOR_SLOPES
 from .networks import Encoder
 from .networks import EncoderFC
 from .networks import Generator
@@ -24,7 +26,10 @@ from .networks import MappingD
 from .networks import MappingDFC
 from .networks import MappingF
 
-__all__ = ["DLatent", "ALAEBase", "StyleALAE", "MLPALAE"]
+__all__ = ["DLatent", "ALAEBase", "StyleALAE", "MLPALAE", "MAPPING_F_KINDS"]
+
+#: F of the MLP model: "mlp" (pixel norm and ``mapping_layers`` layers) or "identity" (w = z).
+MAPPING_F_KINDS = ("mlp", "identity")
 
 
 def _upcast(t: torch.Tensor) -> torch.Tensor:
@@ -48,7 +53,8 @@ class ALAEBase(nn.Module):
 
     Subclasses pass the classes of D, G and E; the module tree and its order follow the
     official ``Model``: ``mapping_d``, ``mapping_f``, ``decoder``, ``encoder``, ``dlatent_avg``.
-    ``network_args`` go to both G and E, ``decoder_args`` to G only.
+    ``network_args`` go to both G and E, ``decoder_args`` to G only, ``encoder_args`` to E only.
+    ``mapping_f_identity``: F is the identity (w = z), see :class:`.networks.MappingF`.
     """
 
     def __init__(
@@ -67,6 +73,8 @@ class ALAEBase(nn.Module):
         truncation_cutoff,
         style_mixing_prob,
         decoder_args: dict | None = None,
+        encoder_args: dict | None = None,
+        mapping_f_identity: bool = False,
     ):
         super().__init__()
         self.latent_size = latent_size
@@ -86,15 +94,16 @@ class ALAEBase(nn.Module):
             latent_size=latent_size,
             dlatent_size=latent_size,
             mapping_fmaps=latent_size,
+            identity=mapping_f_identity,
         )
         self.decoder = decoder_cls(**net, **(decoder_args or {}))
-        self.encoder = encoder_cls(**net)
+        self.encoder = encoder_cls(**net, **(encoder_args or {}))
         self.dlatent_avg = DLatent(latent_size, self.mapping_f.num_layers)
 
     # -- helpers ----------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return next(self.mapping_f.parameters()).device
+        return next(self.parameters()).device
 
     @property
     def num_layers(self) -> int:
@@ -340,11 +349,17 @@ class StyleALAE(ALAEBase):
 
 
 class MLPALAE(ALAEBase):
-    """The MLP ALAE of the paper's MNIST experiment (official ``mnist_fc`` config): MLP E and G
-    (two hidden layers of 1024), F with ``mapping_layers`` layers, a 3-layer linear D.
+    """The MLP ALAE of the paper's MNIST experiment: MLP E and G (two hidden layers of 1024), F
+    with ``mapping_layers`` layers (or the identity), a 3-layer linear D.
 
-    Images are ``4 * 2**lod`` pixels square (32x32 at the default final lod 3); E resizes them to
-    28x28 and G produces 28x28 resized up, as the official code does.
+    The defaults are the official master ``mnist_fc`` model: images ``4 * 2**lod`` pixels
+    square (32x32 at the default final lod 3) in [-1, 1], which E resizes to 28x28 and G
+    produces at 28x28 resized up; leaky ReLU slope 0.2 everywhere; F has ``mapping_layers``
+    layers.
+
+    The options give the model of the official branch ``mnist_ref`` (the paper's numbers):
+    ``images="raw28"`` (28x28 in [0, 1], no resizing), ``encoder_slopes=(0.2, 0.2, 0.01)``,
+    ``generator_slopes=(0.01, 0.01)`` and ``mapping_f="identity"`` (w = z).
     """
 
     def __init__(
@@ -357,7 +372,13 @@ class MLPALAE(ALAEBase):
         truncation_psi: float | None = None,
         truncation_cutoff: int | None = None,
         style_mixing_prob: float | None = None,
+        images: str = "pad32",
+        encoder_slopes: tuple[float, ...] = MLP_ENCODER_SLOPES,
+        generator_slopes: tuple[float, ...] = MLP_GENERATOR_SLOPES,
+        mapping_f: str = "mlp",
     ):
+        if mapping_f not in MAPPING_F_KINDS:
+            raise ValueError(f"mapping_f must be one of {MAPPING_F_KINDS}, got {mapping_f!r}")
         super().__init__(
             MappingDFC,
             GeneratorFC,
@@ -366,12 +387,16 @@ class MLPALAE(ALAEBase):
             layer_count=layer_count,
             mapping_layers=mapping_layers,
             channels=channels,
-            network_args={},
+            network_args=dict(images=images),
             dlatent_avg_beta=dlatent_avg_beta,
             truncation_psi=truncation_psi,
             truncation_cutoff=truncation_cutoff,
             style_mixing_prob=style_mixing_prob,
+            decoder_args=dict(slopes=tuple(generator_slopes)),
+            encoder_args=dict(slopes=tuple(encoder_slopes)),
+            mapping_f_identity=mapping_f == "identity",
         )
+        self.images = images
 
     def discriminate(self, w: torch.Tensor) -> torch.Tensor:
         return self.mapping_d(w.reshape(w.shape[0], self.latent_size))

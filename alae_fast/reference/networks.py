@@ -47,6 +47,14 @@ DECODER_NORM_EPS = 1e-8  # the official DecodeBlock passes eps=1e-8
 #: Generator style injections: "adain" (official StyleALAE, the default) or "modconv"
 #: (StyleGAN2 weight modulation/demodulation; an alternative for training from scratch).
 STYLE_INJECTIONS = ("adain", "modconv")
+#: Image conventions of the MLP (MNIST) model. "pad32": the 28x28 digit zero-padded to 32x32,
+#: pixels in [-1, 1]; E nearest-resizes its input to 28x28 and G resizes its 28x28 output to
+#: ``4 * 2**lod`` (official master ``mnist_fc``). "raw28": 28x28 pixels in [0, 1] with no
+#: resizing on either side (official branch ``mnist_ref``, the paper's MNIST model).
+MLP_IMAGES = ("pad32", "raw28")
+#: Leaky ReLU slopes of the MLP model's E (after fc_1, fc_2, fc_3) and G (after fc_1, fc_2).
+MLP_ENCODER_SLOPES = (LRELU_SLOPE, LRELU_SLOPE, LRELU_SLOPE)
+MLP_GENERATOR_SLOPES = (LRELU_SLOPE, LRELU_SLOPE)
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -394,7 +402,9 @@ class MappingBlock(nn.Module):
 
 class MappingF(nn.Module):
     """F: z -> w. Pixel norm, then ``mapping_layers`` MappingBlocks (lrmul 0.1); the result is
-    broadcast to ``num_layers`` style slots.
+    broadcast to ``num_layers`` style slots. ``identity=True``: w = z, no pixel norm and no
+    layers (the MNIST model of the official branch ``mnist_ref``, whose ``MappingFromLatent``
+    builds its blocks but returns its input unchanged).
 
     ``forward(z [N, latent]) -> [N, num_layers, dlatent]``.
     """
@@ -406,16 +416,18 @@ class MappingF(nn.Module):
         latent_size: int = 256,
         dlatent_size: int = 256,
         mapping_fmaps: int = 256,
+        identity: bool = False,
     ):
         super().__init__()
         self.num_layers = num_layers
-        self.mapping_layers = mapping_layers
+        self.mapping_layers = 0 if identity else mapping_layers
         self.latent_size = latent_size
+        self.identity = identity
         self.map_blocks = nn.ModuleList()
         # The official code reads dlatent_size for the input width and latent_size for the
         # output width; both are equal in every ALAE config.
         inputs = dlatent_size
-        for i in range(mapping_layers):
+        for i in range(self.mapping_layers):
             outputs = latent_size if i == mapping_layers - 1 else mapping_fmaps
             self.map_blocks.append(MappingBlock(inputs, outputs, lrmul=0.1))
             inputs = outputs
@@ -423,6 +435,8 @@ class MappingF(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_size:
             raise ValueError(f"z must have shape [N, {self.latent_size}], got {list(z.shape)}")
+        if self.identity:
+            return z.unsqueeze(1).expand(-1, self.num_layers, -1)
         x = pixel_norm(z)
         for block in self.map_blocks:
             x = block(x)
@@ -479,17 +493,38 @@ class MappingDFC(MappingD):
         return self._run(w)[:, 0]
 
 
-class EncoderFC(nn.Module):
-    """MLP encoder E of the MNIST ALAE: nearest-resize to 28x28, then 784 -> 1024 -> 1024 ->
-    latent, each followed by leaky ReLU.
+def _check_mlp_options(images: str, slopes: tuple[float, ...], count: int, what: str) -> tuple[float, ...]:
+    if images not in MLP_IMAGES:
+        raise ValueError(f"images must be one of {MLP_IMAGES}, got {images!r}")
+    slopes = tuple(float(a) for a in slopes)
+    if len(slopes) != count or not all(0.0 <= a <= 1.0 for a in slopes):
+        raise ValueError(f"{what} must be {count} leaky ReLU slopes in [0, 1], got {slopes!r}")
+    return slopes
 
-    ``forward(x [N, channels, R, R], lod, blend) -> w [N, latent]`` (``lod``/``blend`` unused).
+
+class EncoderFC(nn.Module):
+    """MLP encoder E of the MNIST ALAE: 784 -> 1024 -> 1024 -> latent, each followed by a leaky
+    ReLU of slope ``slopes[i]``. With ``images="pad32"`` the input is nearest-resized to 28x28
+    first (official master); with ``"raw28"`` it must be 28x28 already (official ``mnist_ref``,
+    whose output activation has slope 0.01, PyTorch's default).
+
+    ``forward(x [N, channels, R, R], lod, blend) -> w [N, latent]`` (``lod``/``blend`` unused);
+    :meth:`features` also returns the hidden layer h [N, 1024] (after fc_2's activation).
     """
 
     def __init__(
-        self, startf: int = 32, maxf: int = 256, layer_count: int = 4, latent_size: int = 50, channels: int = 1
+        self,
+        startf: int = 32,
+        maxf: int = 256,
+        layer_count: int = 4,
+        latent_size: int = 50,
+        channels: int = 1,
+        images: str = "pad32",
+        slopes: tuple[float, ...] = MLP_ENCODER_SLOPES,
     ):
         super().__init__()
+        self.slopes = _check_mlp_options(images, slopes, 3, "EncoderFC slopes")
+        self.images = images
         self.layer_count = layer_count
         self.latent_size = latent_size
         self.channels = channels
@@ -497,26 +532,47 @@ class EncoderFC(nn.Module):
         self.fc_2 = Linear(1024, 1024)
         self.fc_3 = Linear(1024, latent_size)
 
-    def forward(self, x: torch.Tensor, lod: int = 0, blend: float = 1.0) -> torch.Tensor:
+    def _flat_input(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"x must have shape [N, {self.channels}, H, W], got {list(x.shape)}")
-        x = F.interpolate(x, 28).flatten(1)
-        x = _lrelu(self.fc_1(x))
-        x = _lrelu(self.fc_2(x))
-        return _lrelu(self.fc_3(x))
+        if self.images == "raw28":
+            if x.shape[2:] != (28, 28):
+                raise ValueError(f"x must be 28x28 images (images='raw28'), got {list(x.shape)}")
+            return x.flatten(1)
+        return F.interpolate(x, 28).flatten(1)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w [N, latent], h [N, 1024])``: the output and the hidden layer before fc_3."""
+        a1, a2, a3 = self.slopes
+        x = F.leaky_relu(self.fc_1(self._flat_input(x)), a1)
+        h = F.leaky_relu(self.fc_2(x), a2)
+        return F.leaky_relu(self.fc_3(h), a3), h
+
+    def forward(self, x: torch.Tensor, lod: int = 0, blend: float = 1.0) -> torch.Tensor:
+        return self.features(x)[0]
 
 
 class GeneratorFC(nn.Module):
-    """MLP generator G of the MNIST ALAE: latent -> 1024 -> 1024 -> 784 (leaky ReLU between),
-    reshaped to 28x28 and nearest-resized to ``4 * 2**lod``.
+    """MLP generator G of the MNIST ALAE: latent -> 1024 -> 1024 -> 784 (leaky ReLUs of slopes
+    ``slopes`` after the two hidden layers), reshaped to 28x28; with ``images="pad32"``
+    nearest-resized to ``4 * 2**lod``, with ``"raw28"`` returned as is.
 
     ``forward(styles [N, L, latent] or [N, latent], lod, blend, noise) -> [N, channels, R, R]``.
     """
 
     def __init__(
-        self, startf: int = 32, maxf: int = 256, layer_count: int = 4, latent_size: int = 50, channels: int = 1
+        self,
+        startf: int = 32,
+        maxf: int = 256,
+        layer_count: int = 4,
+        latent_size: int = 50,
+        channels: int = 1,
+        images: str = "pad32",
+        slopes: tuple[float, ...] = MLP_GENERATOR_SLOPES,
     ):
         super().__init__()
+        self.slopes = _check_mlp_options(images, slopes, 2, "GeneratorFC slopes")
+        self.images = images
         self.layer_count = layer_count
         self.latent_size = latent_size
         self.channels = channels
@@ -525,14 +581,21 @@ class GeneratorFC(nn.Module):
         self.fc_3 = Linear(1024, channels * 28 * 28)
         self.layer_to_resolution = [28] * 10
 
-    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0, noise=True) -> torch.Tensor:
+    def _latent(self, styles: torch.Tensor) -> torch.Tensor:
         x = styles[:, 0] if styles.dim() == 3 else styles  # one w for the whole image
         if x.dim() != 2 or x.shape[1] != self.latent_size:
             raise ValueError(
                 f"styles must have shape [N, L, {self.latent_size}] or "
                 f"[N, {self.latent_size}], got {list(styles.shape)}"
             )
-        x = _lrelu(self.fc_1(x))
-        x = _lrelu(self.fc_2(x))
-        x = self.fc_3(x).view(x.shape[0], self.channels, 28, 28)
-        return F.interpolate(x, 2 ** (2 + lod))
+        return x
+
+    def _image(self, x: torch.Tensor, lod: int) -> torch.Tensor:
+        x = x.view(x.shape[0], self.channels, 28, 28)
+        return x if self.images == "raw28" else F.interpolate(x, 2 ** (2 + lod))
+
+    def forward(self, styles: torch.Tensor, lod: int, blend: float = 1.0, noise=True) -> torch.Tensor:
+        x = self._latent(styles)
+        x = F.leaky_relu(self.fc_1(x), self.slopes[0])
+        x = F.leaky_relu(self.fc_2(x), self.slopes[1])
+        return self._image(self.fc_3(x), lod)

@@ -28,6 +28,10 @@ from typing import Any
 
 import yaml
 
+from ..reference.model import MAPPING_F_KINDS
+from ..reference.networks import MLP_ENCODER_SLOPES
+from ..reference.networks import MLP_GENERATOR_SLOPES
+from ..reference.networks import MLP_IMAGES
 from ..reference.networks import STYLE_INJECTIONS
 
 __all__ = [
@@ -51,6 +55,9 @@ MODEL_KINDS = ("mlp", "style")
 DATASETS = ("mnist", "image_folder")
 IMPLS = ("ref", "fast", "triton", "cuda", "cpu")
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: MNIST splits: the standard 60000/10000 train/test files ("different-writers"), or the
+#: official mnist_ref split of the 60000 training images (same writers on both sides).
+SPLITS = ("different-writers", "same-writers")
 
 _CONFIG_PACKAGE = "alae_fast.configs"
 
@@ -76,6 +83,15 @@ class ModelConfig:
     ``"adain"`` (the official generator, the default) or ``"modconv"``
     (StyleGAN2 weight modulation/demodulation, for training from scratch);
     the MLP model has no styles and takes only ``"adain"``.
+
+    Options of the MLP model only (the defaults are the official master ``mnist_fc``
+    model; the paper's MNIST model of the official branch ``mnist_ref`` sets them all):
+    ``mlp_images`` is the image convention, ``"pad32"`` (28x28 digits zero-padded to 32x32 in
+    [-1, 1], resized to 28x28 by E) or ``"raw28"`` (28x28 in [0, 1], not resized; needs
+    ``data.resolution`` 28 and ``train.epochs_per_lod`` 0); ``mlp_encoder_slopes`` and
+    ``mlp_generator_slopes`` are the leaky ReLU slopes after E's three and G's two hidden
+    layers; ``mapping_f`` is ``"mlp"`` (pixel norm and ``mapping_layers`` layers) or
+    ``"identity"`` (w = z; ``mapping_layers`` is then unused).
     """
 
     kind: str = "style"
@@ -90,6 +106,10 @@ class ModelConfig:
     truncation_cutoff: int | None = 8
     style_mixing_prob: float | None = 0.9
     style_injection: str = "adain"
+    mlp_images: str = "pad32"
+    mlp_encoder_slopes: list[float] = field(default_factory=lambda: list(MLP_ENCODER_SLOPES))
+    mlp_generator_slopes: list[float] = field(default_factory=lambda: list(MLP_GENERATOR_SLOPES))
+    mapping_f: str = "mlp"
 
 
 @dataclass
@@ -101,6 +121,10 @@ class DataConfig:
     only the first N training images, for short runs. ``num_workers`` loader processes read
     each training process's images. ``mirror`` flips each training image left-right with
     probability 1/2 (the official ``DATASET.FLIP_IMAGES``, on in its image configs).
+    ``split`` (MNIST only): ``"different-writers"`` trains on the 60000 images of the standard
+    training file; ``"same-writers"`` on the first 50000 of them after python's
+    ``random.seed(0); random.shuffle`` of the 60000 in file order, the official ``mnist_ref``
+    split (the last 10000 are its test set).
     """
 
     dataset: str = "mnist"
@@ -109,6 +133,7 @@ class DataConfig:
     limit: int | None = None
     num_workers: int = 0
     mirror: bool = False
+    split: str = "different-writers"
 
 
 @dataclass
@@ -336,6 +361,40 @@ def _require(cond: bool, key: str, msg: str, value: Any) -> None:
         raise ConfigError(f"{key}: {msg}, got {value!r}")
 
 
+def _check_mlp_options(cfg: Config) -> None:
+    """The options of the MLP model: valid values, and today's defaults for a StyleALAE."""
+    m = cfg.model
+    _require(m.mlp_images in MLP_IMAGES, "model.mlp_images", f"must be one of {list(MLP_IMAGES)}", m.mlp_images)
+    _require(m.mapping_f in MAPPING_F_KINDS, "model.mapping_f", f"must be one of {list(MAPPING_F_KINDS)}", m.mapping_f)
+    for key, count in (("mlp_encoder_slopes", 3), ("mlp_generator_slopes", 2)):
+        slopes = getattr(m, key)
+        _require(len(slopes) == count, f"model.{key}", f"must have exactly {count} entries", slopes)
+        for i, a in enumerate(slopes):
+            _require(0.0 <= a <= 1.0, f"model.{key}[{i}]", "must be a leaky ReLU slope in [0, 1]", a)
+    if m.kind != "mlp":
+        defaults = ModelConfig()
+        for key in ("mlp_images", "mlp_encoder_slopes", "mlp_generator_slopes", "mapping_f"):
+            _require(
+                getattr(m, key) == getattr(defaults, key),
+                f"model.{key}",
+                f"is an option of model.kind 'mlp' only; leave it at {getattr(defaults, key)!r} for '{m.kind}'",
+                getattr(m, key),
+            )
+    if m.mlp_images == "raw28":
+        _require(
+            cfg.data.dataset == "mnist",
+            "model.mlp_images",
+            "'raw28' needs data.dataset mnist (28x28 images)",
+            m.mlp_images,
+        )
+        _require(
+            cfg.train.epochs_per_lod == 0,
+            "train.epochs_per_lod",
+            "must be 0 with model.mlp_images 'raw28' (28x28 images have no lower levels of detail)",
+            cfg.train.epochs_per_lod,
+        )
+
+
 def _check_values(cfg: Config) -> None:
     """Range and choice checks that the type system cannot express."""
     m, d, t = cfg.model, cfg.data, cfg.train
@@ -375,14 +434,24 @@ def _check_values(cfg: Config) -> None:
             m.style_injection,
         )
 
+    _check_mlp_options(cfg)
+
     _require(d.dataset in DATASETS, "data.dataset", f"must be one of {list(DATASETS)}", d.dataset)
-    # The generator doubles resolution per lod starting at 4x4.
-    _require(
-        d.resolution >= 4 and d.resolution & (d.resolution - 1) == 0,
-        "data.resolution",
-        "must be a power of two >= 4",
-        d.resolution,
-    )
+    _require(d.split in SPLITS, "data.split", f"must be one of {list(SPLITS)}", d.split)
+    if d.split != SPLITS[0]:
+        _require(
+            d.dataset == "mnist", "data.split", "must be 'different-writers' unless data.dataset is mnist", d.split
+        )
+    if m.mlp_images == "raw28":
+        _require(d.resolution == 28, "data.resolution", "must be 28 with model.mlp_images 'raw28'", d.resolution)
+    else:
+        # The generator doubles resolution per lod starting at 4x4.
+        _require(
+            d.resolution >= 4 and d.resolution & (d.resolution - 1) == 0,
+            "data.resolution",
+            "must be a power of two >= 4",
+            d.resolution,
+        )
     if d.limit is not None:
         _require(d.limit > 0, "data.limit", "must be positive or null", d.limit)
     _require(d.num_workers >= 0, "data.num_workers", "must be >= 0", d.num_workers)

@@ -54,7 +54,7 @@ from ..data import PreparedDataset
 from ..data import collate_uint8
 from ..data import is_prepared
 from ..data import uint8_to_float
-from ..data.mnist import load_mnist
+from ..data.mnist import load_mnist_split
 from ..data.transforms import pad_to
 from ..models import FAST_STYLE_INJECTIONS
 from ..nn import optimize
@@ -130,12 +130,17 @@ class _Images:
 
     def __init__(self, cfg: Config, data_override: str | None):
         d, m = cfg.data, cfg.model
-        final = 4 * 2 ** (m.layer_count - 1)
+        raw28 = m.kind == "mlp" and m.mlp_images == "raw28"
+        #: Pixels in [0, 1] at 28x28 (the mnist_ref convention) instead of [-1, 1].
+        self.unit_range = raw28
+        final = 28 if raw28 else 4 * 2 ** (m.layer_count - 1)
         if d.resolution != final:
             raise ConfigError(
                 f"data.resolution ({d.resolution}) must equal the model's final "
                 f"resolution 4 * 2**(layer_count - 1) = {final} "
                 f"(model.layer_count = {m.layer_count})"
+                if not raw28
+                else f"data.resolution ({d.resolution}) must be 28 with model.mlp_images 'raw28'"
             )
         path = data_override or d.path
         # The items: one uint8 tensor [N, C, R, R] (MNIST) or a dataset read from disk.
@@ -148,10 +153,13 @@ class _Images:
                 raise ConfigError(
                     f"MNIST images are 32x32 (28x28 padded by 2) at most; data.resolution is {d.resolution}"
                 )
-            train, _ = load_mnist("train", path)
-            self.images = pad_to(train, 32).unsqueeze(1)  # uint8 [N, 1, 32, 32]
-            test, _ = load_mnist("test", path)
-            self.fixed = pad_to(test, 32).unsqueeze(1)
+            # data.split: the training side; the grids' fixed reals come from its test side.
+            train, _ = load_mnist_split(d.split, "train", path)
+            test, _ = load_mnist_split(d.split, "test", path)
+            if raw28:  # uint8 [N, 1, 28, 28]
+                self.images, self.fixed = train.unsqueeze(1), test.unsqueeze(1)
+            else:  # uint8 [N, 1, 32, 32]
+                self.images, self.fixed = pad_to(train, 32).unsqueeze(1), pad_to(test, 32).unsqueeze(1)
         else:
             if path is None:
                 raise ConfigError(
@@ -365,7 +373,7 @@ class Trainer:
         # (or disturb) the training RNG stream.
         g = torch.Generator().manual_seed(t.seed + 3456)
         self.sample_z = torch.randn(t.grid_size, cfg.model.latent_size, generator=g).to(self.device)
-        self.sample_x = uint8_to_float(self.data.fixed_batch(t.grid_size)).to(self.device)
+        self.sample_x = self._pixels(self.data.fixed_batch(t.grid_size)).to(self.device)
 
         self.step = 0
         self.epoch = 0
@@ -615,15 +623,19 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):  # grids must not shift the training RNG
             styles = ema.mapping_f(self.sample_z)
             samples = ema.decoder(styles, lod, blend, True)
-            reals = _at_lod(self.sample_x, lod, blend, in_transition)
+            reals = self._reals(self.sample_x, lod, blend, in_transition)
             recs = ema.reconstruct(reals, lod, blend)
         n = len(reals)
         ncol = next(c for c in range(1, n + 1) if n % c == 0 and c * c >= n)  # whole rows
         pairs = []
         for r in range(0, len(reals), ncol):
             pairs += [reals[r : r + ncol], recs[r : r + ncol]]
-        samples_png = save_grid(samples.float().cpu(), self.out / f"samples_{tag}.png")
-        recs_png = save_grid(torch.cat(pairs).float().cpu(), self.out / f"reconstructions_{tag}.png", nrow=ncol)
+        # save_grid takes [-1, 1]; the raw28 convention is [0, 1].
+        samples, recs = samples.float().cpu(), torch.cat(pairs).float().cpu()
+        if self.data.unit_range:
+            samples, recs = samples * 2 - 1, recs * 2 - 1
+        samples_png = save_grid(samples, self.out / f"samples_{tag}.png")
+        recs_png = save_grid(recs, self.out / f"reconstructions_{tag}.png", nrow=ncol)
         return samples_png, recs_png
 
     # -- the loop --------------------------------------------------------------------------
@@ -723,7 +735,7 @@ class Trainer:
                 images = self.batch_in_epoch * plan.batch_size
                 blend = self.schedule.blend(self.epoch, images)
                 micro = [
-                    _at_lod(self._to_device(b, j), plan.lod, blend, plan.in_transition)
+                    self._reals(self._to_device(b, j), plan.lod, blend, plan.in_transition)
                     for j, b in zip(mine, step_batches)
                 ]
                 losses = self.train_step(micro, plan.lod, blend)
@@ -777,6 +789,15 @@ class Trainer:
                 )
         return last
 
+    def _pixels(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 images as the model's input: ``x / 255`` in [0, 1] for the raw28 convention
+        (official mnist_ref), else ``x / 127.5 - 1`` in [-1, 1]."""
+        return batch.to(torch.float32) / 255.0 if self.data.unit_range else uint8_to_float(batch)
+
+    def _reals(self, x: torch.Tensor, lod: int, blend: float, in_transition: bool) -> torch.Tensor:
+        """Real images for ``lod`` (:func:`_at_lod`); raw28 images are used as they are."""
+        return x if self.data.unit_range else _at_lod(x, lod, blend, in_transition)
+
     def _to_device(self, batch: torch.Tensor, index: int) -> torch.Tensor:
         """Global micro-batch ``index`` of this step as float images on the device; with
         ``data.mirror`` each image is flipped left-right when its seeded coin says so (a
@@ -785,7 +806,7 @@ class Trainer:
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         else:
             batch = batch.to(self.device)
-        x = uint8_to_float(batch)
+        x = self._pixels(batch)
         if self.cfg.data.mirror:
             g = torch.Generator().manual_seed(micro_batch_seed(self.cfg.train.seed, self.step, index, MIRROR_PHASE))
             flip = torch.rand(len(x), generator=g) < 0.5
