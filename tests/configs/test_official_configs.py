@@ -85,7 +85,8 @@ def test_configs_lists_every_builtin_with_its_resolution(capsys):
     by_name = {line.split()[0]: line for line in lines}
     assert set(by_name) >= {"ffhq", "celeba-hq256", "bedroom", "celeba", "mnist-mlp", "mnist-style", "smoke-rgb32"}
     assert "1024x1024 RGB" in by_name["ffhq"] and "FFHQ" in by_name["ffhq"]
-    assert "128x128 RGB" in by_name["celeba"] and "32x32 grayscale" in by_name["mnist-mlp"]
+    assert "128x128 RGB" in by_name["celeba"] and "32x32 grayscale" in by_name["mnist-mlp-master"]
+    assert "28x28 grayscale" in by_name["mnist-mlp"]
 
 
 def test_configs_name_applies_overrides_and_rejects_unknown(capsys):

@@ -32,7 +32,16 @@ MNIST_MODEL_COMMON = dict(
 
 
 def test_builtin_names():
-    assert builtin_configs() == ["bedroom", "celeba", "celeba-hq256", "ffhq", "mnist-mlp", "mnist-style", "smoke-rgb32"]
+    assert builtin_configs() == [
+        "bedroom",
+        "celeba",
+        "celeba-hq256",
+        "ffhq",
+        "mnist-mlp",
+        "mnist-mlp-master",
+        "mnist-style",
+        "smoke-rgb32",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -55,9 +64,9 @@ def test_batch_tables_round_trip_through_yaml(tmp_path):
     assert cfg.train.lod_batch_sizes == {1: [8, 4], 4: [16]}
 
 
-def test_mnist_mlp_values():
-    cfg = load_config("mnist-mlp")
-    assert cfg.name == "mnist-mlp"
+def test_mnist_mlp_master_values():
+    cfg = load_config("mnist-mlp-master")
+    assert cfg.name == "mnist-mlp-master"
     assert cfg.model == ModelConfig(
         kind="mlp", latent_size=50, mapping_layers=6, style_mixing_prob=None, **MNIST_MODEL_COMMON
     )
@@ -66,7 +75,7 @@ def test_mnist_mlp_values():
     assert (t.epochs, t.epochs_per_lod) == (600, 0)
     assert t.lod_batch_sizes == [128, 128, 128, 128]
     assert t.learning_rates == [0.003, 0.003, 0.002, 0.002]
-    assert t.output_dir == "runs/mnist-mlp"
+    assert t.output_dir == "runs/mnist-mlp-master"
     assert (t.sample_every, t.checkpoint_every) == (500, 1000)
     # Unspecified keys keep the dataclass defaults.
     assert t.adam_betas == [0.0, 0.99] and t.impl == "fast" and t.max_steps is None
