@@ -9,7 +9,6 @@ the old one, so a crash while saving never leaves a truncated or missing checkpo
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from .reference.model import MLPALAE
 from .reference.model import ALAEBase
 from .reference.model import StyleALAE
+from .utils.files import atomic_write
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -51,17 +51,8 @@ class CheckpointError(RuntimeError):
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, fsync=True) as f:
+        torch.save(obj, f)
     return path
 
 

@@ -50,11 +50,43 @@ def main() -> None:
     command("generate", ckpt, "--count", 32, "--seed", 0, "--out", out / "generate.png")
     command("reconstruct", ckpt, *digits, "--out", out / "reconstruct.png")
     command("interpolate", ckpt, "--seeds", 1, 7, "--steps", 8, "--out", out / "interpolate_seeds.png")
-    command("interpolate", ckpt, "--images", digits[0], digits[1], "--steps", 8, "--out", out / "interpolate_images.png")
-    command("style-mix", ckpt, "--row-seeds", 1, 2, 3, 4, 5, 6, "--col-seeds", 11, 12, 13, 14, 15, "--out", out / "style_mix.png")
+    command(
+        "interpolate", ckpt, "--images", digits[0], digits[1], "--steps", 8, "--out", out / "interpolate_images.png"
+    )
+    command(
+        "style-mix",
+        ckpt,
+        "--row-seeds",
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        "--col-seeds",
+        11,
+        12,
+        13,
+        14,
+        15,
+        "--out",
+        out / "style_mix.png",
+    )
     command("directions", ckpt, "--pca", 8, "--samples", 10000, "--out", out / "dirs.npy")
     std = json.loads((out / "dirs.json").read_text())["std"]
-    command("edit", ckpt, *digits[:4], "--direction", out / "dirs.npy", "--index", 0, "--strength", *[s * std[0] for s in (-2, -1, 0, 1, 2)], "--out", out / "edit.png")
+    command(
+        "edit",
+        ckpt,
+        *digits[:4],
+        "--direction",
+        out / "dirs.npy",
+        "--index",
+        0,
+        "--strength",
+        *[s * std[0] for s in (-2, -1, 0, 1, 2)],
+        "--out",
+        out / "edit.png",
+    )
     command("encode", ckpt, codes_dir, "--out", out / "codes.npy")
 
     import matplotlib

@@ -266,3 +266,30 @@ def test_an_official_file_without_ema_copies_says_how_to_load_it(tmp_path):
     with pytest.raises(alae_fast.checkpoints.CheckpointError, match=r"generator_s.*try --weights model \(ema=False\)"):
         alae_fast.load(path, device="cpu")
     alae_fast.load(path, ema=False, device="cpu")
+
+
+def test_an_official_mlp_file_loads_exactly_and_generates(tmp_path, capsys):
+    from alae_fast.reference.model import MLPALAE
+
+    torch.manual_seed(3)
+    model = MLPALAE(latent_size=12, mapping_layers=3, channels=1, layer_count=4)
+    state = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
+    path = official_file(tmp_path / "mnist_fc.pth", state, with_ema=True)
+    models = torch.load(path, weights_only=False)["models"]
+    loaded = alae_fast.load(path, device="cpu")
+    assert isinstance(loaded, MLPALAE) and loaded.latent_size == 12 and loaded.config.model.kind == "mlp"
+    same_modules(loaded, models, ema=True)
+    code, _, err = run(["generate", path, "--count", 2, "--out", tmp_path / "g.png"], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "g.png").size == grid_size(2, 2)
+
+
+def test_a_file_holding_only_the_ema_modules_converts_with_them_in_both_slots(official, tmp_path, capsys):
+    path, models = official
+    only_ema = {k: v for k, v in models.items() if k.endswith("_s") or k == "dlatent_avg"}
+    torch.save({"models": only_ema}, tmp_path / "released.pth")
+    code, _, err = run(["convert-official", tmp_path / "released.pth", tmp_path / "ours.pt"], capsys)
+    assert code == 0, err
+    same_modules(alae_fast.load(tmp_path / "ours.pt", ema=False, device="cpu"), models, ema=True)
+    ckpt = torch.load(tmp_path / "ours.pt", weights_only=False)
+    assert ckpt["converted_from"]["ema"] and not ckpt["converted_from"]["trained"]

@@ -28,7 +28,6 @@ import http.client
 import os
 import random
 import struct
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..utils.files import atomic_write
 from .transforms import downsample_to
 from .transforms import pad_to
 from .transforms import uint8_to_float
@@ -161,14 +161,8 @@ def _download(directory: Path, timeout: float = _DOWNLOAD_TIMEOUT_S) -> None:
             if actual != MNIST_FILES[name]:
                 errors.append(f"{url}: md5 {actual}, expected {MNIST_FILES[name]}")
                 continue
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(payload)
-                os.replace(tmp, directory / name)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_write(directory / name) as f:
+                f.write(payload)
             break
         else:
             raise MNISTDataError(f"could not download {name}: " + "; ".join(errors))

@@ -261,24 +261,7 @@ def generation_fid(
     progress: bool = False,
 ) -> float:
     """FID between ``num`` samples of ``model`` at ``lod`` and the first ``num`` real images."""
-    _check_counts(num, batch_size)
-    dev = _model_device(model, device)
-    real, _ = _real_statistics(
-        model,
-        lod,
-        real_batches,
-        num=num,
-        batch_size=batch_size,
-        features=features,
-        device=dev,
-        seed=seed,
-        progress=progress,
-        reconstruct=False,
-    )
-    fake = _generated_statistics(
-        model, lod, num=num, batch_size=batch_size, features=features, device=dev, seed=seed, progress=progress
-    )
-    return fake.frechet_distance(real)
+    return _one_fid("fid", model, lod, real_batches, num, batch_size, features, device, seed, progress)
 
 
 def reconstruction_fid(
@@ -294,22 +277,23 @@ def reconstruction_fid(
     progress: bool = False,
 ) -> float:
     """FID between the reconstructions of the first ``num`` real images and those images."""
-    _check_counts(num, batch_size)
-    dev = _model_device(model, device)
-    real, rec = _real_statistics(
+    return _one_fid("rec_fid", model, lod, real_batches, num, batch_size, features, device, seed, progress)
+
+
+def _one_fid(name, model, lod, real_batches, num, batch_size, features, device, seed, progress) -> float:
+    source = real_batches if callable(real_batches) else lambda: real_batches
+    return compute_metrics(
         model,
         lod,
-        real_batches,
+        [name],
+        real_batches=source,
         num=num,
         batch_size=batch_size,
-        features=features,
-        device=dev,
+        device=device,
         seed=seed,
         progress=progress,
-        reconstruct=True,
-    )
-    assert rec is not None
-    return rec.frechet_distance(real)
+        features=features,
+    )[name]
 
 
 # -- PPL -----------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import importlib.resources
 import math
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Iterable
@@ -33,6 +32,7 @@ from ..reference.networks import MLP_ENCODER_SLOPES
 from ..reference.networks import MLP_GENERATOR_SLOPES
 from ..reference.networks import MLP_IMAGES
 from ..reference.networks import STYLE_INJECTIONS
+from ..utils.files import atomic_write
 
 __all__ = [
     "Config",
@@ -547,17 +547,9 @@ def config_to_yaml(cfg: Config) -> str:
 def save_config(cfg: Config, path: str | os.PathLike[str]) -> Path:
     """Write ``cfg`` as YAML to ``path`` (atomically; parent dirs are created)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = config_to_yaml(cfg)
-    # Temp file + os.replace: a crash mid-write never leaves a truncated config.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as f:  # a crash mid-write never leaves a truncated config
+        f.write(text)
     return path
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from .files import atomic_write
 
 __all__ = ["LossLog", "RunningMeans"]
 
@@ -79,17 +80,11 @@ class LossLog:
         if header is None:
             return
         kept = [r for r in self.rows() if r["step"] <= step]
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
-                writer.writerow(header)
-                for r in kept:
-                    writer.writerow([str(r["step"])] + [repr(r[k]) for k in header[1:]])
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self.path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for r in kept:
+                writer.writerow([str(r["step"])] + [repr(r[k]) for k in header[1:]])
 
     def plot(self, png_path: str | os.PathLike[str]) -> Path:
         """Plot every loss against step, one subplot each, into a PNG (atomically)."""
@@ -116,14 +111,8 @@ class LossLog:
                 ax.grid(True, alpha=0.3)
             axes[-1].set_xlabel("step")
             fig.tight_layout()
-            fd, tmp = tempfile.mkstemp(dir=png_path.parent, prefix=f".{png_path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    fig.savefig(f, format="png", dpi=100)
-                os.replace(tmp, png_path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_write(png_path) as f:
+                fig.savefig(f, format="png", dpi=100)
         finally:
             plt.close(fig)  # pyplot keeps every figure alive until closed
         return png_path
