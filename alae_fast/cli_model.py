@@ -305,7 +305,7 @@ def real_batches(model, data: str, num: int, batch_size: int):
     from .data import load_mnist
     from .data import pad_to
 
-    resolution, channels = 4 * 2 ** (model.layer_count - 1), model.channels
+    resolution, channels = model.image_size(model.layer_count - 1), model.channels
     images: torch.Tensor | PreparedDataset | ImageFolderDataset
     if model.config.data.dataset == "mnist":
         images = pad_to(load_mnist("train", data, download=False)[0], 32).unsqueeze(1)

@@ -151,8 +151,9 @@ def decode(
     for i in _batches(w.shape[0], batch_size, progress, "decode"):
         chunk = w[i : i + batch_size].to(model.device, _dtype(model))
         styles = _truncated(model, chunk, truncation) if chunk.dim() == 2 else chunk
-        out.append(_out(model.decoder(styles, lod, 1.0, noise)))
-    return torch.cat(out) if out else torch.zeros(0, model.channels, 4 * 2**lod, 4 * 2**lod)
+        out.append(_out(model.pixels_from_model(model.decoder(styles, lod, 1.0, noise))))
+    side = model.image_size(lod)
+    return torch.cat(out) if out else torch.zeros(0, model.channels, side, side)
 
 
 def generate(
@@ -177,13 +178,13 @@ def to_model_input(model: ALAEBase, images: torch.Tensor, lod: int | None = None
     resolution of ``lod`` (box-filtered down, as in training)."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != model.channels:
         raise ValueError(f"images must be uint8 [N, {model.channels}, S, S], got {images.dtype} {list(images.shape)}")
-    return downsample_to(uint8_to_float(images), 4 * 2 ** model_lod(model, lod))
+    return downsample_to(uint8_to_float(images), model.image_size(model_lod(model, lod)))
 
 
 def _as_input(model: ALAEBase, images: torch.Tensor, lod: int) -> torch.Tensor:
     if images.dtype == torch.uint8:
         return to_model_input(model, images, lod)
-    side = 4 * 2**lod
+    side = model.image_size(lod)
     if images.dim() != 4 or tuple(images.shape[1:]) != (model.channels, side, side):
         raise ValueError(
             f"images must be float [N, {model.channels}, {side}, {side}] in [-1, 1] (or uint8 at the data "
@@ -201,7 +202,9 @@ def encode(
     lod = model_lod(model, lod)
     x = _as_input(model, images, lod)
     out = [
-        _out(model.encode_w(x[i : i + batch_size].to(model.device, _dtype(model)), lod, 1.0)[:, 0])
+        _out(
+            model.encode_w(model.pixels_to_model(x[i : i + batch_size].to(model.device, _dtype(model))), lod, 1.0)[:, 0]
+        )
         for i in _batches(x.shape[0], batch_size, progress, "encode")
     ]
     return torch.cat(out) if out else torch.zeros(0, model.latent_size)
@@ -400,8 +403,8 @@ def read_images(
             raise FileNotFoundError(f"input {path} does not exist")
     if not files:
         raise ValueError("no input images given")
-    resolution = 4 * 2 ** (model.layer_count - 1)
-    mnist_padding = model.config is not None and model.config.data.dataset == "mnist"
+    resolution = model.image_size(model.layer_count - 1)
+    mnist_padding = model.config is not None and model.config.data.dataset == "mnist" and resolution == 32
     it = files
     if progress and len(files) > 64:
         from tqdm import tqdm

@@ -293,3 +293,38 @@ def test_a_file_holding_only_the_ema_modules_converts_with_them_in_both_slots(of
     same_modules(alae_fast.load(tmp_path / "ours.pt", ema=False, device="cpu"), models, ema=True)
     ckpt = torch.load(tmp_path / "ours.pt", weights_only=False)
     assert ckpt["converted_from"]["ema"] and not ckpt["converted_from"]["trained"]
+
+
+def test_commands_on_the_paper_mnist_model_use_28_px_images_in_0_1(mnist_dir, mnist_pngs, tmp_path, capsys):
+    """The paper's MLP model (mnist-mlp: 28x28 digits, pixels in [0, 1]) reads the digits as they
+    are (no padding) and its outputs are shown like every other model's."""
+    from alae_fast.train.config import load_config
+    from alae_fast.train.trainer import Trainer
+
+    paths, _ = mnist_pngs
+    cfg = load_config(
+        "mnist-mlp",
+        [f"train.output_dir={tmp_path / 'run'}", "data.limit=256", "train.max_steps=2", "model.latent_size=8"]
+        + ["train.device=cpu", "train.grid_size=4", "train.sample_every=1000"],
+    )
+    Trainer(cfg, progress=False).run()
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    code, _, err = run(["reconstruct", ckpt, paths[0], "--out", tmp_path / "r.png"], capsys)
+    assert code == 0, err
+    picture = np.asarray(Image.open(tmp_path / "r.png"))
+    scale = 5  # ceil(128 / 28)
+    assert picture.shape[::-1] == grid_size(2, 2, side=28, scale=scale)
+    tile = picture[scale * 2 : scale * 30 : scale, scale * 2 : scale * 30 : scale]
+    # the original digit, unpadded, through [0, 1] and back: at most one grey level off
+    assert np.abs(tile.astype(int) - np.asarray(Image.open(paths[0])).astype(int)).max() <= 1
+    code, _, err = run(["encode", ckpt, paths[0], paths[1], "--out", tmp_path / "w.npy"], capsys)
+    assert code == 0, err
+    model = alae_fast.load(ckpt, device="cpu", impl="ref")
+    x = torch.stack([torch.from_numpy(np.array(Image.open(p))) for p in paths[:2]]).unsqueeze(1)
+    expected = model.encoder(x.float() / 255.0, 3, 1.0).reshape(2, -1)
+    torch.testing.assert_close(
+        torch.from_numpy(np.load(tmp_path / "w.npy")), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max())
+    )
+    code, _, err = run(["generate", ckpt, "--count", 4, "--out", tmp_path / "g.png"], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "g.png").size == grid_size(4, 2, side=28, scale=scale)

@@ -73,6 +73,18 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() + 1.0) * 127.0).clamp(0.0, 255.0).to(torch.uint8)
 
 
+def _public(model: Any, images: torch.Tensor) -> torch.Tensor:
+    """G's images in [-1, 1] (``model.pixels_from_model``; models without it make [-1, 1])."""
+    convert = getattr(model, "pixels_from_model", None)
+    return images if convert is None else convert(images)
+
+
+def _private(model: Any, images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] in the range E takes (``model.pixels_to_model``)."""
+    convert = getattr(model, "pixels_to_model", None)
+    return images if convert is None else convert(images)
+
+
 def _rgb(images: torch.Tensor) -> torch.Tensor:
     """Single-channel images repeated to three channels (the networks expect RGB)."""
     return images.repeat(1, 3, 1, 1) if images.shape[1] == 1 else images
@@ -217,7 +229,7 @@ def _real_statistics(
             x = x.to(device)
             real.update(features(_rgb(x)))
             if rec is not None:
-                fake = model.reconstruct(x.float() / 127.5 - 1.0, lod)
+                fake = _public(model, model.reconstruct(_private(model, x.float() / 127.5 - 1.0), lod))
                 rec.update(features(_rgb(to_uint8(fake))))
             bar.update(x.shape[0])
     return real, rec
@@ -242,7 +254,7 @@ def _generated_statistics(
         for start in range(0, num, batch_size):
             n = min(batch_size, num - start)
             z = torch.randn(n, model.latent_size, generator=generator).to(device)
-            images = model.generate(lod, 1.0, z=z, mixing=False, noise=True, no_truncation=True)
+            images = _public(model, model.generate(lod, 1.0, z=z, mixing=False, noise=True, no_truncation=True))
             stats.update(features(_rgb(to_uint8(images))))
             bar.update(n)
     return stats
@@ -339,7 +351,7 @@ def perceptual_path_distances(
             we0 = w0 + (w1 - w0) * t
             we1 = w0 + (w1 - w0) * (t + epsilon)
             styles = torch.cat([we0, we1]).unsqueeze(1).expand(-1, model.num_layers, -1)
-            images = model.decoder(styles, lod, 1.0, "batch_constant")
+            images = _public(model, model.decoder(styles, lod, 1.0, "batch_constant"))
             images = _rgb(downsample_to_256(crop_images(images, crop)))
             d = distance(images[:n], images[n:])
             out.append(d.detach().to("cpu", torch.float64).reshape(n).numpy() / epsilon**2)

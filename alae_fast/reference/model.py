@@ -113,6 +113,19 @@ class ALAEBase(nn.Module):
     def _layer_idx(self) -> torch.Tensor:
         return torch.arange(self.num_layers, device=self.device).view(1, -1, 1)
 
+    # -- pixel conventions: images outside the model are in [-1, 1] -------------------------
+    def image_size(self, lod: int) -> int:
+        """The side of the images G makes and E reads at ``lod``."""
+        return 4 * 2**lod
+
+    def pixels_to_model(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] to the range the networks take (the same here)."""
+        return x
+
+    def pixels_from_model(self, x: torch.Tensor) -> torch.Tensor:
+        """G's images to [-1, 1] (the same here)."""
+        return x
+
     def encode_w(self, x: torch.Tensor, lod: int, blend: float) -> torch.Tensor:
         """E(x) as w [N, 1, latent], whatever the encoder's native output shape."""
         return self.encoder(x, lod, blend).reshape(x.shape[0], 1, self.latent_size)
@@ -400,3 +413,13 @@ class MLPALAE(ALAEBase):
 
     def discriminate(self, w: torch.Tensor) -> torch.Tensor:
         return self.mapping_d(w.reshape(w.shape[0], self.latent_size))
+
+    # "raw28" networks take and make 28x28 images in [0, 1] at every lod.
+    def image_size(self, lod: int) -> int:
+        return 28 if self.images == "raw28" else super().image_size(lod)
+
+    def pixels_to_model(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + 1.0) * 0.5 if self.images == "raw28" else x
+
+    def pixels_from_model(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2.0 - 1.0 if self.images == "raw28" else x
