@@ -139,7 +139,9 @@ def add_model_commands(sub) -> None:
 
 
 def _scale(args, side: int) -> int:
-    return args.scale if args.scale is not None else max(1, math.ceil(128 / side))
+    from .utils.images import display_scale
+
+    return args.scale if args.scale is not None else display_scale(side)
 
 
 def _load(args):

@@ -60,6 +60,7 @@ from ..models import FAST_STYLE_INJECTIONS
 from ..nn import optimize
 from ..optim import LREQAdam as FusedLREQAdam
 from ..reference.optim import LREQAdam
+from ..utils.images import display_scale
 from ..utils.images import save_grid
 from ..utils.losslog import LossLog
 from .config import Config
@@ -630,12 +631,14 @@ class Trainer:
         pairs = []
         for r in range(0, len(reals), ncol):
             pairs += [reals[r : r + ncol], recs[r : r + ncol]]
-        # save_grid takes [-1, 1]; the raw28 convention is [0, 1].
-        samples, recs = samples.float().cpu(), torch.cat(pairs).float().cpu()
-        if self.data.unit_range:
-            samples, recs = samples * 2 - 1, recs * 2 - 1
-        samples_png = save_grid(samples, self.out / f"samples_{tag}.png")
-        recs_png = save_grid(recs, self.out / f"reconstructions_{tag}.png", nrow=ncol)
+        # save_grid takes [-1, 1]; the raw28 convention is [0, 1]. Small images are enlarged.
+        samples, recs = (
+            ema.pixels_from_model(samples.float().cpu()),
+            ema.pixels_from_model(torch.cat(pairs).float().cpu()),
+        )
+        scale = display_scale(samples.shape[-1])
+        samples_png = save_grid(samples, self.out / f"samples_{tag}.png", scale=scale)
+        recs_png = save_grid(recs, self.out / f"reconstructions_{tag}.png", nrow=ncol, scale=scale)
         return samples_png, recs_png
 
     # -- the loop --------------------------------------------------------------------------

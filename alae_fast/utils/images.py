@@ -12,7 +12,7 @@ from PIL import Image
 
 from .files import atomic_write
 
-__all__ = ["make_grid", "save_grid"]
+__all__ = ["make_grid", "save_grid", "display_scale"]
 
 
 def make_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
@@ -60,6 +60,12 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
         left = padding + col * (w + padding)
         grid[top : top + h, left : left + w] = tiles[i]
     return grid[:, :, 0] if c == 1 else grid
+
+
+def display_scale(side: int, min_tile: int = 128) -> int:
+    """The integer enlargement that shows ``side``-pixel images as tiles of at least ``min_tile``
+    pixels (1 for images that large already)."""
+    return max(1, math.ceil(min_tile / side))
 
 
 def save_grid(

@@ -42,7 +42,8 @@ def test_short_mlp_run_losses_move_and_stay_finite(tmp_path, mnist_dir):
         assert len(set(values)) > 1, key
     for name in ("samples_final.png", "reconstructions_final.png", "losses.png", "checkpoint.pt", "config.yaml"):
         assert (tmp_path / name).is_file(), name
-    assert Image.open(tmp_path / "samples_final.png").size == (3 * 34 + 2, 3 * 34 + 2)
+    # 32 px tiles, enlarged 4x to show them at 128 px
+    assert Image.open(tmp_path / "samples_final.png").size == (4 * (3 * 34 + 2), 4 * (3 * 34 + 2))
 
 
 def test_same_seed_same_losses_other_seed_differs(tmp_path, mnist_dir):
@@ -84,7 +85,7 @@ def test_style_run_goes_through_every_lod(tmp_path, mnist_dir):
     assert all(res == 4 * 2**lod for lod, _, res in blends)
     assert any(0 < b < 1 for _, b, _ in blends)  # fade-in happened
     assert all(b == 1 for lod, b, _ in blends if lod == 0)
-    assert Image.open(tmp_path / "samples_final.png").size == (2 * 34 + 2, 2 * 34 + 2)
+    assert Image.open(tmp_path / "samples_final.png").size == (4 * (2 * 34 + 2), 4 * (2 * 34 + 2))
     assert any("lod 3 (32x32)" in m for m in messages)
 
 
@@ -153,7 +154,7 @@ def test_image_folder_training(tmp_path):
     Trainer(cfg, progress=False, log=lambda m: None).run()
     assert len(read_losses(tmp_path / "out" / "losses.csv")) == 3
     img = Image.open(tmp_path / "out" / "reconstructions_final.png")
-    assert img.mode == "RGB" and img.size == (2 * 10 + 2, 4 * 10 + 2)
+    assert img.mode == "RGB" and img.size == (16 * (2 * 10 + 2), 16 * (4 * 10 + 2))  # 8 px tiles, 16x
 
 
 def _losses_and_log(cfg_fn, out, impl, *extra):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from alae_fast.utils.images import display_scale
 from alae_fast.utils.images import make_grid
 from alae_fast.utils.images import save_grid
 
@@ -105,3 +106,18 @@ def test_save_grid_rgb(tmp_path):
         assert im.mode == "RGB"
         assert im.size == (4 * 4 + 2, 6)
         assert im.getpixel((2, 2)) == (128, 128, 128)
+
+
+def test_save_grid_scale_makes_each_pixel_a_block(tmp_path):
+    images = torch.linspace(-1, 1, 2 * 3 * 5 * 5).reshape(2, 3, 5, 5)
+    save_grid(images, tmp_path / "one.png", nrow=2)
+    save_grid(images, tmp_path / "three.png", nrow=2, scale=3)
+    one = np.asarray(Image.open(tmp_path / "one.png"))
+    three = np.asarray(Image.open(tmp_path / "three.png"))
+    assert np.array_equal(three, np.kron(one, np.ones((3, 3, 1), dtype=np.uint8)))
+    with pytest.raises(ValueError, match="scale must be a positive int"):
+        save_grid(images, tmp_path / "x.png", scale=0)
+
+
+def test_display_scale_shows_tiles_of_at_least_128_pixels():
+    assert [display_scale(s) for s in (4, 28, 32, 100, 128, 1024)] == [32, 5, 4, 2, 1, 1]
