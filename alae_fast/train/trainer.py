@@ -716,9 +716,8 @@ class Trainer:
                     # A new level starts with fresh Adam statistics (official LODDriver).
                     self.opt_e.state.clear()
                     self.opt_g.state.clear()
-                self.log(
-                    f"epoch {self.epoch}: lod {plan.lod} ({4 * 2**plan.lod}x{4 * 2**plan.lod}), batch {plan.batch_size}"
-                )
+                side = self.model.image_size(plan.lod)
+                self.log(f"epoch {self.epoch}: lod {plan.lod} ({side}x{side}), batch {plan.batch_size}")
                 self.current_lod = plan.lod
             self._set_lr(plan.learning_rate)
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
