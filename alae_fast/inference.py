@@ -26,7 +26,6 @@ from .data.image_folder import IMAGE_EXTENSIONS
 from .data.image_folder import list_image_files
 from .data.image_folder import square_image
 from .data.transforms import downsample_to
-from .data.transforms import pad_to
 from .data.transforms import uint8_to_float
 from .reference.model import MLPALAE
 from .reference.model import ALAEBase
@@ -412,11 +411,3 @@ def read_images(
         it = tqdm(files, desc="read", unit="image")
     pixels = [_read_one(f, resolution, model.channels, mnist_padding) for f in it]
     return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous(), [str(f) for f in files]
-
-
-def mnist_test_inputs(count: int, data: str | None = None) -> torch.Tensor:
-    """The first ``count`` MNIST test digits as uint8 ``[count, 1, 32, 32]`` (padded as in training)."""
-    from .data import load_mnist
-
-    images, _ = load_mnist("test", data)
-    return pad_to(images[:count], 32).unsqueeze(1)
