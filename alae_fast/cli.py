@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the averaged (ema) or live (model) weights; default: ema for --protocol master, model for paper",
     )
     e.add_argument("--dump", help="--protocol paper: also write the features and labels to this .npz file")
+    e.add_argument(
+        "--splits",
+        choices=("both", "different", "same"),
+        default="both",
+        help="--protocol paper: the writer splits to evaluate (default both)",
+    )
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", help="also write the result as JSON to this file")
     e.add_argument(
@@ -225,12 +231,14 @@ def _eval(args) -> int:
     weights = args.weights or PROTOCOLS[args.protocol]
     common = dict(data=args.data, weights=weights, device=args.device, limit=args.limit)
     if args.protocol == "paper":
-        result = evaluate_mnist_paper(args.checkpoint, dump=args.dump, **common)
+        splits = ("different", "same") if args.splits == "both" else (args.splits,)
+        log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 - progress, off stdout's table
+        result = evaluate_mnist_paper(args.checkpoint, dump=args.dump, splits=splits, log=log, **common)
         print(f"MNIST, paper protocol (official mnist_ref eval), {weights} weights of {args.checkpoint}\n")
-        print(format_paper_table(result, paper_note(args.checkpoint)))
+        print(format_paper_table(result, paper_note(args.checkpoint, splits)))
     else:
-        if args.dump:
-            raise ValueError("--dump needs --protocol paper")
+        if args.dump or args.splits != "both":
+            raise ValueError("--dump and --splits need --protocol paper")
         result = evaluate_mnist(args.checkpoint, **common)
         print(format_table(result))
     if args.json:
