@@ -308,7 +308,16 @@ def test_eval_paper_protocol_end_to_end(paper_run, mnist_dir, tmp_path, capsys):
             assert result[s][f]["1nn"] == pytest.approx(acc)
 
 
-def test_eval_one_split_equals_that_column_of_both(paper_run, tmp_path, capsys):
+def _recompute_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recompute", ROOT / "scripts" / "mnist_paper_recompute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_one_split_equals_that_column_of_both(paper_run, mnist_dir, tmp_path, capsys):
     both, same = tmp_path / "both.json", tmp_path / "same.json"
     args = ["eval-mnist", str(paper_run), "--protocol", "paper", "--limit", "30"]
     assert main([*args, "--json", str(both)]) == 0
@@ -321,17 +330,16 @@ def test_eval_one_split_equals_that_column_of_both(paper_run, tmp_path, capsys):
         f"same writers, {f}, {c}" for f in ("w", "h") for c in ("1nn", "svm")
     )
     assert all(k.startswith("same_") for k in np.load(tmp_path / "same.npz").files)
+    recompute = _recompute_script()
+    assert recompute.main([str(tmp_path / "same.npz"), str(same), "--data", str(mnist_dir), "--tolerance", "1"]) == 0
+    assert capsys.readouterr().out.count("labels match") == 2
 
 
 def test_recompute_script_agrees_with_the_evaluation(paper_run, mnist_dir, tmp_path, capsys):
     """scripts/mnist_paper_recompute.py (numpy 1-NN, a Newton-CG primal SVM, the split from the IDX
     files by hand) against eval-mnist; on 40 images liblinear's dual solver converges, so the
     predictions, not only the rates, must be the same: the tolerance is below one image (2.5 points)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("recompute", ROOT / "scripts" / "mnist_paper_recompute.py")
-    recompute = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recompute)
+    recompute = _recompute_script()
     out_json, dump = tmp_path / "r.json", tmp_path / "f.npz"
     assert (
         main(
