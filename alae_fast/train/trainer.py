@@ -244,7 +244,7 @@ LAYER_OPS = ("bias_act", "blur", "encode_norm", "adain", "linear_act", "lreq_ada
 
 def describe_ops(impl: str, device: torch.device, kind: str = "style") -> str:
     """Which implementation each op of a training step runs, e.g.
-    ``d_adv_loss=ref, r1_penalty=cpu, ..., adain=cpu, linear_act=cpu, lreq_adam_step_=cpu``.
+    ``d_adv_loss=ref, r1_penalty=cpu, ..., adain=cpu, linear_act=ref, lreq_adam_step_=cpu``.
     The MLP model (``kind="mlp"``) runs only the loss ops, ``linear_act`` and the optimizer op.
     Raises :class:`ConfigError` when ``impl`` names an implementation that cannot run here."""
     names = LOSS_OPS + (LAYER_OPS if kind != "mlp" else ("linear_act", "lreq_adam_step_"))

@@ -201,10 +201,10 @@ def test_fast_impl_follows_the_measured_auto_order_and_unavailable_impl_is_a_con
 
     assert describe_ops("fast", torch.device("cpu")) == (
         "d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, bias_act=cpu, blur=cpu, "
-        "encode_norm=cpu, adain=cpu, linear_act=cpu, lreq_adam_step_=cpu"
+        "encode_norm=cpu, adain=cpu, linear_act=ref, lreq_adam_step_=cpu"
     )
     assert describe_ops("fast", torch.device("cpu"), "mlp") == (
-        "d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, linear_act=cpu, lreq_adam_step_=cpu"
+        "d_adv_loss=ref, r1_penalty=cpu, g_adv_loss=ref, latent_l2=cpu, linear_act=ref, lreq_adam_step_=cpu"
     )
     with pytest.raises(ConfigError, match=r"train.impl='cuda'.*unavailable"):
         describe_ops("cuda", torch.device("cpu"))
