@@ -379,6 +379,14 @@ def test_eval_weights_default_follows_the_protocol(paper_run, mnist_dir, capsys)
     assert "--dump and --splits need --protocol paper" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("splits", [(), ("other",), ("same", "writers")])
+def test_paper_protocol_bad_splits_are_named(paper_run, splits):
+    from alae_fast.evaluate import evaluate_mnist_paper
+
+    with pytest.raises(ValueError, match=r"splits must be a non-empty subset of \['different', 'same'\]"):
+        evaluate_mnist_paper(paper_run, limit=4, splits=splits)
+
+
 def test_paper_protocol_needs_the_mlp_model(style_run, mnist_dir):
     from alae_fast.evaluate import evaluate_mnist_paper
 
